@@ -1,0 +1,45 @@
+/**
+ * Response compression by Accept-Encoding: brotli preferred, then gzip, for bodies at or
+ * above a threshold. Hono's own compress middleware offers only gzip/deflate (it rides on
+ * CompressionStream, which has no brotli), so this uses node:zlib, which Bun implements
+ * too. API bodies are small JSON: one synchronous call at a low brotli quality is cheaper
+ * than a stream and its callbacks.
+ */
+import { brotliCompressSync, constants, gzipSync } from 'node:zlib';
+import type { MiddlewareHandler } from 'hono';
+
+const COMPRESSIBLE = /^(application\/(json|javascript|xml)|text\/|image\/svg)/i;
+
+function pickEncoding(accept: string | undefined): 'br' | 'gzip' | null {
+  if (!accept) return null;
+  const a = accept.toLowerCase();
+  if (/\bbr\b(?!;q=0(\.0*)?\b)/.test(a)) return 'br';
+  if (/\bgzip\b(?!;q=0(\.0*)?\b)/.test(a)) return 'gzip';
+  return null;
+}
+
+/** @param minBytes bodies smaller than this are sent as they are. */
+export function compress(minBytes: number): MiddlewareHandler {
+  return async (c, next) => {
+    await next();
+    const res = c.res;
+    if (!res.body || res.headers.has('content-encoding') || c.req.method === 'HEAD') return;
+    const type = res.headers.get('content-type') ?? '';
+    if (!COMPRESSIBLE.test(type)) return;
+    const encoding = pickEncoding(c.req.header('accept-encoding'));
+    res.headers.append('Vary', 'Accept-Encoding');
+    if (!encoding) return;
+    const body = new Uint8Array(await res.arrayBuffer());
+    if (body.byteLength < minBytes) {
+      c.res = new Response(body, res);
+      return;
+    }
+    const packed =
+      encoding === 'br'
+        ? brotliCompressSync(body, { params: { [constants.BROTLI_PARAM_QUALITY]: 4, [constants.BROTLI_PARAM_SIZE_HINT]: body.byteLength } })
+        : gzipSync(body, { level: 6 });
+    c.res = new Response(packed, res);
+    c.res.headers.set('Content-Encoding', encoding);
+    c.res.headers.delete('Content-Length');
+  };
+}

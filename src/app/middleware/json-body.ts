@@ -1,0 +1,32 @@
+/**
+ * Read a JSON request body and validate it with a zod schema: 415 for another content type,
+ * 400 `bad_json` for unparseable text, 400 `validation_failed` naming the first bad field
+ * (unknown fields included, since schemas are strict). The size limit is enforced before
+ * this runs (body-limit middleware), so `text()` never buffers more than the limit.
+ */
+import type { Context } from 'hono';
+import type { z } from 'zod';
+import { AppError } from '../errors.js';
+
+export async function readJson<S extends z.ZodType>(c: Context, schema: S): Promise<z.output<S>> {
+  const type = c.req.header('content-type') ?? '';
+  if (!/^application\/([\w.+-]+\+)?json\s*(;|$)/i.test(type)) {
+    throw new AppError('unsupported_media_type', 'expected Content-Type: application/json');
+  }
+  const text = await c.req.text();
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new AppError('bad_json', 'request body is not valid JSON', { cause: err });
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const path = [...issue.path];
+    if (issue.code === 'unrecognized_keys') path.push(issue.keys[0]!);
+    const field = path.join('.') || '(body)';
+    throw new AppError('validation_failed', `${field}: ${issue.message}`, { field });
+  }
+  return parsed.data;
+}

@@ -1,0 +1,43 @@
+/**
+ * Per-request bookkeeping: in-flight count (for drain), the metrics, and one debug log line
+ * with request id, route, status and duration. At info nothing is logged per request
+ * except server errors (logged by the error handler) and slow requests.
+ */
+import type { MiddlewareHandler } from 'hono';
+import { redactUrl } from '../../ops/logger.js';
+import type { AppEnv, Services } from '../context.js';
+
+const SLOW_MS = 1000;
+
+export function observe(s: Services): MiddlewareHandler<AppEnv> {
+  const debug = s.log.isLevelEnabled('debug');
+  return async (c, next) => {
+    const start = performance.now();
+    s.lifecycle.enter();
+    try {
+      await next();
+    } finally {
+      s.lifecycle.leave();
+      const ms = performance.now() - start;
+      const route = c.req.routePath || 'unmatched';
+      const method = c.req.method;
+      const status = c.res.status;
+      s.metrics.httpRequests.inc({ route, method, status });
+      s.metrics.httpDuration.observe({ route, method }, ms / 1000);
+      if (debug || ms > SLOW_MS) {
+        const url = new URL(c.req.url);
+        s.log[ms > SLOW_MS ? 'warn' : 'debug'](
+          {
+            reqId: c.get('requestId'),
+            method,
+            route,
+            path: redactUrl(url.pathname + url.search),
+            status,
+            ms: Math.round(ms * 100) / 100,
+          },
+          'request',
+        );
+      }
+    }
+  };
+}

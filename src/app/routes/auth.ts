@@ -1,0 +1,58 @@
+/** Signup and login. Both are rate limited per client address and per email. */
+import { Hono } from 'hono';
+import { z } from 'zod';
+import { hashPassword, verifyPassword } from '../auth/passwords.js';
+import { clientIp, type AppEnv, type Services } from '../context.js';
+import { AppError } from '../errors.js';
+import { readJson } from '../middleware/json-body.js';
+import { RateLimiter } from '../middleware/rate-limit.js';
+import { toPublicUser } from '../../store/users.js';
+
+const email = z.email().max(254).transform((e) => e.trim().toLowerCase());
+const password = z.string().min(8).max(256);
+
+export const SignupBody = z.strictObject({
+  email,
+  password,
+  displayName: z.string().trim().min(1).max(100).optional(),
+});
+export const LoginBody = z.strictObject({ email, password: z.string().min(1).max(256) });
+
+export function authRoutes(s: Services): { routes: Hono<AppEnv>; close(): void } {
+  const byIp = new RateLimiter(s.config.authRatePerMin, 60_000);
+  const byEmail = new RateLimiter(s.config.authRatePerMin, 60_000);
+  const app = new Hono<AppEnv>();
+
+  const limit = (ip: string, mail: string) => {
+    byIp.hit(ip);
+    byEmail.hit(mail);
+  };
+
+  app.post('/v1/auth/signup', async (c) => {
+    const ip = clientIp(s.config.trustProxy, c.env.ip, c.req.header('x-forwarded-for'));
+    const body = await readJson(c, SignupBody);
+    limit(ip, body.email);
+    const user = await s.users.create(body.email, await hashPassword(body.password), body.displayName ?? null);
+    if (!user) throw new AppError('email_taken', 'an account with this email exists');
+    return c.json({ token: await s.tokens.issue(user.id), user: toPublicUser(user) }, 201);
+  });
+
+  app.post('/v1/auth/login', async (c) => {
+    const ip = clientIp(s.config.trustProxy, c.env.ip, c.req.header('x-forwarded-for'));
+    const body = await readJson(c, LoginBody);
+    limit(ip, body.email);
+    const user = await s.users.byEmail(body.email);
+    if (!(await verifyPassword(body.password, user?.password_hash)) || !user) {
+      throw new AppError('invalid_credentials', 'wrong email or password');
+    }
+    return c.json({ token: await s.tokens.issue(user.id), user: toPublicUser(user) });
+  });
+
+  return {
+    routes: app,
+    close() {
+      byIp.close();
+      byEmail.close();
+    },
+  };
+}

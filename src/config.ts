@@ -1,0 +1,154 @@
+/**
+ * Every setting comes from the environment through one schema, is validated once at boot
+ * and then frozen. A bad value stops the process before it listens, with a message that
+ * names the variable and the form it accepts.
+ */
+import { z } from 'zod';
+
+const int = (name: string, min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, `${name} must be an integer`)
+    .transform(Number)
+    .refine((n) => n >= min && n <= max, `${name} must be between ${min} and ${max}`);
+
+const csv = z
+  .string()
+  .transform((s) => s.split(',').map((p) => p.trim()).filter(Boolean));
+
+const env = z.object({
+  PORT: int('PORT', 0, 65535).default(8080),
+  HOST: z.string().min(1).default('0.0.0.0'),
+  ENGINE: z.enum(['bun', 'node']).default('bun'),
+  WORKERS: int('WORKERS', 1, 256).default(1),
+  DATA_DIR: z.string().min(1).default('./data'),
+  DATABASE_URL: z
+    .string()
+    .regex(/^(postgres|postgresql):\/\//, 'DATABASE_URL must be a postgres:// URL')
+    .optional(),
+  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'REDIS_URL must be a redis:// URL').optional(),
+  JWT_SECRET: z.string().min(32, 'JWT_SECRET must be at least 32 characters').optional(),
+  JWT_TTL_S: int('JWT_TTL_S', 60, 31_536_000).default(86_400),
+  ADMIN_TOKEN: z.string().min(16, 'ADMIN_TOKEN must be at least 16 characters').optional(),
+  TRUST_PROXY: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
+  CORS_ORIGINS: csv.default([]),
+  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  SHUTDOWN_GRACE_MS: int('SHUTDOWN_GRACE_MS', 0, 600_000).default(10_000),
+  BODY_LIMIT_BYTES: int('BODY_LIMIT_BYTES', 1024, 64 * 1024 * 1024).default(1024 * 1024),
+  COMPRESS_MIN_BYTES: int('COMPRESS_MIN_BYTES', 0, 1 << 30).default(1024),
+  AUTH_RATE_PER_MIN: int('AUTH_RATE_PER_MIN', 1, 100_000).default(20),
+  MAX_CONNECTIONS: int('MAX_CONNECTIONS', 1, 10_000_000).optional(),
+  MAX_CONNECTIONS_PER_IP: int('MAX_CONNECTIONS_PER_IP', 1, 10_000_000).optional(),
+  PING_INTERVAL_MS: int('PING_INTERVAL_MS', 50, 3_600_000).default(30_000),
+  IDLE_TIMEOUT_MS: int('IDLE_TIMEOUT_MS', 100, 36_000_000).optional(),
+  MAX_MESSAGE_BYTES: int('MAX_MESSAGE_BYTES', 128, 16 * 1024 * 1024).default(16 * 1024),
+  MAX_BUFFERED_BYTES: int('MAX_BUFFERED_BYTES', 1024, 256 * 1024 * 1024).default(512 * 1024),
+  MAX_SUBSCRIPTIONS: int('MAX_SUBSCRIPTIONS', 1, 10_000).default(100),
+  WS_PUBLISH_PREFIXES: csv.default([]),
+  WS_PUBLISH_PER_S: int('WS_PUBLISH_PER_S', 1, 1_000_000).default(10),
+});
+
+export type Config = Readonly<{
+  port: number;
+  host: string;
+  engine: 'bun' | 'node';
+  workers: number;
+  dataDir: string;
+  databaseUrl: string | undefined;
+  redisUrl: string | undefined;
+  jwtSecret: string | undefined;
+  /** Token lifetime. @default 86400 s */
+  jwtTtlS: number;
+  adminToken: string | undefined;
+  /** Take the client address from X-Forwarded-For (behind nginx). @default false */
+  trustProxy: boolean;
+  corsOrigins: readonly string[];
+  logLevel: string;
+  /** Time in-flight work gets to finish after SIGTERM. @default 10000 ms */
+  shutdownGraceMs: number;
+  /** Largest request body. @default 1 MiB */
+  bodyLimitBytes: number;
+  /** Responses smaller than this go uncompressed. @default 1024 bytes */
+  compressMinBytes: number;
+  /** Login/signup attempts per client address and per email. @default 20 per minute */
+  authRatePerMin: number;
+  /** Upgrade ceiling of this process; derived from the open-file limit when unset. */
+  maxConnections: number | undefined;
+  maxConnectionsPerIp: number | undefined;
+  /** @default 30000 ms */
+  pingIntervalMs: number;
+  /** @default 2.5 x pingIntervalMs */
+  idleTimeoutMs: number;
+  /** Largest inbound WebSocket message. @default 16 KiB */
+  maxMessageBytes: number;
+  /** Outbound bytes queued per connection before it is dropped as a slow consumer. @default 512 KiB */
+  maxBufferedBytes: number;
+  /** Topics one connection may hold. @default 100 */
+  maxSubscriptions: number;
+  /** Topic prefixes clients may publish to. @default none */
+  wsPublishPrefixes: readonly string[];
+  /** Client publishes per second per connection (burst of twice that). @default 10 */
+  wsPublishPerS: number;
+}>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Parse and validate the environment; throws ConfigError naming every bad variable. */
+export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
+  const known = Object.keys(env.shape);
+  const raw: Record<string, string> = {};
+  for (const key of known) {
+    const value = source[key];
+    if (value !== undefined && value !== '') raw[key] = value;
+  }
+  const parsed = env.safeParse(raw);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => {
+      const name = String(i.path[0] ?? '');
+      return `  ${name}=${JSON.stringify(raw[name] ?? '')}: ${i.message}`;
+    });
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  const idle = e.IDLE_TIMEOUT_MS ?? Math.round(e.PING_INTERVAL_MS * 2.5);
+  if (idle <= e.PING_INTERVAL_MS) {
+    throw new ConfigError(
+      `invalid configuration:\n  IDLE_TIMEOUT_MS=${idle}: must be greater than PING_INTERVAL_MS (${e.PING_INTERVAL_MS})`,
+    );
+  }
+  if (e.WORKERS > 1 && !e.REDIS_URL) {
+    throw new ConfigError(
+      `invalid configuration:\n  WORKERS=${e.WORKERS}: several workers need REDIS_URL for the backplane`,
+    );
+  }
+  return Object.freeze({
+    port: e.PORT,
+    host: e.HOST,
+    engine: e.ENGINE,
+    workers: e.WORKERS,
+    dataDir: e.DATA_DIR,
+    databaseUrl: e.DATABASE_URL,
+    redisUrl: e.REDIS_URL,
+    jwtSecret: e.JWT_SECRET,
+    jwtTtlS: e.JWT_TTL_S,
+    adminToken: e.ADMIN_TOKEN,
+    trustProxy: e.TRUST_PROXY,
+    corsOrigins: Object.freeze(e.CORS_ORIGINS),
+    logLevel: e.LOG_LEVEL,
+    shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    bodyLimitBytes: e.BODY_LIMIT_BYTES,
+    compressMinBytes: e.COMPRESS_MIN_BYTES,
+    authRatePerMin: e.AUTH_RATE_PER_MIN,
+    maxConnections: e.MAX_CONNECTIONS,
+    maxConnectionsPerIp: e.MAX_CONNECTIONS_PER_IP,
+    pingIntervalMs: e.PING_INTERVAL_MS,
+    idleTimeoutMs: idle,
+    maxMessageBytes: e.MAX_MESSAGE_BYTES,
+    maxBufferedBytes: e.MAX_BUFFERED_BYTES,
+    maxSubscriptions: e.MAX_SUBSCRIPTIONS,
+    wsPublishPrefixes: Object.freeze(e.WS_PUBLISH_PREFIXES),
+    wsPublishPerS: e.WS_PUBLISH_PER_S,
+  });
+}

@@ -1,0 +1,121 @@
+/**
+ * The onebox CLI: `serve` (default), `migrate`, `bench`, `doctor`, `deploy`. This is the
+ * only module that listens, handles signals and exits.
+ */
+import { loadConfig, ConfigError, type Config } from './config.js';
+import { createApp } from './app/create-app.js';
+import { loadEngine } from './engine/index.js';
+import { createLogger, type Logger } from './ops/logger.js';
+import { openDb } from './store/db.js';
+import { migrateToLatest } from './store/migrations.js';
+import { CLOSE } from './realtime/protocol.js';
+
+const HELP: Record<string, string> = {
+  main: `usage: onebox <command> [--help]
+
+commands:
+  serve     start the server (what npm start runs)
+  migrate   bring the database schema to the newest version and exit
+
+Configuration comes from the environment; see README.md (PORT, ENGINE, DATA_DIR, ...).`,
+  serve: `usage: onebox serve
+
+Start the HTTP and WebSocket server on HOST:PORT with ENGINE (bun|node).
+SIGTERM or SIGINT drains: /readyz turns 503, WebSockets close with 1001, in-flight
+requests finish, and the process exits 0 within SHUTDOWN_GRACE_MS.`,
+  migrate: `usage: onebox migrate
+
+Apply pending migrations to the configured database (SQLite in DATA_DIR, or DATABASE_URL).`,
+};
+
+async function serve(config: Config, log: Logger): Promise<void> {
+  const engine = await loadEngine(config);
+  const app = await createApp(config, log);
+  const server = await engine(config, { fetch: app.fetch, gateway: app.gateway }, log);
+  app.lifecycle.ready();
+  log.info(
+    { port: server.port, engine: config.engine, ceiling: app.gateway.ceiling, runtime: process.versions.bun ? `bun ${process.versions.bun}` : `node ${process.version}` },
+    'listening',
+  );
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    const deadline = Date.now() + config.shutdownGraceMs;
+    // Whatever happens below, the process is gone by the grace deadline.
+    setTimeout(() => process.exit(0), config.shutdownGraceMs).unref();
+    log.info({ signal, inflight: app.lifecycle.inflight, connections: app.gateway.stats.open }, 'draining');
+    app.lifecycle.drain();
+    server.stopAccepting();
+    app.gateway.closeAll(CLOSE.goingAway, 'server shutting down');
+    const left = () => Math.max(0, deadline - Date.now() - 100);
+    await Promise.all([app.lifecycle.waitIdle(left()), app.gateway.waitEmpty(left())]);
+    app.gateway.terminateAll();
+    await server.close();
+    await app.close();
+    log.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+async function migrate(config: Config, log: Logger): Promise<void> {
+  const db = await openDb(config);
+  try {
+    const result = await migrateToLatest(db);
+    for (const r of result.results ?? []) log.info({ migration: r.migrationName, status: r.status }, 'migration');
+    log.info({ applied: result.results?.length ?? 0 }, 'schema is current');
+  } finally {
+    await db.destroy();
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command = 'serve', ...rest] = argv;
+  if (command === '--help' || command === '-h' || command === 'help') {
+    console.log(HELP.main);
+    return 0;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    console.log(HELP[command] ?? HELP.main);
+    return HELP[command] ? 0 : 2;
+  }
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`onebox: ${err.message}`);
+      return 2;
+    }
+    throw err;
+  }
+  const log = createLogger(config.logLevel);
+  switch (command) {
+    case 'serve':
+      if (config.workers > 1) {
+        console.error('onebox: WORKERS>1 is not available in this build yet; use WORKERS=1');
+        return 2;
+      }
+      await serve(config, log);
+      return -1;
+    case 'migrate':
+      await migrate(config, log);
+      return 0;
+    default:
+      console.error(`onebox: unknown command "${command}"\n\n${HELP.main}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exit(code);
+  },
+  (err: unknown) => {
+    console.error(`onebox: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,35 @@
+/**
+ * The per-connection object: the product's heart, so it is one small plain object with a
+ * fixed shape (all fields set in the constructor), no closures and no timers. The engine's
+ * socket points at it (`ws.data` on Bun, a symbol property on Node's `ws`), it points back at
+ * the socket, and the heartbeat links it into its idle list through `prev`/`next`.
+ */
+export class Conn {
+  /** Topics held; null until the first subscription, since most connections hold one or none. */
+  topics: Set<string> | null = null;
+  /** Last time anything (message or pong) arrived, ms since the epoch. */
+  lastSeen: number;
+  /** Heartbeat bucket: which slice of the ping interval this connection is pinged in. */
+  bucket = -1;
+  prev: Conn | null = null;
+  next: Conn | null = null;
+  /** Publish token bucket. */
+  pubTokens: number;
+  pubAt: number;
+  /** Set once the server has started closing it, so nothing more is queued. */
+  closing = false;
+  /** The engine's socket, set on open. */
+  sock: unknown = null;
+
+  constructor(
+    readonly id: number,
+    readonly userId: string,
+    readonly ip: string,
+    now: number,
+    pubBurst: number,
+  ) {
+    this.lastSeen = now;
+    this.pubTokens = pubBurst;
+    this.pubAt = now;
+  }
+}

@@ -1,0 +1,313 @@
+/**
+ * The WebSocket gateway, runtime-neutral. An engine calls `authorize` before upgrading (a
+ * refusal is an HTTP response: 401, 503 + Retry-After), then `open`, `message`, `pong` and
+ * `closed` with the Conn it got back; the gateway talks to sockets only through the engine's
+ * `SocketOps`, one shared object, so no connection carries closures of its own.
+ *
+ * Backpressure: after each send the connection's queued bytes are checked; past
+ * MAX_BUFFERED_BYTES the connection is closed with 1013 and counted, and, being marked
+ * `closing` and removed from the registry, never receives another byte from us.
+ */
+import type { Config } from '../config.js';
+import { errorBody } from '../app/errors.js';
+import { extractToken, type TokenService } from '../app/auth/tokens.js';
+import type { Logger } from '../ops/logger.js';
+import { exposeIntegers } from '../ops/metrics.js';
+import type { Registry as PromRegistry } from 'prom-client';
+import { Conn } from './conn.js';
+import { deriveCeiling, openFileLimit } from './ceiling.js';
+import { Heartbeat } from './heartbeat.js';
+import { LocalHub, Registry, type Hub } from './hub.js';
+import { CLOSE, FrameError, frames, parseFrame, type ClientFrame } from './protocol.js';
+
+/** What the engine provides to act on its sockets. */
+export interface SocketOps {
+  send(sock: unknown, text: string): void;
+  /** Bytes queued on the socket and not yet written to the kernel. */
+  buffered(sock: unknown): number;
+  ping(sock: unknown): void;
+  close(sock: unknown, code: number, reason: string): void;
+  terminate(sock: unknown): void;
+}
+
+export interface UpgradeRequest {
+  url: string;
+  authorization: string | null | undefined;
+  ip: string;
+}
+
+export type UpgradeDecision =
+  | { ok: true; conn: Conn }
+  | { ok: false; status: number; headers: Record<string, string>; body: string };
+
+export class GatewayStats {
+  open = 0;
+  pending = 0;
+  messagesIn = 0;
+  messagesOut = 0;
+  pingsSent = 0;
+  slowConsumers = 0;
+  idleTimeouts = 0;
+  readonly refused = new Map<string, number>();
+  readonly closes = new Map<number, number>();
+}
+
+export class Gateway {
+  readonly stats = new GatewayStats();
+  readonly registry = new Registry();
+  readonly hub: Hub;
+  readonly ceiling: number;
+  private readonly heartbeat: Heartbeat;
+  private readonly perIp = new Map<string, number>();
+  private nextId = 1;
+  private draining = false;
+  private emptyWaiters: Array<() => void> = [];
+  private ops: SocketOps | null = null;
+
+  constructor(
+    private readonly config: Config,
+    private readonly tokens: TokenService,
+    private readonly log: Logger,
+  ) {
+    this.ceiling = config.maxConnections ?? deriveCeiling(openFileLimit());
+    this.heartbeat = new Heartbeat(config.pingIntervalMs, config.idleTimeoutMs, {
+      ping: (conn) => {
+        this.ops!.ping(conn.sock);
+        this.stats.pingsSent++;
+      },
+      idle: (conn) => {
+        this.stats.idleTimeouts++;
+        this.forget(conn);
+        this.ops!.terminate(conn.sock);
+      },
+    });
+    this.hub = new LocalHub(this.registry, (conn, text) => this.deliver(conn, text));
+  }
+
+  /** Bind the engine's socket operations and start the heartbeat. */
+  attach(ops: SocketOps): void {
+    this.ops = ops;
+    this.heartbeat.start();
+  }
+
+  /** Decide an upgrade: draining, ceiling, per-address limit, then the token. */
+  async authorize(req: UpgradeRequest): Promise<UpgradeDecision> {
+    if (this.draining) return this.refuse('draining', 503, 'server is shutting down');
+    if (this.stats.open + this.stats.pending >= this.ceiling) {
+      return this.refuse('ceiling', 503, 'connection ceiling reached');
+    }
+    const perIp = this.config.maxConnectionsPerIp;
+    if (perIp !== undefined && (this.perIp.get(req.ip) ?? 0) >= perIp) {
+      return this.refuse('per_ip', 503, 'too many connections from this address');
+    }
+    const token = extractToken(req.authorization, new URL(req.url, 'http://localhost'));
+    if (!token) return this.refuse('unauthorized', 401, 'missing token', 'unauthorized');
+    let userId: string;
+    try {
+      userId = await this.tokens.verify(token);
+    } catch (err) {
+      const code = (err as { code?: string }).code === 'token_expired' ? 'token_expired' : 'invalid_token';
+      return this.refuse('unauthorized', 401, 'invalid token', code);
+    }
+    // Re-check after the await: other upgrades may have been admitted meanwhile.
+    if (this.draining) return this.refuse('draining', 503, 'server is shutting down');
+    if (this.stats.open + this.stats.pending >= this.ceiling) {
+      return this.refuse('ceiling', 503, 'connection ceiling reached');
+    }
+    this.stats.pending++;
+    this.perIp.set(req.ip, (this.perIp.get(req.ip) ?? 0) + 1);
+    return { ok: true, conn: new Conn(this.nextId++, userId, req.ip, Date.now(), this.config.wsPublishPerS * 2) };
+  }
+
+  /** The engine could not complete an authorized upgrade. */
+  abort(conn: Conn): void {
+    this.stats.pending--;
+    this.releaseIp(conn.ip);
+  }
+
+  open(conn: Conn, sock: unknown): void {
+    this.stats.pending--;
+    this.stats.open++;
+    conn.sock = sock;
+    this.registry.addUser(conn);
+    this.heartbeat.add(conn, Date.now());
+  }
+
+  message(conn: Conn, data: string | Uint8Array, binary: boolean): void {
+    this.stats.messagesIn++;
+    this.heartbeat.touch(conn, Date.now());
+    if (conn.closing) return;
+    if (binary) {
+      this.close(conn, CLOSE.unsupportedData, 'binary frames are not supported');
+      return;
+    }
+    const text = typeof data === 'string' ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8');
+    const frame = parseFrame(text);
+    if (frame instanceof FrameError) {
+      this.send(conn, frames.error(frame.code, frame.message, frame.id));
+      return;
+    }
+    this.handle(conn, frame);
+  }
+
+  pong(conn: Conn): void {
+    this.heartbeat.touch(conn, Date.now());
+  }
+
+  /** The engine reports a closed socket (whoever closed it). */
+  closed(conn: Conn, code: number): void {
+    this.stats.closes.set(code, (this.stats.closes.get(code) ?? 0) + 1);
+    this.forget(conn);
+    this.registry.removeUser(conn);
+    if (conn.sock !== null) {
+      conn.sock = null;
+      this.stats.open--;
+      this.releaseIp(conn.ip);
+    }
+    if (this.stats.open === 0 && this.emptyWaiters.length > 0) {
+      for (const w of this.emptyWaiters.splice(0)) w();
+    }
+  }
+
+  /** Refuse new upgrades and close every connection with `code` (1001 shutdown, 1012 restart). */
+  closeAll(code: number, reason: string): void {
+    this.draining = true;
+    this.heartbeat.stop();
+    for (const set of [...this.registry.users.values()]) {
+      for (const conn of [...set]) this.close(conn, code, reason);
+    }
+  }
+
+  /** Resolve once no connection is open, or after timeoutMs. */
+  waitEmpty(timeoutMs: number): Promise<boolean> {
+    if (this.stats.open === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      this.emptyWaiters.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+
+  /** Forcibly drop whatever is still open (after the drain window). */
+  terminateAll(): void {
+    for (const set of [...this.registry.users.values()]) {
+      for (const conn of [...set]) {
+        this.forget(conn);
+        if (conn.sock !== null) this.ops?.terminate(conn.sock);
+      }
+    }
+  }
+
+  stop(): void {
+    this.heartbeat.stop();
+  }
+
+  /** Register the gateway's figures with Prometheus (read at scrape time). */
+  exposeMetrics(registry: PromRegistry): void {
+    const s = this.stats;
+    exposeIntegers(registry, 'gauge', 'onebox_ws_connections', 'Open WebSocket connections', () => s.open);
+    exposeIntegers(registry, 'gauge', 'onebox_ws_connection_ceiling', 'Connection ceiling of this process', () => this.ceiling);
+    exposeIntegers(registry, 'counter', 'onebox_ws_upgrades_refused_total', 'Refused upgrades by reason',
+      () => [...s.refused].map(([reason, n]) => [{ reason }, n] as const), ['reason']);
+    exposeIntegers(registry, 'counter', 'onebox_ws_closes_total', 'Closed connections by close code',
+      () => [...s.closes].map(([code, n]) => [{ code }, n] as const), ['code']);
+    exposeIntegers(registry, 'counter', 'onebox_ws_messages_in_total', 'WebSocket messages received', () => s.messagesIn);
+    exposeIntegers(registry, 'counter', 'onebox_ws_messages_out_total', 'WebSocket messages sent', () => s.messagesOut);
+    exposeIntegers(registry, 'counter', 'onebox_ws_pings_sent_total', 'Protocol pings sent', () => s.pingsSent);
+    exposeIntegers(registry, 'counter', 'onebox_ws_slow_consumers_total', 'Connections dropped for backpressure', () => s.slowConsumers);
+    exposeIntegers(registry, 'counter', 'onebox_ws_idle_timeouts_total', 'Connections terminated for silence', () => s.idleTimeouts);
+  }
+
+  private handle(conn: Conn, f: ClientFrame): void {
+    switch (f.op) {
+      case 'ping':
+        this.send(conn, frames.pong(f.id, Date.now()));
+        return;
+      case 'sub': {
+        if (f.topic.startsWith('user:') && f.topic !== `user:${conn.userId}`) {
+          this.send(conn, frames.error('forbidden_topic', 'only your own user topic', f.id));
+          return;
+        }
+        if (!conn.topics?.has(f.topic) && (conn.topics?.size ?? 0) >= this.config.maxSubscriptions) {
+          this.send(conn, frames.error('too_many_subscriptions', `at most ${this.config.maxSubscriptions} topics`, f.id));
+          return;
+        }
+        this.registry.subscribe(conn, f.topic);
+        this.send(conn, frames.ack('sub', f.topic, f.id));
+        return;
+      }
+      case 'unsub':
+        this.registry.unsubscribe(conn, f.topic);
+        this.send(conn, frames.ack('unsub', f.topic, f.id));
+        return;
+      case 'pub': {
+        if (!this.config.wsPublishPrefixes.some((p) => f.topic.startsWith(p))) {
+          this.send(conn, frames.error('publish_forbidden', 'clients may not publish to this topic', f.id));
+          return;
+        }
+        if (!this.takePublishToken(conn)) {
+          this.send(conn, frames.error('rate_limited', 'publish rate exceeded', f.id));
+          return;
+        }
+        this.send(conn, frames.ack('pub', f.topic, f.id));
+        this.hub.publish(f.topic, f.data, conn.userId);
+        return;
+      }
+    }
+  }
+
+  private takePublishToken(conn: Conn): boolean {
+    const now = Date.now();
+    const rate = this.config.wsPublishPerS;
+    conn.pubTokens = Math.min(rate * 2, conn.pubTokens + ((now - conn.pubAt) * rate) / 1000);
+    conn.pubAt = now;
+    if (conn.pubTokens < 1) return false;
+    conn.pubTokens -= 1;
+    return true;
+  }
+
+  private send(conn: Conn, text: string): void {
+    this.deliver(conn, text);
+  }
+
+  private deliver(conn: Conn, text: string): void {
+    if (conn.closing || conn.sock === null) return;
+    const ops = this.ops!;
+    ops.send(conn.sock, text);
+    this.stats.messagesOut++;
+    if (ops.buffered(conn.sock) > this.config.maxBufferedBytes) {
+      this.stats.slowConsumers++;
+      this.log.warn({ conn: conn.id, user: conn.userId }, 'slow consumer dropped');
+      this.close(conn, CLOSE.tryAgainLater, 'slow consumer');
+    }
+  }
+
+  private close(conn: Conn, code: number, reason: string): void {
+    if (conn.closing) return;
+    this.forget(conn);
+    this.ops!.close(conn.sock, code, reason);
+  }
+
+  /** Stop routing anything to this connection (it stays listed by user until closed). */
+  private forget(conn: Conn): void {
+    conn.closing = true;
+    this.heartbeat.remove(conn);
+    this.registry.unsubscribeAll(conn);
+  }
+
+  private releaseIp(ip: string): void {
+    const n = (this.perIp.get(ip) ?? 1) - 1;
+    if (n <= 0) this.perIp.delete(ip);
+    else this.perIp.set(ip, n);
+  }
+
+  private refuse(reason: string, status: number, message: string, code?: string): UpgradeDecision {
+    this.stats.refused.set(reason, (this.stats.refused.get(reason) ?? 0) + 1);
+    const headers: Record<string, string> = { 'Content-Type': 'application/json', 'X-Content-Type-Options': 'nosniff' };
+    if (status === 503) headers['Retry-After'] = String(1 + Math.floor(Math.random() * 10));
+    const errCode = code ?? 'over_capacity';
+    return { ok: false, status, headers, body: errorBody(errCode as never, message) };
+  }
+}

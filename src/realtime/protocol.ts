@@ -1,0 +1,88 @@
+/**
+ * The WebSocket protocol: JSON text frames with an `op`.
+ * Client: `sub {topic}`, `unsub {topic}`, `pub {topic, data}`, `ping`; each may carry an `id`
+ * echoed in the answer. Server: `msg {topic, data, from?}`, `ack {id, op, topic}`,
+ * `error {code, message, id?}`, `pong {id, ts}`.
+ */
+
+/** Codes of `error` frames; docs/errors.md lists the same set. */
+export const WS_ERROR_CODES = [
+  'bad_json',
+  'bad_frame',
+  'unknown_op',
+  'invalid_topic',
+  'forbidden_topic',
+  'too_many_subscriptions',
+  'publish_forbidden',
+  'rate_limited',
+] as const;
+export type WsErrorCode = (typeof WS_ERROR_CODES)[number];
+
+/** Close codes the server uses (RFC 6455 section 7.4.1 and the IANA registry). */
+export const CLOSE = {
+  goingAway: 1001,
+  unsupportedData: 1003,
+  abnormal: 1006,
+  invalidPayload: 1007,
+  policy: 1008,
+  tooBig: 1009,
+  internal: 1011,
+  restart: 1012,
+  tryAgainLater: 1013,
+} as const;
+
+export type ClientFrame =
+  | { op: 'sub' | 'unsub'; topic: string; id: unknown }
+  | { op: 'pub'; topic: string; data: unknown; id: unknown }
+  | { op: 'ping'; id: unknown };
+
+export class FrameError {
+  constructor(
+    readonly code: WsErrorCode,
+    readonly message: string,
+    readonly id: unknown = undefined,
+  ) {}
+}
+
+const TOPIC = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$/;
+
+/** True when the topic name has the allowed charset and length (1-100). */
+export function isValidTopic(topic: unknown): topic is string {
+  return typeof topic === 'string' && TOPIC.test(topic);
+}
+
+/** Parse one text frame; returns a FrameError for anything malformed. */
+export function parseFrame(text: string): ClientFrame | FrameError {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return new FrameError('bad_json', 'frame is not valid JSON');
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+    return new FrameError('bad_frame', 'frame must be a JSON object');
+  }
+  const f = v as Record<string, unknown>;
+  const id = f.id;
+  if (id !== undefined && typeof id !== 'string' && typeof id !== 'number') {
+    return new FrameError('bad_frame', 'id must be a string or a number');
+  }
+  switch (f.op) {
+    case 'ping':
+      return { op: 'ping', id };
+    case 'sub':
+    case 'unsub':
+    case 'pub':
+      if (!isValidTopic(f.topic)) return new FrameError('invalid_topic', 'topic must match [A-Za-z0-9][A-Za-z0-9_.:-]{0,99}', id);
+      return f.op === 'pub' ? { op: 'pub', topic: f.topic, data: f.data ?? null, id } : { op: f.op, topic: f.topic, id };
+    default:
+      return new FrameError('unknown_op', 'op must be sub, unsub, pub or ping', id);
+  }
+}
+
+export const frames = {
+  error: (code: WsErrorCode, message: string, id?: unknown) => JSON.stringify({ op: 'error', code, message, id }),
+  ack: (op: string, topic: string | undefined, id: unknown) => JSON.stringify({ op: 'ack', id, ack: op, topic }),
+  pong: (id: unknown, ts: number) => JSON.stringify({ op: 'pong', id, ts }),
+  msg: (topic: string, data: unknown, from?: string) => JSON.stringify({ op: 'msg', topic, data, from }),
+};

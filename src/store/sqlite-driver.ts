@@ -1,0 +1,55 @@
+/**
+ * The embedded SQLite file behind Kysely's SqliteDialect. On Bun it is bun:sqlite, on Node
+ * better-sqlite3 (12.x; 13.x needs Node 22). Kysely expects better-sqlite3's statement shape
+ * (`reader`, `all`, `run`, `iterate`), so bun:sqlite gets a small adapter.
+ */
+import type { SqliteDatabase, SqliteStatement } from 'kysely';
+
+const PRAGMAS = [
+  'PRAGMA journal_mode = WAL',
+  'PRAGMA synchronous = NORMAL',
+  'PRAGMA foreign_keys = ON',
+  'PRAGMA busy_timeout = 5000',
+];
+
+interface BunStatement {
+  columnNames: string[];
+  all(...params: unknown[]): unknown[];
+  run(...params: unknown[]): { changes: number; lastInsertRowid: number | bigint };
+  iterate(...params: unknown[]): IterableIterator<unknown>;
+}
+interface BunDatabase {
+  prepare(sql: string): BunStatement;
+  exec(sql: string): void;
+  close(): void;
+}
+
+function adaptBun(db: BunDatabase): SqliteDatabase {
+  return {
+    close: () => db.close(),
+    prepare(sql: string): SqliteStatement {
+      const stmt = db.prepare(sql);
+      return {
+        reader: stmt.columnNames.length > 0,
+        all: (params) => stmt.all(...(params as unknown[])),
+        run: (params) => stmt.run(...(params as unknown[])),
+        iterate: (params) => stmt.iterate(...(params as unknown[])),
+      };
+    },
+  };
+}
+
+/** Open (creating if needed) the SQLite file with WAL, foreign keys and a busy timeout. */
+export async function openSqlite(file: string): Promise<SqliteDatabase> {
+  if (process.versions.bun) {
+    const spec = 'bun:sqlite';
+    const { Database } = (await import(spec)) as { Database: new (f: string, o: object) => BunDatabase };
+    const db = new Database(file, { create: true, strict: false });
+    for (const p of PRAGMAS) db.exec(p);
+    return adaptBun(db);
+  }
+  const { default: Database } = await import('better-sqlite3');
+  const db = new Database(file);
+  for (const p of PRAGMAS) db.exec(p);
+  return db as unknown as SqliteDatabase;
+}

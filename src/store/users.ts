@@ -1,0 +1,73 @@
+/** User rows: create, look up, update the profile. */
+import { randomUUID } from 'node:crypto';
+import type { Db } from './db.js';
+import type { UsersTable } from './schema.js';
+
+export type UserRow = UsersTable;
+
+/** The profile as the API shows it (no hash). */
+export interface PublicUser {
+  id: string;
+  email: string;
+  displayName: string | null;
+  avatarUrl: string | null;
+  locale: string | null;
+  createdAt: string;
+}
+
+export function toPublicUser(u: UserRow): PublicUser {
+  return {
+    id: u.id,
+    email: u.email,
+    displayName: u.display_name,
+    avatarUrl: u.avatar_url,
+    locale: u.locale,
+    createdAt: new Date(Number(u.created_at)).toISOString(),
+  };
+}
+
+export class UserStore {
+  constructor(private readonly db: Db) {}
+
+  /** Insert a user; returns null when the email is taken (unique constraint). */
+  async create(email: string, passwordHash: string, displayName: string | null): Promise<UserRow | null> {
+    const now = Date.now();
+    const row: UserRow = {
+      id: randomUUID(),
+      email,
+      password_hash: passwordHash,
+      display_name: displayName,
+      avatar_url: null,
+      locale: null,
+      created_at: now,
+      updated_at: now,
+    };
+    const result = await this.db
+      .insertInto('users')
+      .values(row)
+      .onConflict((oc) => oc.column('email').doNothing())
+      .executeTakeFirst();
+    return Number(result.numInsertedOrUpdatedRows ?? 0) === 1 ? row : null;
+  }
+
+  byEmail(email: string): Promise<UserRow | undefined> {
+    return this.db.selectFrom('users').selectAll().where('email', '=', email).executeTakeFirst();
+  }
+
+  byId(id: string): Promise<UserRow | undefined> {
+    return this.db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  /** Update profile fields; returns the new row, or undefined when the user is gone. */
+  async updateProfile(
+    id: string,
+    patch: Partial<Pick<UserRow, 'display_name' | 'avatar_url' | 'locale'>>,
+  ): Promise<UserRow | undefined> {
+    await this.db
+      .updateTable('users')
+      .set({ ...patch, updated_at: Date.now() })
+      .where('id', '=', id)
+      .execute();
+    return this.byId(id);
+  }
+}
