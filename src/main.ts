@@ -47,11 +47,12 @@ async function serve(config: Config, log: Logger): Promise<void> {
     setTimeout(() => process.exit(0), config.shutdownGraceMs).unref();
     log.info({ signal, inflight: app.lifecycle.inflight, connections: app.gateway.stats.open }, 'draining');
     app.lifecycle.drain();
-    server.stopAccepting();
+    const httpClosed = server.stopAccepting();
     app.gateway.closeAll(CLOSE.goingAway, 'server shutting down');
     const left = () => Math.max(0, deadline - Date.now() - 100);
     await Promise.all([app.lifecycle.waitIdle(left()), app.gateway.waitEmpty(left())]);
     app.gateway.terminateAll();
+    await Promise.race([httpClosed, new Promise((r) => setTimeout(r, left()))]);
     await server.close();
     await app.close();
     log.info('stopped');

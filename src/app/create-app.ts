@@ -11,7 +11,7 @@ import { requestId } from 'hono/request-id';
 import type { Config } from '../config.js';
 import type { Logger } from '../ops/logger.js';
 import { Lifecycle } from '../ops/lifecycle.js';
-import { createMetrics, type Metrics } from '../ops/metrics.js';
+import { createMetrics, exposeIntegers, type Metrics } from '../ops/metrics.js';
 import { Gateway } from '../realtime/gateway.js';
 import { openDb, type Db } from '../store/db.js';
 import { migrateToLatest } from '../store/migrations.js';
@@ -54,6 +54,7 @@ export async function createApp(config: Config, log: Logger): Promise<OneboxApp>
   const s: Services = { config, log, db, users: new UserStore(db), tokens, metrics, lifecycle };
   const gateway = new Gateway(config, tokens, log);
   gateway.exposeMetrics(metrics.registry);
+  exposeIntegers(metrics.registry, 'gauge', 'onebox_http_requests_in_flight', 'HTTP requests being served', () => lifecycle.inflight);
 
   const app = new Hono<AppEnv>();
   const json = (code: ErrorCode, status: number, message: string, field?: string, headers?: Record<string, string>) =>

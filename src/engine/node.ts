@@ -103,7 +103,14 @@ export const startNode: Engine = async (config, target, log) => {
   const address = server.address();
   return {
     port: typeof address === 'object' && address ? address.port : config.port,
-    stopAccepting: () => void server.close(),
+    stopAccepting: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // close() drops connections idle now; a keep-alive connection that finishes its
+        // response later must be dropped then, or it would hold the drain open.
+        const sweep = setInterval(() => server.closeIdleConnections(), 50);
+        server.once('close', () => clearInterval(sweep));
+      }),
     close: async () => {
       server.closeAllConnections();
       wss.close();

@@ -15,8 +15,11 @@ export interface ServeTarget {
 export interface RunningServer {
   /** The bound port (useful with PORT=0). */
   port: number;
-  /** Stop listening; in-flight requests continue, idle keep-alive connections close. */
-  stopAccepting(): void;
+  /**
+   * Stop listening; in-flight requests continue and their connections close once answered.
+   * Resolves when no HTTP connection is left.
+   */
+  stopAccepting(): Promise<void>;
   /** Close whatever connections remain. */
   close(): Promise<void>;
 }
