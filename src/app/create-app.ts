@@ -25,6 +25,7 @@ import { observe } from './middleware/observe.js';
 import { authRoutes } from './routes/auth.js';
 import { healthRoutes } from './routes/health.js';
 import { meRoutes } from './routes/me.js';
+import { notifyRoutes } from './routes/notify.js';
 
 export interface OneboxApp {
   fetch(req: Request, env: Bindings): Response | Promise<Response>;
@@ -107,6 +108,7 @@ export async function createApp(config: Config, log: Logger): Promise<OneboxApp>
   app.route('/', healthRoutes(s));
   app.route('/', auth.routes);
   app.route('/', meRoutes(s));
+  app.route('/', notifyRoutes(s, gateway.hub));
 
   return {
     fetch: (req, env) => app.fetch(req, env),

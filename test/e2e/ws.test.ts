@@ -1,0 +1,230 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import WebSocket from 'ws';
+import { ADMIN_TOKEN, api, ENGINES, signup, startServer, type Running } from '../helpers/server.js';
+import { connectWs, refusedUpgrade, type Client } from '../helpers/ws.js';
+
+const metric = async (url: string, name: string): Promise<number> => {
+  const r = await api(url, 'GET', '/metrics');
+  const m = new RegExp(`^${name.replace(/[{}"]/g, '\\$&')} (\\S+)$`, 'm').exec(r.body as string);
+  return m ? Number(m[1]) : 0;
+};
+
+for (const engine of ENGINES) {
+  describe(`WebSocket gateway on ${engine}`, () => {
+    let s: Running;
+    let alice: { token: string; id: string };
+    let bob: { token: string; id: string };
+    const clients: Client[] = [];
+    const open = async (token: string, opts?: WebSocket.ClientOptions) => {
+      const c = await connectWs(s.wsUrl, token, opts);
+      clients.push(c);
+      return c;
+    };
+    before(async () => {
+      s = await startServer(engine, {
+        PING_INTERVAL_MS: '200',
+        IDLE_TIMEOUT_MS: '600',
+        MAX_MESSAGE_BYTES: '70000',
+        MAX_BUFFERED_BYTES: '262144',
+        WS_PUBLISH_PREFIXES: 'room:,flood:',
+        WS_PUBLISH_PER_S: '5',
+        MAX_SUBSCRIPTIONS: '3',
+      });
+      alice = await signup(s.url, 'alice');
+      bob = await signup(s.url, 'bob');
+    });
+    after(async () => {
+      for (const c of clients) c.close();
+      await s.stop();
+    });
+
+    test('refuses missing and bad tokens with a JSON 401 before upgrading', async () => {
+      const none = await refusedUpgrade(s.wsUrl);
+      assert.equal(none.status, 401);
+      assert.equal(none.body.error.code, 'unauthorized');
+      const bad = await refusedUpgrade(`${s.wsUrl}?token=forged.token.here`);
+      assert.equal(bad.status, 401);
+      assert.equal(bad.body.error.code, 'invalid_token');
+      const header = await connectWs(s.wsUrl.replace('/v1/ws', '/v1/ws'), '', { headers: { authorization: `Bearer ${alice.token}` } });
+      await header.sync();
+      header.close();
+    });
+
+    test('sub, pub to subscribers, unsub stops delivery', async () => {
+      const a = await open(alice.token);
+      const b = await open(bob.token);
+      a.send({ op: 'sub', topic: 'room:1', id: 1 });
+      assert.deepEqual(await a.next((f) => f.op === 'ack'), { op: 'ack', id: 1, ack: 'sub', topic: 'room:1' });
+      b.send({ op: 'pub', topic: 'room:1', data: { text: 'hi' }, id: 'p1' });
+      await b.next((f) => f.op === 'ack' && f.id === 'p1');
+      const msg = await a.next((f) => f.op === 'msg');
+      assert.deepEqual(msg, { op: 'msg', topic: 'room:1', data: { text: 'hi' }, from: bob.id });
+      a.send({ op: 'unsub', topic: 'room:1', id: 2 });
+      await a.next((f) => f.op === 'ack' && f.id === 2);
+      b.send({ op: 'pub', topic: 'room:1', data: 'again', id: 'p2' });
+      await b.next((f) => f.op === 'ack' && f.id === 'p2');
+      await a.sync();
+      assert.equal(a.frames.filter((f) => f.op === 'msg').length, 0);
+    });
+
+    test('topic rules: charset, other users, publish prefixes, subscription cap, rate limit', async () => {
+      const a = await open(alice.token);
+      const cases: Array<[unknown, string]> = [
+        [{ op: 'sub', topic: 'bad topic!', id: 1 }, 'invalid_topic'],
+        [{ op: 'sub', topic: 'x'.repeat(101), id: 2 }, 'invalid_topic'],
+        [{ op: 'sub', topic: `user:${bob.id}`, id: 3 }, 'forbidden_topic'],
+        [{ op: 'pub', topic: 'news', data: 1, id: 4 }, 'publish_forbidden'],
+        [{ op: 'nope', id: 5 }, 'unknown_op'],
+        [[1, 2], 'bad_frame'],
+      ];
+      for (const [frame, code] of cases) {
+        a.send(frame);
+        const e = await a.next((f) => f.op === 'error');
+        assert.equal(e.code, code, JSON.stringify(frame));
+      }
+      a.send({ op: 'sub', topic: `user:${alice.id}`, id: 'own' });
+      await a.next((f) => f.op === 'ack' && f.id === 'own');
+      for (const t of ['t1', 't2']) a.send({ op: 'sub', topic: t, id: t });
+      await a.next((f) => f.id === 't2');
+      a.send({ op: 'sub', topic: 't3', id: 't3' });
+      assert.equal((await a.next((f) => f.id === 't3')).code, 'too_many_subscriptions');
+      const codes: string[] = [];
+      for (let i = 0; i < 15; i++) a.send({ op: 'pub', topic: 'room:rate', data: i, id: `r${i}` });
+      for (let i = 0; i < 15; i++) codes.push((await a.next((f) => f.id === `r${i}`)).op);
+      assert.ok(codes.includes('error'), 'publish rate limit never hit');
+      assert.equal(codes[0], 'ack');
+    });
+
+    test('invalid JSON gets an error frame and the connection stays open', async () => {
+      const a = await open(alice.token);
+      a.ws.send('{not json');
+      const e = await a.next((f) => f.op === 'error');
+      assert.equal(e.code, 'bad_json');
+      await a.sync();
+      assert.equal(a.ws.readyState, WebSocket.OPEN);
+    });
+
+    test('notify reaches every connection of the user', async () => {
+      const a1 = await open(alice.token);
+      const a2 = await open(alice.token);
+      const b = await open(bob.token);
+      const r = await api(s.url, 'POST', '/v1/notify', {
+        token: ADMIN_TOKEN,
+        body: { userId: alice.id, title: 'Hello', body: 'two devices', data: { k: 1 } },
+      });
+      assert.equal(r.status, 202);
+      for (const c of [a1, a2]) {
+        const m = await c.next((f) => f.op === 'msg');
+        assert.equal(m.topic, `user:${alice.id}`);
+        assert.equal(m.data.title, 'Hello');
+      }
+      await b.sync();
+      assert.equal(b.frames.filter((f) => f.op === 'msg').length, 0);
+      const forbidden = await api(s.url, 'POST', '/v1/notify', { token: alice.token, body: { userId: alice.id, title: 'x' } });
+      assert.equal(forbidden.status, 403);
+    });
+
+    test('protocol pings arrive at the configured interval', async () => {
+      const a = await open(alice.token);
+      await new Promise<void>((resolve) => {
+        a.ws.on('ping', () => {
+          if (a.pings >= 3) resolve();
+        });
+      });
+      assert.ok(a.pings >= 3);
+    });
+
+    test('a client that stops answering pings is terminated after the idle timeout', async () => {
+      const started = Date.now();
+      const silent = await open(alice.token, { autoPong: false });
+      const { code } = await silent.closed;
+      const elapsed = Date.now() - started;
+      assert.equal(code, 1006);
+      assert.ok(elapsed >= 600, `closed after ${elapsed} ms`);
+      assert.ok(elapsed < 3000, `closed after ${elapsed} ms`);
+      assert.ok((await metric(s.url, 'onebox_ws_idle_timeouts_total')) >= 1);
+    });
+
+    test('a message over MAX_MESSAGE_BYTES closes with 1009', async () => {
+      const a = await open(alice.token);
+      a.ws.send(JSON.stringify({ op: 'ping', pad: 'x'.repeat(80_000) }));
+      assert.equal((await a.closed).code, 1009);
+    });
+
+    test('invalid UTF-8 in a text frame closes with 1007', async () => {
+      const a = await open(alice.token);
+      a.ws.send(Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), { binary: false });
+      assert.equal((await a.closed).code, 1007);
+    });
+
+    test('a consumer that stops reading is dropped with 1013, memory stays bounded', async () => {
+      const slow = await open(bob.token);
+      slow.send({ op: 'sub', topic: 'flood:1', id: 's' });
+      await slow.next((f) => f.id === 's');
+      const rssBefore = await metric(s.url, 'onebox_process_resident_memory_bytes');
+      const dropsBefore = await metric(s.url, 'onebox_ws_slow_consumers_total');
+      (slow.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+      const chunk = 'y'.repeat(60_000);
+      let sent = 0;
+      // The kernel's loopback buffers absorb several MB before the server queues anything.
+      while ((await metric(s.url, 'onebox_ws_slow_consumers_total')) === dropsBefore && sent < 2000) {
+        const rs = await Promise.all(
+          Array.from({ length: 8 }, () =>
+            api(s.url, 'POST', '/v1/notify', { token: ADMIN_TOKEN, body: { topic: 'flood:1', title: 'f', data: { chunk } } }),
+          ),
+        );
+        assert.ok(rs.every((r) => r.status === 202));
+        sent += 8;
+      }
+      assert.equal(await metric(s.url, 'onebox_ws_slow_consumers_total'), dropsBefore + 1);
+      const rssAfter = await metric(s.url, 'onebox_process_resident_memory_bytes');
+      const published = sent * chunk.length;
+      assert.ok(rssAfter - rssBefore < 64 * 1024 * 1024, `RSS grew ${rssAfter - rssBefore} after ${published} bytes`);
+      (slow.ws as unknown as { _socket: { resume(): void } })._socket.resume();
+      const { code } = await slow.closed;
+      assert.equal(code, 1013);
+    });
+
+  });
+
+  describe(`WebSocket ceiling on ${engine}`, () => {
+    let s: Running;
+    before(async () => {
+      s = await startServer(engine, { MAX_CONNECTIONS: '2' });
+    });
+    after(() => s.stop());
+    test('refuses beyond MAX_CONNECTIONS with 503 and a Retry-After', async () => {
+      const u = await signup(s.url);
+      const a = await connectWs(s.wsUrl, u.token);
+      const b = await connectWs(s.wsUrl, u.token);
+      const r = await refusedUpgrade(`${s.wsUrl}?token=${u.token}`);
+      assert.equal(r.status, 503);
+      assert.equal(r.body.error.code, 'over_capacity');
+      assert.ok(Number(r.headers['retry-after']) >= 1);
+      a.close();
+      await a.closed;
+      // The slot frees once the server has seen the close.
+      for (;;) {
+        const m = await api(s.url, 'GET', '/metrics');
+        if (/^onebox_ws_connections 1$/m.test(m.body as string)) break;
+      }
+      const c = await connectWs(s.wsUrl, u.token);
+      b.close();
+      c.close();
+    });
+  });
+
+  describe(`WebSocket shutdown on ${engine}`, () => {
+    test('SIGTERM closes connections with 1001 and exits 0', async () => {
+      const s = await startServer(engine);
+      const u = await signup(s.url);
+      const a = await connectWs(s.wsUrl, u.token);
+      await a.sync();
+      s.proc.kill('SIGTERM');
+      assert.equal((await a.closed).code, 1001);
+      assert.equal((await s.exited).code, 0);
+      await s.stop();
+    });
+  });
+}
