@@ -5,7 +5,6 @@
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { cors } from 'hono/cors';
-import { HTTPException } from 'hono/http-exception';
 import { methodNotAllowed } from 'hono/method-not-allowed';
 import { requestId } from 'hono/request-id';
 import type { Config } from '../config.js';
@@ -19,7 +18,8 @@ import { UserStore } from '../store/users.js';
 import { resolveJwtSecret } from './auth/secret.js';
 import { TokenService } from './auth/tokens.js';
 import type { AppEnv, Bindings, Services } from './context.js';
-import { AppError, errorBody, type ErrorCode } from './errors.js';
+import { AppError } from './errors.js';
+import { handleError, jsonError } from './error-handler.js';
 import { compress } from './middleware/compress.js';
 import { observe } from './middleware/observe.js';
 import { authRoutes } from './routes/auth.js';
@@ -37,15 +37,6 @@ export interface OneboxApp {
   close(): Promise<void>;
 }
 
-const STATUS_CODE: Record<number, ErrorCode> = {
-  400: 'bad_request',
-  401: 'unauthorized',
-  403: 'forbidden',
-  404: 'not_found',
-  413: 'payload_too_large',
-  415: 'unsupported_media_type',
-};
-
 export async function createApp(config: Config, log: Logger): Promise<OneboxApp> {
   const db = await openDb(config);
   await migrateToLatest(db);
@@ -58,21 +49,8 @@ export async function createApp(config: Config, log: Logger): Promise<OneboxApp>
   exposeIntegers(metrics.registry, 'gauge', 'onebox_http_requests_in_flight', 'HTTP requests being served', () => lifecycle.inflight);
 
   const app = new Hono<AppEnv>();
-  const json = (code: ErrorCode, status: number, message: string, field?: string, headers?: Record<string, string>) =>
-    new Response(errorBody(code, message, field), {
-      status,
-      headers: { 'Content-Type': 'application/json', 'X-Content-Type-Options': 'nosniff', ...headers },
-    });
-
-  app.onError((err, c) => {
-    if (err instanceof AppError) return json(err.code, err.status, err.message, err.field, err.headers);
-    if (err instanceof HTTPException && STATUS_CODE[err.status]) {
-      return json(STATUS_CODE[err.status]!, err.status, err.message || 'request refused');
-    }
-    log.error({ err, reqId: c.get('requestId'), route: c.req.routePath }, 'unhandled error');
-    return json('internal', 500, 'internal error');
-  });
-  app.notFound(() => json('not_found', 404, 'no such route'));
+  app.onError(handleError(log));
+  app.notFound(() => jsonError('not_found', 'no such route'));
 
   app.use(requestId());
   app.use(observe(s));
@@ -94,7 +72,7 @@ export async function createApp(config: Config, log: Logger): Promise<OneboxApp>
     methodNotAllowed({
       app,
       onMethodNotAllowed: (_c, methods) =>
-        json('method_not_allowed', 405, 'method not allowed', undefined, { Allow: methods.join(', ') }),
+        jsonError('method_not_allowed', 'method not allowed', undefined, { Allow: methods.join(', ') }),
     }),
   );
   // While draining or starting, API requests get 503 so a balancer retries elsewhere;

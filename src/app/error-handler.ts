@@ -1,0 +1,40 @@
+/**
+ * The one place errors become responses: AppError by its code and status, Hono's
+ * HTTPException by its status, anything else a logged 500 that shows no internals.
+ */
+import type { ErrorHandler } from 'hono';
+import { HTTPException } from 'hono/http-exception';
+import type { Logger } from '../ops/logger.js';
+import type { AppEnv } from './context.js';
+import { AppError, ERROR_CODES, errorBody, type ErrorCode } from './errors.js';
+
+const BY_STATUS: Record<number, ErrorCode> = {
+  400: 'bad_request',
+  401: 'unauthorized',
+  403: 'forbidden',
+  404: 'not_found',
+  413: 'payload_too_large',
+  415: 'unsupported_media_type',
+};
+
+/** A JSON error response with the code's status. */
+export function jsonError(code: ErrorCode, message: string, field?: string, headers?: Record<string, string>): Response {
+  return new Response(errorBody(code, message, field), {
+    status: ERROR_CODES[code],
+    headers: { 'Content-Type': 'application/json', 'X-Content-Type-Options': 'nosniff', ...headers },
+  });
+}
+
+export function handleError(log: Logger): ErrorHandler<AppEnv> {
+  return (err, c) => {
+    if (err instanceof AppError) {
+      if (err.status >= 500) log.error({ err, reqId: c.get('requestId'), route: c.req.routePath }, err.message);
+      return jsonError(err.code, err.message, err.field, err.headers);
+    }
+    if (err instanceof HTTPException && BY_STATUS[err.status]) {
+      return jsonError(BY_STATUS[err.status]!, err.message || 'request refused');
+    }
+    log.error({ err, reqId: c.get('requestId'), route: c.req.routePath }, 'unhandled error');
+    return jsonError('internal', 'internal error');
+  };
+}

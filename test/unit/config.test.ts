@@ -1,0 +1,42 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ConfigError, loadConfig } from '../../src/config.js';
+
+test('defaults follow DESIGN.md', () => {
+  const c = loadConfig({});
+  assert.equal(c.port, 8080);
+  assert.equal(c.host, '0.0.0.0');
+  assert.equal(c.engine, 'bun');
+  assert.equal(c.workers, 1);
+  assert.equal(c.pingIntervalMs, 30_000);
+  assert.equal(c.idleTimeoutMs, 75_000);
+  assert.ok(Object.isFrozen(c));
+});
+
+test('idle timeout derives from the ping interval unless set', () => {
+  assert.equal(loadConfig({ PING_INTERVAL_MS: '1000' }).idleTimeoutMs, 2500);
+  assert.equal(loadConfig({ PING_INTERVAL_MS: '1000', IDLE_TIMEOUT_MS: '5000' }).idleTimeoutMs, 5000);
+});
+
+test('bad values name the variable', () => {
+  const cases: Array<[Record<string, string>, RegExp]> = [
+    [{ PORT: 'abc' }, /PORT/],
+    [{ PORT: '70000' }, /PORT/],
+    [{ ENGINE: 'deno' }, /ENGINE/],
+    [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
+    [{ JWT_SECRET: 'short' }, /JWT_SECRET/],
+    [{ DATABASE_URL: 'mysql://x' }, /DATABASE_URL/],
+    [{ PING_INTERVAL_MS: '1000', IDLE_TIMEOUT_MS: '500' }, /IDLE_TIMEOUT_MS/],
+    [{ WORKERS: '2' }, /REDIS_URL/],
+  ];
+  for (const [env, re] of cases) {
+    assert.throws(() => loadConfig(env), (e: unknown) => e instanceof ConfigError && re.test(e.message), JSON.stringify(env));
+  }
+});
+
+test('lists are split on commas', () => {
+  assert.deepEqual(loadConfig({ CORS_ORIGINS: 'https://a.example, https://b.example' }).corsOrigins, [
+    'https://a.example',
+    'https://b.example',
+  ]);
+});
