@@ -158,6 +158,20 @@ for (const engine of ENGINES) {
       assert.equal((await a.closed).code, 1007);
     });
 
+  });
+
+  describe(`slow consumer on ${engine}`, () => {
+    // Its own server with the default heartbeat: a paused client cannot answer pings, and
+    // the idle timeout must not win the race against backpressure.
+    let s: Running;
+    let bob: { token: string };
+    before(async () => {
+      s = await startServer(engine, { MAX_BUFFERED_BYTES: '262144' });
+      bob = await signup(s.url, 'bob');
+    });
+    after(() => s.stop());
+    const open = (token: string) => connectWs(s.wsUrl, token);
+
     test('a consumer that stops reading is dropped with 1013, memory stays bounded', async () => {
       const slow = await open(bob.token);
       slow.send({ op: 'sub', topic: 'flood:1', id: 's' });
