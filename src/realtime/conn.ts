@@ -5,8 +5,11 @@
  * the socket, and the heartbeat links it into its idle list through `prev`/`next`.
  */
 export class Conn {
-  /** Topics held; null until the first subscription, since most connections hold one or none. */
-  topics: Set<string> | null = null;
+  /**
+   * Topics held: null, one topic name, or a Set from the second on. Most connections hold
+   * one topic, and a one-entry Set costs more than the rest of this object.
+   */
+  topics: string | Set<string> | null = null;
   /** Last time anything (message or pong) arrived, ms since the epoch. */
   lastSeen: number;
   /** Heartbeat bucket: which slice of the ping interval this connection is pinged in. */
@@ -32,4 +35,16 @@ export class Conn {
     this.pubTokens = pubBurst;
     this.pubAt = now;
   }
+}
+
+/** True when conn holds topic. */
+export function holds(conn: Conn, topic: string): boolean {
+  const t = conn.topics;
+  return t === topic || (t instanceof Set && t.has(topic));
+}
+
+/** Number of topics conn holds. */
+export function topicCount(conn: Conn): number {
+  const t = conn.topics;
+  return t === null ? 0 : typeof t === 'string' ? 1 : t.size;
 }

@@ -14,7 +14,7 @@ import { extractToken, type TokenService } from '../app/auth/tokens.js';
 import type { Logger } from '../ops/logger.js';
 import { exposeIntegers } from '../ops/metrics.js';
 import type { Registry as PromRegistry } from 'prom-client';
-import { Conn } from './conn.js';
+import { Conn, holds, topicCount } from './conn.js';
 import { deriveCeiling, openFileLimit } from './ceiling.js';
 import { Heartbeat } from './heartbeat.js';
 import { LocalHub, Registry, type Hub } from './hub.js';
@@ -173,9 +173,7 @@ export class Gateway {
   closeAll(code: number, reason: string): void {
     this.draining = true;
     this.heartbeat.stop();
-    for (const set of [...this.registry.users.values()]) {
-      for (const conn of [...set]) this.close(conn, code, reason);
-    }
+    for (const conn of [...this.registry.all()]) this.close(conn, code, reason);
   }
 
   /** Resolve once no connection is open, or after timeoutMs. */
@@ -192,11 +190,9 @@ export class Gateway {
 
   /** Forcibly drop whatever is still open (after the drain window). */
   terminateAll(): void {
-    for (const set of [...this.registry.users.values()]) {
-      for (const conn of [...set]) {
-        this.forget(conn);
-        if (conn.sock !== null) this.ops?.terminate(conn.sock);
-      }
+    for (const conn of [...this.registry.all()]) {
+      this.forget(conn);
+      if (conn.sock !== null) this.ops?.terminate(conn.sock);
     }
   }
 
@@ -230,7 +226,7 @@ export class Gateway {
           this.send(conn, frames.error('forbidden_topic', 'only your own user topic', f.id));
           return;
         }
-        if (!conn.topics?.has(f.topic) && (conn.topics?.size ?? 0) >= this.config.maxSubscriptions) {
+        if (!holds(conn, f.topic) && topicCount(conn) >= this.config.maxSubscriptions) {
           this.send(conn, frames.error('too_many_subscriptions', `at most ${this.config.maxSubscriptions} topics`, f.id));
           return;
         }
