@@ -104,7 +104,7 @@ export class Gateway {
     if (!token) return this.refuse('unauthorized', 401, 'missing token', 'unauthorized');
     let userId: string;
     try {
-      userId = await this.tokens.verify(token);
+      userId = await this.tokens.verify(token, false);
     } catch (err) {
       const code = (err as { code?: string }).code === 'token_expired' ? 'token_expired' : 'invalid_token';
       return this.refuse('unauthorized', 401, 'invalid token', code);

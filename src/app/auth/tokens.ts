@@ -40,22 +40,27 @@ export class TokenService {
   private readonly verified = new Map<string, { sub: string; exp: number }>();
   private static readonly CACHE_MAX = 10_000;
 
-  /** Verify a token and return its user id; throws AppError 401 otherwise. */
-  async verify(token: string): Promise<string> {
+  /**
+   * Verify a token and return its user id; throws AppError 401 otherwise.
+   * @param remember keep it in the verified cache (HTTP requests; a WebSocket upgrade
+   *   verifies once per connection, so caching it would only cost memory).
+   */
+  async verify(token: string, remember = true): Promise<string> {
     const hit = this.verified.get(token);
     if (hit) {
       if (hit.exp * 1000 > Date.now()) return hit.sub;
       this.verified.delete(token);
       throw new AppError('token_expired', 'token expired');
     }
-    return this.verifyFresh(token);
+    return this.verifyFresh(token, remember);
   }
 
-  private async verifyFresh(token: string): Promise<string> {
+  private async verifyFresh(token: string, remember: boolean): Promise<string> {
     try {
       const { payload } = await jwtVerify(token, await this.key, { algorithms: ['HS256'], issuer: ISSUER });
       if (typeof payload.sub !== 'string' || payload.sub === '') throw new AppError('invalid_token', 'token has no subject');
       if (typeof payload.exp !== 'number') throw new AppError('invalid_token', 'token has no expiry');
+      if (!remember) return payload.sub;
       if (this.verified.size >= TokenService.CACHE_MAX) this.verified.delete(this.verified.keys().next().value!);
       this.verified.set(token, { sub: payload.sub, exp: payload.exp });
       return payload.sub;
