@@ -46,6 +46,22 @@ const env = z.object({
   MAX_SUBSCRIPTIONS: int('MAX_SUBSCRIPTIONS', 1, 10_000).default(100),
   WS_PUBLISH_PREFIXES: csv.default([]),
   WS_PUBLISH_PER_S: int('WS_PUBLISH_PER_S', 1, 1_000_000).default(10),
+  DASHBOARD_TIMEOUT_MS: int('DASHBOARD_TIMEOUT_MS', 10, 600_000).default(2000),
+  FAULT_STORE_DELAY_MS: int('FAULT_STORE_DELAY_MS', 0, 600_000).default(0),
+  PUSH_POLL_MS: int('PUSH_POLL_MS', 10, 3_600_000).default(1000),
+  PUSH_LEASE_MS: int('PUSH_LEASE_MS', 100, 3_600_000).default(30_000),
+  PUSH_MAX_ATTEMPTS: int('PUSH_MAX_ATTEMPTS', 1, 100).default(10),
+  PUSH_BACKOFF_BASE_MS: int('PUSH_BACKOFF_BASE_MS', 1, 3_600_000).default(1000),
+  APNS_KEY_FILE: z.string().min(1).optional(),
+  APNS_KEY_ID: z.string().min(1).optional(),
+  APNS_TEAM_ID: z.string().min(1).optional(),
+  APNS_TOPIC: z.string().min(1).optional(),
+  APNS_ORIGIN: z.url().default('https://api.push.apple.com'),
+  FCM_SERVICE_ACCOUNT_FILE: z.string().min(1).optional(),
+  FCM_ORIGIN: z.url().default('https://fcm.googleapis.com'),
+  VAPID_PUBLIC_KEY: z.string().min(1).optional(),
+  VAPID_PRIVATE_KEY: z.string().min(1).optional(),
+  VAPID_SUBJECT: z.string().regex(/^(mailto:|https:)/, 'VAPID_SUBJECT must be a mailto: or https: URL').optional(),
 });
 
 export type Config = Readonly<{
@@ -89,6 +105,19 @@ export type Config = Readonly<{
   wsPublishPrefixes: readonly string[];
   /** Client publishes per second per connection (burst of twice that). @default 10 */
   wsPublishPerS: number;
+  /** Deadline of the dashboard's concurrent loads. @default 2000 ms */
+  dashboardTimeoutMs: number;
+  /** Fault injection for tests: an abortable delay before each dashboard load. @default 0 */
+  faultStoreDelayMs: number;
+  push: {
+    pollMs: number;
+    leaseMs: number;
+    maxAttempts: number;
+    backoffBaseMs: number;
+    apns: { keyFile: string; keyId: string; teamId: string; topic: string; origin: string } | undefined;
+    fcm: { serviceAccountFile: string; origin: string } | undefined;
+    webPush: { publicKey: string; privateKey: string; subject: string } | undefined;
+  };
 }>;
 
 export class ConfigError extends Error {
@@ -123,6 +152,14 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       `invalid configuration:\n  WORKERS=${e.WORKERS}: several workers need REDIS_URL for the backplane`,
     );
   }
+  const apnsSet = [e.APNS_KEY_FILE, e.APNS_KEY_ID, e.APNS_TEAM_ID, e.APNS_TOPIC].filter(Boolean).length;
+  if (apnsSet !== 0 && apnsSet !== 4) {
+    throw new ConfigError('invalid configuration:\n  APNS_*: set all of APNS_KEY_FILE, APNS_KEY_ID, APNS_TEAM_ID, APNS_TOPIC, or none');
+  }
+  const vapidSet = [e.VAPID_PUBLIC_KEY, e.VAPID_PRIVATE_KEY, e.VAPID_SUBJECT].filter(Boolean).length;
+  if (vapidSet !== 0 && vapidSet !== 3) {
+    throw new ConfigError('invalid configuration:\n  VAPID_*: set all of VAPID_PUBLIC_KEY, VAPID_PRIVATE_KEY, VAPID_SUBJECT, or none');
+  }
   return Object.freeze({
     port: e.PORT,
     host: e.HOST,
@@ -150,5 +187,18 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     maxSubscriptions: e.MAX_SUBSCRIPTIONS,
     wsPublishPrefixes: Object.freeze(e.WS_PUBLISH_PREFIXES),
     wsPublishPerS: e.WS_PUBLISH_PER_S,
+    dashboardTimeoutMs: e.DASHBOARD_TIMEOUT_MS,
+    faultStoreDelayMs: e.FAULT_STORE_DELAY_MS,
+    push: Object.freeze({
+      pollMs: e.PUSH_POLL_MS,
+      leaseMs: e.PUSH_LEASE_MS,
+      maxAttempts: e.PUSH_MAX_ATTEMPTS,
+      backoffBaseMs: e.PUSH_BACKOFF_BASE_MS,
+      apns: apnsSet
+        ? { keyFile: e.APNS_KEY_FILE!, keyId: e.APNS_KEY_ID!, teamId: e.APNS_TEAM_ID!, topic: e.APNS_TOPIC!, origin: e.APNS_ORIGIN }
+        : undefined,
+      fcm: e.FCM_SERVICE_ACCOUNT_FILE ? { serviceAccountFile: e.FCM_SERVICE_ACCOUNT_FILE, origin: e.FCM_ORIGIN } : undefined,
+      webPush: vapidSet ? { publicKey: e.VAPID_PUBLIC_KEY!, privateKey: e.VAPID_PRIVATE_KEY!, subject: e.VAPID_SUBJECT! } : undefined,
+    }),
   });
 }

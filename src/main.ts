@@ -33,6 +33,7 @@ async function serve(config: Config, log: Logger): Promise<void> {
   const app = await createApp(config, log);
   const server = await engine(config, { fetch: app.fetch, gateway: app.gateway }, log);
   app.lifecycle.ready();
+  app.startBackground();
   log.info(
     { port: server.port, engine: config.engine, ceiling: app.gateway.ceiling, runtime: process.versions.bun ? `bun ${process.versions.bun}` : `node ${process.version}` },
     'listening',

@@ -5,6 +5,11 @@ import type { Lifecycle } from '../ops/lifecycle.js';
 import type { Metrics } from '../ops/metrics.js';
 import type { Db } from '../store/db.js';
 import type { UserStore } from '../store/users.js';
+import type { DeviceStore } from '../store/devices.js';
+import type { EventWriter } from '../store/events.js';
+import type { OutboxStore } from '../store/outbox.js';
+import type { Hub } from '../realtime/hub.js';
+import type { PushWorker } from '../push/worker.js';
 import type { TokenService } from './auth/tokens.js';
 
 /** What the engine hands the app with each request. */
@@ -18,6 +23,8 @@ export interface AppEnv {
   Variables: {
     requestId: string;
     userId: string;
+    /** Set when the bearer is ADMIN_TOKEN. */
+    admin: boolean;
   };
 }
 
@@ -29,6 +36,13 @@ export interface Services {
   tokens: TokenService;
   metrics: Metrics;
   lifecycle: Lifecycle;
+  devices: DeviceStore;
+  events: EventWriter;
+  outbox: OutboxStore;
+  hub: Hub;
+  push: PushWorker;
+  /** Dashboard loads that observed an abort, by load. */
+  dashboardAborts: { profile: number; metrics: number };
 }
 
 /** The client address: the peer, or the last X-Forwarded-For hop when TRUST_PROXY is on. */

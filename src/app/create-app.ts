@@ -15,6 +15,14 @@ import { Gateway } from '../realtime/gateway.js';
 import { openDb, type Db } from '../store/db.js';
 import { migrateToLatest } from '../store/migrations.js';
 import { UserStore } from '../store/users.js';
+import { DeviceStore } from '../store/devices.js';
+import { EventWriter } from '../store/events.js';
+import { OutboxStore } from '../store/outbox.js';
+import { createPushWorker } from '../push/index.js';
+import { openApiDocument } from './openapi.js';
+import { dashboardRoutes } from './routes/dashboard.js';
+import { deviceRoutes } from './routes/devices.js';
+import { eventRoutes } from './routes/events.js';
 import { resolveJwtSecret } from './auth/secret.js';
 import { TokenService } from './auth/tokens.js';
 import type { AppEnv, Bindings, Services } from './context.js';
@@ -33,6 +41,10 @@ export interface OneboxApp {
   lifecycle: Lifecycle;
   metrics: Metrics;
   db: Db;
+  /** Registered routes (for the OpenAPI coverage test). */
+  routes(): Array<{ method: string; path: string }>;
+  /** Start the push outbox worker (main.ts does, once listening). */
+  startBackground(): void;
   /** Release timers and the database. */
   close(): Promise<void>;
 }
@@ -43,9 +55,30 @@ export async function createApp(config: Config, log: Logger): Promise<OneboxApp>
   const metrics = createMetrics();
   const lifecycle = new Lifecycle();
   const tokens = new TokenService(resolveJwtSecret(config.jwtSecret, config.dataDir, log), config.jwtTtlS);
-  const s: Services = { config, log, db, users: new UserStore(db), tokens, metrics, lifecycle };
   const gateway = new Gateway(config, tokens, log);
+  const devices = new DeviceStore(db);
+  const outbox = new OutboxStore(db);
+  const s: Services = {
+    config,
+    log,
+    db,
+    users: new UserStore(db),
+    tokens,
+    metrics,
+    lifecycle,
+    devices,
+    events: new EventWriter(db),
+    outbox,
+    hub: gateway.hub,
+    push: createPushWorker(config, outbox, devices, log),
+    dashboardAborts: { profile: 0, metrics: 0 },
+  };
   gateway.exposeMetrics(metrics.registry);
+  exposeIntegers(metrics.registry, 'counter', 'onebox_dashboard_loads_aborted_total', 'Dashboard loads that observed an abort',
+    () => Object.entries(s.dashboardAborts).map(([load, n]) => [{ load }, n] as const), ['load']);
+  exposeIntegers(metrics.registry, 'counter', 'onebox_push_total', 'Push outbox outcomes',
+    () => Object.entries(s.push.stats).map(([outcome, n]) => [{ outcome }, n] as const), ['outcome']);
+  exposeIntegers(metrics.registry, 'counter', 'onebox_event_flushes_total', 'Event ingestion transactions', () => s.events.flushes);
   exposeIntegers(metrics.registry, 'gauge', 'onebox_http_requests_in_flight', 'HTTP requests being served', () => lifecycle.inflight);
 
   const app = new Hono<AppEnv>();
@@ -86,7 +119,12 @@ export async function createApp(config: Config, log: Logger): Promise<OneboxApp>
   app.route('/', healthRoutes(s));
   app.route('/', auth.routes);
   app.route('/', meRoutes(s));
-  app.route('/', notifyRoutes(s, gateway.hub));
+  app.route('/', notifyRoutes(s));
+  app.route('/', dashboardRoutes(s));
+  app.route('/', eventRoutes(s));
+  app.route('/', deviceRoutes(s));
+  const openapi = JSON.stringify(openApiDocument());
+  app.get('/openapi.json', (c) => c.body(openapi, 200, { 'Content-Type': 'application/json' }));
 
   return {
     fetch: (req, env) => app.fetch(req, env),
@@ -94,8 +132,12 @@ export async function createApp(config: Config, log: Logger): Promise<OneboxApp>
     lifecycle,
     metrics,
     db,
+    routes: () => app.routes.map((r) => ({ method: r.method, path: r.path })),
+    startBackground: () => s.push.start(),
     async close() {
       gateway.stop();
+      await s.push.stop();
+      await s.events.drain();
       auth.close();
       metrics.close();
       await db.destroy();

@@ -20,11 +20,14 @@ export const ERROR_CODES = {
   payload_too_large: 413,
   unsupported_media_type: 415,
   upgrade_required: 426,
+  client_gone: 499,
   rate_limited: 429,
   headers_too_large: 431,
   internal: 500,
+  load_failed: 502,
   not_ready: 503,
   over_capacity: 503,
+  deadline_exceeded: 504,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

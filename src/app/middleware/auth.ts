@@ -14,6 +14,28 @@ export function requireUser(s: Services): MiddlewareHandler<AppEnv> {
   };
 }
 
+/** A user token (sets `userId`) or the admin token (sets `admin`). */
+export function requireUserOrAdmin(s: Services): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const token = extractToken(c.req.header('authorization'));
+    if (!token) throw new AppError('unauthorized', 'missing bearer token');
+    if (isAdminToken(token, s.config.adminToken)) c.set('admin', true);
+    else c.set('userId', await s.tokens.verify(token));
+    await next();
+  };
+}
+
+/** The admin token, or 403. */
+export function requireAdmin(s: Services): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    if (!isAdminToken(extractToken(c.req.header('authorization')), s.config.adminToken)) {
+      throw new AppError('forbidden', 'the admin token is required');
+    }
+    c.set('admin', true);
+    await next();
+  };
+}
+
 /** Constant-time comparison of a presented admin token with ADMIN_TOKEN. */
 export function isAdminToken(presented: string | undefined, adminToken: string | undefined): boolean {
   if (!adminToken || !presented) return false;

@@ -1,13 +1,15 @@
-/** `POST /v1/notify` (admin token): deliver to a user's open connections or to a topic. */
+/**
+ * `POST /v1/notify` (admin token). To a user: live over every open connection through the
+ * Hub; if none is open, or when `push` is true, queued in the durable push outbox for each
+ * device. To a topic: live to its subscribers. 202 only after the rows are committed.
+ */
 import { randomUUID } from 'node:crypto';
 import { Hono } from 'hono';
 import { z } from 'zod';
-import type { Hub } from '../../realtime/hub.js';
 import { isValidTopic } from '../../realtime/protocol.js';
-import { extractToken } from '../auth/tokens.js';
 import type { AppEnv, Services } from '../context.js';
 import { AppError } from '../errors.js';
-import { isAdminToken } from '../middleware/auth.js';
+import { requireAdmin } from '../middleware/auth.js';
 import { readJson } from '../middleware/json-body.js';
 
 export const NotifyBody = z
@@ -24,17 +26,25 @@ export const NotifyBody = z
     path: ['userId'],
   });
 
-export function notifyRoutes(s: Services, hub: Hub): Hono<AppEnv> {
+export function notifyRoutes(s: Services): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
-  app.post('/v1/notify', async (c) => {
-    if (!isAdminToken(extractToken(c.req.header('authorization')), s.config.adminToken)) {
-      throw new AppError('forbidden', 'the admin token is required');
-    }
+  app.post('/v1/notify', requireAdmin(s), async (c) => {
     const n = await readJson(c, NotifyBody);
     const id = randomUUID();
-    const payload = { id, title: n.title, body: n.body, data: n.data ?? {} };
-    const live = n.userId !== undefined ? hub.sendToUser(n.userId, payload) : hub.publish(n.topic!, payload);
-    return c.json({ id, live }, 202);
+    const payload = { title: n.title, body: n.body, data: n.data ?? {} };
+    const frame = { id, ...payload };
+    if (n.topic !== undefined) {
+      const live = s.hub.publish(n.topic, frame);
+      await s.outbox.create(id, { topic: n.topic }, payload, live, []);
+      return c.json({ id, live, queued: 0 }, 202);
+    }
+    const userId = n.userId!;
+    if (!(await s.users.byId(userId))) throw new AppError('not_found', 'no such user');
+    const live = s.hub.sendToUser(userId, frame);
+    const devices = live === 0 || n.push ? await s.devices.list(userId) : [];
+    const queued = await s.outbox.create(id, { userId }, payload, live, devices);
+    if (queued > 0) s.push.kick();
+    return c.json({ id, live, queued }, 202);
   });
   return app;
 }

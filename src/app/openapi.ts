@@ -1,0 +1,77 @@
+/**
+ * `GET /openapi.json`: an OpenAPI 3.1 document generated from the same zod schemas that
+ * validate requests (zod's JSON Schema output is draft 2020-12, OpenAPI 3.1's dialect).
+ */
+import { z } from 'zod';
+import { DeviceBody } from './routes/devices.js';
+import { EventsBody } from './routes/events.js';
+import { LoginBody, SignupBody } from './routes/auth.js';
+import { PatchMeBody } from './routes/me.js';
+import { NotifyBody } from './routes/notify.js';
+
+interface Operation {
+  method: 'get' | 'post' | 'patch' | 'delete';
+  path: string;
+  summary: string;
+  auth: 'none' | 'user' | 'admin' | 'user-or-admin' | 'token-or-query';
+  body?: z.ZodType;
+  ok: number;
+}
+
+export const OPERATIONS: Operation[] = [
+  { method: 'post', path: '/v1/auth/signup', summary: 'Create an account', auth: 'none', body: SignupBody, ok: 201 },
+  { method: 'post', path: '/v1/auth/login', summary: 'Exchange email and password for a token', auth: 'none', body: LoginBody, ok: 200 },
+  { method: 'get', path: '/v1/me', summary: 'The signed-in profile', auth: 'user', ok: 200 },
+  { method: 'patch', path: '/v1/me', summary: 'Update the profile', auth: 'user', body: PatchMeBody, ok: 200 },
+  { method: 'get', path: '/v1/users/{id}/dashboard', summary: 'Profile and event counts (own, or admin)', auth: 'user-or-admin', ok: 200 },
+  { method: 'post', path: '/v1/events', summary: 'Ingest up to 500 analytics events', auth: 'user', body: EventsBody, ok: 202 },
+  { method: 'post', path: '/v1/devices', summary: 'Register (upsert) a push target', auth: 'user', body: DeviceBody, ok: 201 },
+  { method: 'get', path: '/v1/devices', summary: 'List own push targets', auth: 'user', ok: 200 },
+  { method: 'delete', path: '/v1/devices/{id}', summary: 'Remove an own push target', auth: 'user', ok: 204 },
+  { method: 'post', path: '/v1/notify', summary: 'Notify a user or a topic (live, else push outbox)', auth: 'admin', body: NotifyBody, ok: 202 },
+  { method: 'get', path: '/v1/ws', summary: 'WebSocket upgrade (bearer or ?token=)', auth: 'token-or-query', ok: 101 },
+];
+
+const errorSchema = {
+  type: 'object',
+  required: ['error'],
+  properties: {
+    error: {
+      type: 'object',
+      required: ['code', 'message'],
+      properties: { code: { type: 'string' }, message: { type: 'string' }, field: { type: 'string' } },
+    },
+  },
+};
+
+/** Build the document (once; it does not change at run time). */
+export function openApiDocument(): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const op of OPERATIONS) {
+    const params = [...op.path.matchAll(/\{(\w+)\}/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } }));
+    (paths[op.path] ??= {})[op.method] = {
+      summary: op.summary,
+      ...(op.auth !== 'none' && { security: [{ bearer: [] }] }),
+      ...(params.length > 0 && { parameters: params }),
+      ...(op.body && {
+        requestBody: {
+          required: true,
+          content: { 'application/json': { schema: z.toJSONSchema(op.body, { io: 'input', unrepresentable: 'any' }) } },
+        },
+      }),
+      responses: {
+        [op.ok]: { description: 'success' },
+        default: { description: 'error', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
+      },
+    };
+  }
+  return {
+    openapi: '3.1.0',
+    info: { title: 'onebox', version: '1' },
+    paths,
+    components: {
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
+      schemas: { Error: errorSchema },
+    },
+  };
+}

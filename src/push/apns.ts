@@ -1,0 +1,99 @@
+/**
+ * APNs over HTTP/2 (node:http2; Bun implements it too) with an ES256 provider token
+ * signed by jose. The token is shared and renewed through single-flight well inside
+ * Apple's one-hour limit; a 403 ExpiredProviderToken drops it so the next send renews.
+ */
+import { readFileSync } from 'node:fs';
+import { connect, type ClientHttp2Session } from 'node:http2';
+import { importPKCS8, SignJWT } from 'jose';
+import { SingleFlight } from '../lib/single-flight.js';
+import type { DeviceRow } from '../store/devices.js';
+import type { NotificationPayload } from '../store/outbox.js';
+import { genericResult, type PushProvider, type PushResult } from './types.js';
+
+export interface ApnsOptions {
+  keyFile: string;
+  keyId: string;
+  teamId: string;
+  /** The app's bundle id (apns-topic). */
+  topic: string;
+  /** @default https://api.push.apple.com */
+  origin: string;
+}
+
+const DEAD_REASONS = new Set(['Unregistered', 'BadDeviceToken', 'DeviceTokenNotForTopic']);
+
+export class ApnsProvider implements PushProvider {
+  private session: ClientHttp2Session | null = null;
+  private readonly token: SingleFlight<string>;
+
+  constructor(private readonly o: ApnsOptions) {
+    const pem = readFileSync(o.keyFile, 'utf8');
+    this.token = new SingleFlight(async () => {
+      const key = await importPKCS8(pem, 'ES256');
+      const iat = Math.floor(Date.now() / 1000);
+      const jwt = await new SignJWT({ iss: o.teamId, iat }).setProtectedHeader({ alg: 'ES256', kid: o.keyId }).sign(key);
+      return { value: jwt, expiresAt: (iat + 50 * 60) * 1000 };
+    }, 5 * 60_000);
+  }
+
+  private connect(): ClientHttp2Session {
+    if (this.session && !this.session.closed && !this.session.destroyed) return this.session;
+    const session = connect(this.o.origin);
+    session.on('error', () => undefined);
+    session.on('close', () => {
+      if (this.session === session) this.session = null;
+    });
+    session.unref();
+    this.session = session;
+    return session;
+  }
+
+  async send(device: DeviceRow, p: NotificationPayload): Promise<PushResult> {
+    const jwt = await this.token.get();
+    const body = JSON.stringify({ aps: { alert: { title: p.title, body: p.body }, sound: 'default' }, data: p.data });
+    return new Promise<PushResult>((resolve) => {
+      let req;
+      try {
+        req = this.connect().request({
+          ':method': 'POST',
+          ':path': `/3/device/${device.token}`,
+          authorization: `bearer ${jwt}`,
+          'apns-topic': this.o.topic,
+          'apns-push-type': 'alert',
+          'apns-priority': '10',
+          'content-type': 'application/json',
+        });
+      } catch (err) {
+        resolve({ kind: 'retry', reason: `apns connect: ${(err as Error).message}` });
+        return;
+      }
+      let status = 0;
+      let text = '';
+      req.setEncoding('utf8');
+      req.on('response', (h) => (status = Number(h[':status'])));
+      req.on('data', (d: string) => (text += d));
+      req.on('error', (err) => resolve({ kind: 'retry', reason: `apns: ${err.message}` }));
+      req.on('end', () => {
+        if (status === 200) return resolve({ kind: 'sent' });
+        let reason = '';
+        try {
+          reason = (JSON.parse(text) as { reason?: string }).reason ?? '';
+        } catch {
+          /* empty body */
+        }
+        if (status === 410 || DEAD_REASONS.has(reason)) return resolve({ kind: 'dead', reason: `apns ${status} ${reason}` });
+        if (status === 403 && reason === 'ExpiredProviderToken') {
+          this.token.invalidate();
+          return resolve({ kind: 'retry', reason: 'apns provider token expired' });
+        }
+        resolve(genericResult(status, `apns ${status} ${reason}`));
+      });
+      req.end(body);
+    });
+  }
+
+  close(): void {
+    this.session?.close();
+  }
+}

@@ -1,0 +1,32 @@
+/** What a push provider answers, in the worker's terms. */
+import type { DeviceRow } from '../store/devices.js';
+import type { NotificationPayload } from '../store/outbox.js';
+
+export type PushResult =
+  | { kind: 'sent' }
+  /** The token is dead (uninstalled, expired): remove the device. */
+  | { kind: 'dead'; reason: string }
+  /** Try again later (429, 5xx, network). */
+  | { kind: 'retry'; reason: string; afterMs?: number | undefined }
+  /** Permanently refused (bad payload, bad configuration): give up on this row. */
+  | { kind: 'failed'; reason: string };
+
+export interface PushProvider {
+  send(device: DeviceRow, payload: NotificationPayload): Promise<PushResult>;
+  close?(): void;
+}
+
+/** Retry-After in seconds or an HTTP date, as milliseconds. */
+export function retryAfterMs(value: string | null | undefined): number | undefined {
+  if (!value) return undefined;
+  const s = Number(value);
+  if (Number.isFinite(s)) return Math.max(0, s * 1000);
+  const t = Date.parse(value);
+  return Number.isFinite(t) ? Math.max(0, t - Date.now()) : undefined;
+}
+
+/** Map an HTTP status to retry/failed for statuses a provider has no special meaning for. */
+export function genericResult(status: number, reason: string, retryAfter?: string | null): PushResult {
+  if (status === 429 || status >= 500) return { kind: 'retry', reason, afterMs: retryAfterMs(retryAfter) };
+  return { kind: 'failed', reason };
+}

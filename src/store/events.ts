@@ -1,0 +1,106 @@
+/**
+ * App analytics events. Writes from concurrent requests are grouped: each request queues its
+ * batch and awaits the commit of the transaction that carries it, so ingestion costs one
+ * transaction per flush instead of one per request. A failed transaction fails every
+ * request in it and writes none of their rows.
+ */
+import { sql } from 'kysely';
+import type { Db } from './db.js';
+import type { EventsTable } from './schema.js';
+
+const ROWS_PER_INSERT = 100;
+
+interface Pending {
+  rows: EventsTable[];
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
+export class EventWriter {
+  private queue: Pending[] = [];
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private flushing: Promise<void> = Promise.resolve();
+  /** Transactions committed, for metrics. */
+  flushes = 0;
+
+  /**
+   * @param maxRows rows per transaction. @default 5000
+   * @param lingerMs how long a batch waits for company. @default 2 ms
+   */
+  constructor(
+    private readonly db: Db,
+    private readonly maxRows = 5000,
+    private readonly lingerMs = 2,
+  ) {}
+
+  /** Queue rows; resolves once they are committed. */
+  write(rows: EventsTable[]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ rows, resolve, reject });
+      this.timer ??= setTimeout(() => {
+        this.timer = null;
+        this.flushing = this.flushing.then(() => this.flush());
+      }, this.lingerMs);
+    });
+  }
+
+  /** Wait for everything queued so far to be written. */
+  async drain(): Promise<void> {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+      this.flushing = this.flushing.then(() => this.flush());
+    }
+    await this.flushing;
+  }
+
+  private async flush(): Promise<void> {
+    while (this.queue.length > 0) {
+      const batch: Pending[] = [];
+      let n = 0;
+      while (this.queue.length > 0 && (batch.length === 0 || n + this.queue[0]!.rows.length <= this.maxRows)) {
+        const p = this.queue.shift()!;
+        batch.push(p);
+        n += p.rows.length;
+      }
+      const rows = batch.flatMap((p) => p.rows);
+      try {
+        await this.db.transaction().execute(async (tx) => {
+          for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) {
+            await tx.insertInto('events').values(rows.slice(i, i + ROWS_PER_INSERT)).execute();
+          }
+        });
+        this.flushes++;
+        for (const p of batch) p.resolve();
+      } catch (err) {
+        for (const p of batch) p.reject(err);
+      }
+    }
+  }
+}
+
+export interface EventCounts {
+  [type: string]: { last7d: number; last30d: number };
+}
+
+/** Counts per event type over the last 7 and 30 days. Honours the abort signal between steps. */
+export async function countEvents(db: Db, userId: string, now: number, signal?: AbortSignal): Promise<EventCounts> {
+  signal?.throwIfAborted();
+  const day = 86_400_000;
+  const since7 = now - 7 * day;
+  const rows = await db
+    .selectFrom('events')
+    .select((eb) => [
+      'type',
+      eb.fn.countAll<number | string>().as('d30'),
+      sql<number | string>`sum(case when ts >= ${since7} then 1 else 0 end)`.as('d7'),
+    ])
+    .where('user_id', '=', userId)
+    .where('ts', '>=', now - 30 * day)
+    .groupBy('type')
+    .execute();
+  signal?.throwIfAborted();
+  const out: EventCounts = {};
+  for (const r of rows) out[r.type] = { last7d: Number(r.d7 ?? 0), last30d: Number(r.d30) };
+  return out;
+}

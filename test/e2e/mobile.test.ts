@@ -1,0 +1,256 @@
+import assert from 'node:assert/strict';
+import { request } from 'node:http';
+import { after, before, describe, test } from 'node:test';
+import { ADMIN_TOKEN, api, ENGINES, signup, startServer, type Running } from '../helpers/server.js';
+import { startFakePush, type FakePush } from '../helpers/fake-push.js';
+import { connectWs } from '../helpers/ws.js';
+
+const metric = async (url: string, pattern: RegExp): Promise<number> => {
+  const body = (await api(url, 'GET', '/metrics')).body as string;
+  return Number(pattern.exec(body)?.[1] ?? 0);
+};
+const aborted = (url: string, load: string) => metric(url, new RegExp(`^onebox_dashboard_loads_aborted_total\\{load="${load}"\\} (\\d+)`, 'm'));
+const hex = (prefix: string) => (prefix + 'a'.repeat(64)).slice(0, 64);
+const admin = { token: ADMIN_TOKEN };
+
+for (const engine of ENGINES) {
+  describe(`mobile API on ${engine}`, () => {
+    let s: Running;
+    let push: FakePush;
+    let u: { token: string; id: string };
+    let other: { token: string; id: string };
+    before(async () => {
+      push = await startFakePush();
+      s = await startServer(engine, { ...push.env, PUSH_POLL_MS: '100', PUSH_BACKOFF_BASE_MS: '50' });
+      u = await signup(s.url);
+      other = await signup(s.url);
+    });
+    after(async () => {
+      await s.stop();
+      await push.close();
+    });
+
+    test('events feed the dashboard counts over 7 and 30 days', async () => {
+      const now = Date.now();
+      const events = [
+        { type: 'app.open', ts: now - 1000 },
+        { type: 'app.open', ts: new Date(now - 10 * 86_400_000).toISOString() },
+        { type: 'tap', ts: now, props: { button: 'buy' } },
+      ];
+      const r = await api(s.url, 'POST', '/v1/events', { token: u.token, body: { events } });
+      assert.equal(r.status, 202);
+      assert.equal(r.body.accepted, 3);
+      const d = await api(s.url, 'GET', `/v1/users/${u.id}/dashboard`, { token: u.token });
+      assert.equal(d.status, 200);
+      assert.equal(d.body.profile.id, u.id);
+      assert.deepEqual(d.body.metrics, { 'app.open': { last7d: 1, last30d: 2 }, tap: { last7d: 1, last30d: 1 } });
+    });
+
+    test('bad event batches are refused whole', async () => {
+      const ok = { type: 'x', ts: Date.now() };
+      const cases: Array<[unknown, string]> = [
+        [{ events: Array.from({ length: 501 }, () => ok) }, 'events'],
+        [{ events: [] }, 'events'],
+        [{ events: [ok, { type: 'x', ts: 'yesterday' }] }, 'events.1.ts'],
+        [{ events: [{ type: 'x', ts: Date.now() + 3_600_000 }] }, 'events.0.ts'],
+        [{ events: [{ type: 'x', ts: Date.now() - 40 * 86_400_000 }] }, 'events.0.ts'],
+        [{ events: [{ type: 'Bad Type', ts: Date.now() }] }, 'events.0.type'],
+        [{ events: [{ ...ok, extra: 1 }] }, 'events.0.extra'],
+        [{ events: [{ ...ok, props: 'nope' }] }, 'events.0.props'],
+      ];
+      const before = await api(s.url, 'GET', `/v1/users/${other.id}/dashboard`, { token: other.token });
+      for (const [body, field] of cases) {
+        const r = await api(s.url, 'POST', '/v1/events', { token: other.token, body });
+        assert.equal(r.status, 400, field);
+        assert.equal(r.body.error.code, 'validation_failed');
+        assert.equal(r.body.error.field, field);
+      }
+      const after = await api(s.url, 'GET', `/v1/users/${other.id}/dashboard`, { token: other.token });
+      assert.deepEqual(after.body.metrics, before.body.metrics);
+      assert.equal((await api(s.url, 'POST', '/v1/events', { body: { events: [ok] } })).status, 401);
+    });
+
+    test("dashboard: own or admin; another user's is 403; unknown user 404", async () => {
+      assert.equal((await api(s.url, 'GET', `/v1/users/${other.id}/dashboard`, { token: u.token })).body.error.code, 'forbidden');
+      assert.equal((await api(s.url, 'GET', `/v1/users/${other.id}/dashboard`, { token: u.token })).status, 403);
+      assert.equal((await api(s.url, 'GET', `/v1/users/${other.id}/dashboard`, admin)).status, 200);
+      assert.equal((await api(s.url, 'GET', '/v1/users/nobody/dashboard', admin)).status, 404);
+    });
+
+    test('devices: upsert, list, delete own only, validation', async () => {
+      const body = { platform: 'android', token: 'fcm-token-0123456789abcdef' };
+      const a = await api(s.url, 'POST', '/v1/devices', { token: u.token, body });
+      const b = await api(s.url, 'POST', '/v1/devices', { token: u.token, body });
+      assert.equal(a.status, 201);
+      assert.equal(a.body.device.id, b.body.device.id);
+      const list = await api(s.url, 'GET', '/v1/devices', { token: u.token });
+      assert.equal(list.body.devices.filter((d: any) => d.token === body.token).length, 1);
+      assert.equal((await api(s.url, 'DELETE', `/v1/devices/${a.body.device.id}`, { token: other.token })).status, 404);
+      assert.equal((await api(s.url, 'DELETE', `/v1/devices/${a.body.device.id}`, { token: u.token })).status, 204);
+      assert.equal((await api(s.url, 'DELETE', `/v1/devices/${a.body.device.id}`, { token: u.token })).status, 404);
+      const sub = push.webSubscription();
+      const cases: Array<[unknown, string]> = [
+        [{ platform: 'blackberry', token: 'x' }, 'platform'],
+        [{ platform: 'ios', token: 'not-hex' }, 'token'],
+        [{ platform: 'web', token: 'https://push.example.com/x' }, 'token'],
+        [{ platform: 'web', token: { ...sub, keys: { ...sub.keys, p256dh: 'short' } } }, 'token.keys.p256dh'],
+        [{ platform: 'web', token: { ...sub, endpoint: 'ftp://example.com/x' } }, 'token.endpoint'],
+        [{ platform: 'web', token: { endpoint: sub.endpoint } }, 'token.keys'],
+      ];
+      for (const [bad, field] of cases) {
+        const r = await api(s.url, 'POST', '/v1/devices', { token: u.token, body: bad });
+        assert.equal(r.status, 400, JSON.stringify(bad));
+        assert.equal(r.body.error.field, field, JSON.stringify(bad));
+      }
+    });
+
+    test('notify: admin only, validated', async () => {
+      assert.equal((await api(s.url, 'POST', '/v1/notify', { token: u.token, body: { userId: u.id, title: 't' } })).status, 403);
+      assert.equal((await api(s.url, 'POST', '/v1/notify', { body: { userId: u.id, title: 't' } })).status, 403);
+      const both = await api(s.url, 'POST', '/v1/notify', { ...admin, body: { userId: u.id, topic: 'news', title: 't' } });
+      assert.equal(both.status, 400);
+      assert.equal((await api(s.url, 'POST', '/v1/notify', { ...admin, body: { userId: 'ghost', title: 't' } })).status, 404);
+    });
+
+    test('notify: live to an open connection, nothing queued', async () => {
+      const v = await signup(s.url);
+      await api(s.url, 'POST', '/v1/devices', { token: v.token, body: { platform: 'ios', token: hex('1') } });
+      const ws = await connectWs(s.wsUrl, v.token);
+      const r = await api(s.url, 'POST', '/v1/notify', { ...admin, body: { userId: v.id, title: 'live', data: { n: 1 } } });
+      assert.equal(r.status, 202);
+      assert.deepEqual([r.body.live, r.body.queued], [1, 0]);
+      const m = await ws.next((f) => f.op === 'msg');
+      assert.equal(m.data.id, r.body.id);
+      assert.equal(m.data.title, 'live');
+      ws.close();
+    });
+
+    test('notify: outbox to APNs, FCM and Web Push when offline, wire format checked', async () => {
+      const v = await signup(s.url);
+      const sub = push.webSubscription();
+      await api(s.url, 'POST', '/v1/devices', { token: v.token, body: { platform: 'ios', token: hex('2') } });
+      await api(s.url, 'POST', '/v1/devices', { token: v.token, body: { platform: 'android', token: 'fcm-live-token-0123456789' } });
+      await api(s.url, 'POST', '/v1/devices', { token: v.token, body: { platform: 'web', token: sub } });
+      const r = await api(s.url, 'POST', '/v1/notify', { ...admin, body: { userId: v.id, title: 'Offline', body: 'hello', data: { k: 'v' } } });
+      assert.equal(r.status, 202);
+      assert.deepEqual([r.body.live, r.body.queued], [0, 3]);
+      const apns = await push.waitFor((x) => x.service === 'apns' && x.token === hex('2'));
+      assert.deepEqual(apns.payload.aps.alert, { title: 'Offline', body: 'hello' });
+      const fcm = await push.waitFor((x) => x.service === 'fcm' && x.token === 'fcm-live-token-0123456789');
+      assert.deepEqual(fcm.payload.notification, { title: 'Offline', body: 'hello' });
+      assert.equal(fcm.payload.data.k, 'v');
+      const web = await push.waitFor((x) => x.service === 'web' && sub.endpoint.endsWith(x.token));
+      assert.equal(web.payload.title, 'Offline');
+    });
+
+    test('notify push:true also queues while connected; 429 is retried', async () => {
+      const v = await signup(s.url);
+      await api(s.url, 'POST', '/v1/devices', { token: v.token, body: { platform: 'ios', token: hex('3') } });
+      const ws = await connectWs(s.wsUrl, v.token);
+      push.throttleApns(1);
+      const r = await api(s.url, 'POST', '/v1/notify', { ...admin, body: { userId: v.id, title: 'both', push: true } });
+      assert.deepEqual([r.body.live, r.body.queued], [1, 1]);
+      await push.waitFor((x) => x.token === hex('3') && x.status === 429);
+      await push.waitFor((x) => x.token === hex('3') && x.status === 200);
+      ws.close();
+    });
+
+    test('dead tokens remove the device (APNs 410, FCM UNREGISTERED, Web Push 410)', async () => {
+      const v = await signup(s.url);
+      const sub = push.webSubscription(true);
+      for (const body of [
+        { platform: 'ios', token: hex('dead') },
+        { platform: 'android', token: 'dead-fcm-token-0123456789' },
+        { platform: 'web', token: sub },
+      ]) {
+        assert.equal((await api(s.url, 'POST', '/v1/devices', { token: v.token, body })).status, 201);
+      }
+      await api(s.url, 'POST', '/v1/notify', { ...admin, body: { userId: v.id, title: 'bye' } });
+      await push.waitFor((x) => x.token === hex('dead') && x.status === 410);
+      await push.waitFor((x) => x.token === 'dead-fcm-token-0123456789' && x.status === 404);
+      await push.waitFor((x) => x.service === 'web' && sub.endpoint.endsWith(x.token) && x.status === 410);
+      for (;;) {
+        const list = await api(s.url, 'GET', '/v1/devices', { token: v.token });
+        if (list.body.devices.length === 0) break;
+      }
+    });
+
+    test('openapi.json documents every /v1 route', async () => {
+      const r = await api(s.url, 'GET', '/openapi.json');
+      assert.equal(r.status, 200);
+      assert.equal(r.body.openapi, '3.1.0');
+      const paths = r.body.paths as Record<string, Record<string, unknown>>;
+      const expected = [
+        ['post', '/v1/auth/signup'], ['post', '/v1/auth/login'], ['get', '/v1/me'], ['patch', '/v1/me'],
+        ['get', '/v1/users/{id}/dashboard'], ['post', '/v1/events'], ['post', '/v1/devices'], ['get', '/v1/devices'],
+        ['delete', '/v1/devices/{id}'], ['post', '/v1/notify'], ['get', '/v1/ws'],
+      ];
+      for (const [m, p] of expected) assert.ok(paths[p!]?.[m!], `${m} ${p}`);
+      assert.ok((paths['/v1/devices'] as any).post.requestBody.content['application/json'].schema);
+    });
+  });
+
+  describe(`dashboard cancellation on ${engine}`, () => {
+    let s: Running;
+    let u: { token: string; id: string };
+    before(async () => {
+      s = await startServer(engine, { FAULT_STORE_DELAY_MS: '1500', DASHBOARD_TIMEOUT_MS: '5000' });
+      u = await signup(s.url);
+    });
+    after(() => s.stop());
+
+    test('a client that goes away aborts both loads', async () => {
+      const before = [await aborted(s.url, 'profile'), await aborted(s.url, 'metrics')];
+      const req = request(`${s.url}/v1/users/${u.id}/dashboard`, { headers: { authorization: `Bearer ${u.token}` } });
+      req.on('error', () => undefined);
+      req.end();
+      for (;;) {
+        const n = await metric(s.url, /^onebox_http_requests_in_flight (\d+)/m);
+        if (n >= 2) break;
+      }
+      req.destroy();
+      for (;;) {
+        const now = [await aborted(s.url, 'profile'), await aborted(s.url, 'metrics')];
+        if (now[0]! > before[0]! && now[1]! > before[1]!) break;
+      }
+    });
+  });
+
+  describe(`dashboard deadline on ${engine}`, () => {
+    let s: Running;
+    before(async () => {
+      s = await startServer(engine, { FAULT_STORE_DELAY_MS: '2000', DASHBOARD_TIMEOUT_MS: '200' });
+    });
+    after(() => s.stop());
+
+    test('past DASHBOARD_TIMEOUT_MS: 504 and both loads aborted', async () => {
+      const u = await signup(s.url);
+      const started = Date.now();
+      const r = await api(s.url, 'GET', `/v1/users/${u.id}/dashboard`, { token: u.token });
+      assert.equal(r.status, 504);
+      assert.equal(r.body.error.code, 'deadline_exceeded');
+      assert.ok(Date.now() - started < 1500, 'answered before the loads would have finished');
+      assert.equal(await aborted(s.url, 'profile'), 1);
+      assert.equal(await aborted(s.url, 'metrics'), 1);
+    });
+  });
+
+  describe(`push outbox durability on ${engine}`, () => {
+    test('accepted with 202, then kill -9: delivered after the next start', async () => {
+      const push = await startFakePush();
+      // First life: APNs unreachable, so nothing can be delivered before the kill.
+      const first = await startServer(engine, { ...push.env, APNS_ORIGIN: 'http://127.0.0.1:9', PUSH_LEASE_MS: '300', PUSH_BACKOFF_BASE_MS: '50' });
+      const u = await signup(first.url);
+      await api(first.url, 'POST', '/v1/devices', { token: u.token, body: { platform: 'ios', token: hex('4') } });
+      const r = await api(first.url, 'POST', '/v1/notify', { ...admin, body: { userId: u.id, title: 'durable' } });
+      assert.equal(r.status, 202);
+      first.proc.kill('SIGKILL');
+      await first.exited;
+      const second = await startServer(engine, { ...push.env, DATA_DIR: first.dataDir, PUSH_POLL_MS: '100', PUSH_LEASE_MS: '300' });
+      const got = await push.waitFor((x) => x.token === hex('4') && x.status === 200);
+      assert.equal(got.payload.aps.alert.title, 'durable');
+      await second.stop();
+      await push.close();
+    });
+  });
+}
