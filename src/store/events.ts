@@ -4,11 +4,14 @@
  * transaction per flush instead of one per request. A failed transaction fails every
  * request in it and writes none of their rows.
  */
-import { sql } from 'kysely';
 import type { Db } from './db.js';
 import type { EventsTable } from './schema.js';
 
 const ROWS_PER_INSERT = 100;
+const DAY_MS = 86_400_000;
+
+/** UTC day number of an epoch-ms timestamp. */
+export const dayOf = (ms: number) => Math.floor(ms / DAY_MS);
 
 interface Pending {
   rows: EventsTable[];
@@ -69,6 +72,22 @@ export class EventWriter {
           for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) {
             await tx.insertInto('events').values(rows.slice(i, i + ROWS_PER_INSERT)).execute();
           }
+          const counts = new Map<string, { user_id: string; type: string; day: number; n: number }>();
+          for (const r of rows) {
+            const day = dayOf(r.ts);
+            const key = `${r.user_id}\u0000${r.type}\u0000${day}`;
+            const c = counts.get(key);
+            if (c) c.n++;
+            else counts.set(key, { user_id: r.user_id, type: r.type, day, n: 1 });
+          }
+          const all = [...counts.values()];
+          for (let i = 0; i < all.length; i += ROWS_PER_INSERT) {
+            await tx
+              .insertInto('event_counts')
+              .values(all.slice(i, i + ROWS_PER_INSERT))
+              .onConflict((oc) => oc.columns(['user_id', 'day', 'type']).doUpdateSet((eb) => ({ n: eb('event_counts.n', '+', eb.ref('excluded.n')) })))
+              .execute();
+          }
         });
         this.flushes++;
         for (const p of batch) p.resolve();
@@ -83,24 +102,27 @@ export interface EventCounts {
   [type: string]: { last7d: number; last30d: number };
 }
 
-/** Counts per event type over the last 7 and 30 days. Honours the abort signal between steps. */
+/**
+ * Counts per event type over the last 7 and 30 UTC days (today included), read from the
+ * daily rollup. Honours the abort signal before and after the query.
+ */
 export async function countEvents(db: Db, userId: string, now: number, signal?: AbortSignal): Promise<EventCounts> {
   signal?.throwIfAborted();
-  const day = 86_400_000;
-  const since7 = now - 7 * day;
+  const today = dayOf(now);
   const rows = await db
-    .selectFrom('events')
-    .select((eb) => [
-      'type',
-      eb.fn.countAll<number | string>().as('d30'),
-      sql<number | string>`sum(case when ts >= ${since7} then 1 else 0 end)`.as('d7'),
-    ])
+    .selectFrom('event_counts')
+    .select(['type', 'day', 'n'])
     .where('user_id', '=', userId)
-    .where('ts', '>=', now - 30 * day)
-    .groupBy('type')
+    .where('day', '>', today - 30)
+    .where('day', '<=', today + 1) // device clocks run up to 5 min ahead
     .execute();
   signal?.throwIfAborted();
   const out: EventCounts = {};
-  for (const r of rows) out[r.type] = { last7d: Number(r.d7 ?? 0), last30d: Number(r.d30) };
+  for (const r of rows) {
+    const c = (out[r.type] ??= { last7d: 0, last30d: 0 });
+    const n = Number(r.n);
+    c.last30d += n;
+    if (r.day > today - 7) c.last7d += n;
+  }
   return out;
 }

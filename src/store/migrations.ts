@@ -72,6 +72,23 @@ const migrations: Record<string, Migration> = {
       for (const t of ['push_outbox', 'notifications', 'devices', 'events']) await db.schema.dropTable(t).execute();
     },
   },
+  '0003_event_counts': {
+    // Daily counts per user and type, kept in the ingestion transaction, so the dashboard
+    // reads at most types x 30 rows however many events a user sends.
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('event_counts')
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id').onDelete('cascade'))
+        .addColumn('type', 'text', (c) => c.notNull())
+        .addColumn('day', 'integer', (c) => c.notNull())
+        .addColumn('n', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('event_counts_pk', ['user_id', 'day', 'type'])
+        .execute();
+    },
+    async down(db: Kysely<any>) {
+      await db.schema.dropTable('event_counts').execute();
+    },
+  },
 };
 
 /** Bring the schema to the newest version; throws with the failing migration's error. */

@@ -20,6 +20,14 @@ export interface EventsTable {
   received_at: number;
 }
 
+/** Events per user, type and UTC day (days since the epoch). */
+export interface EventCountsTable {
+  user_id: string;
+  type: string;
+  day: number;
+  n: number;
+}
+
 export interface DevicesTable {
   id: string;
   user_id: string;
@@ -60,6 +68,7 @@ export interface PushOutboxTable {
 export interface Database {
   users: UsersTable;
   events: EventsTable;
+  event_counts: EventCountsTable;
   devices: DevicesTable;
   notifications: NotificationsTable;
   push_outbox: PushOutboxTable;
