@@ -124,7 +124,7 @@ export class PushWorker {
         }
         this.stats.retried++;
         const cap = Math.min(3_600_000, this.o.backoffBaseMs * 2 ** (attempts - 1));
-        const delay = Math.max(result.afterMs ?? 0, Math.random() * cap);
+        const delay = Math.round(Math.max(result.afterMs ?? 0, Math.random() * cap));
         await this.outbox.retry(row.id, attempts, Date.now() + delay, result.reason);
         return;
       }

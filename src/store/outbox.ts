@@ -6,7 +6,7 @@
  * (at-least-once delivery across crashes).
  */
 import { randomUUID } from 'node:crypto';
-import type { Db } from './db.js';
+import { dialectOf, type Db } from './db.js';
 import type { DeviceRow } from './devices.js';
 
 export interface NotificationPayload {
@@ -72,19 +72,22 @@ export class OutboxStore {
 
   /** Claim up to `limit` due rows for `leaseMs`. */
   async claim(now: number, limit: number, leaseMs: number): Promise<ClaimedPush[]> {
+    const postgres = dialectOf.get(this.db) === 'postgres';
     const claimed = await this.db
       .updateTable('push_outbox')
       .set({ claimed_until: now + leaseMs, updated_at: now })
-      .where('id', 'in', (eb) =>
-        eb
+      .where('id', 'in', (eb) => {
+        const due = eb
           .selectFrom('push_outbox')
           .select('id')
           .where('status', '=', 'pending')
           .where('next_at', '<=', now)
           .where('claimed_until', '<=', now)
           .orderBy('next_at')
-          .limit(limit),
-      )
+          .limit(limit);
+        // PostgreSQL: concurrent claimers skip each other's rows instead of queueing on them.
+        return postgres ? due.forUpdate().skipLocked() : due;
+      })
       // Re-checked on the row itself: under concurrent claimers only one update matches.
       .where('claimed_until', '<=', now)
       .where('status', '=', 'pending')

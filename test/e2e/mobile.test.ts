@@ -4,6 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import { ADMIN_TOKEN, api, ENGINES, signup, startServer, type Running } from '../helpers/server.js';
 import { startFakePush, type FakePush } from '../helpers/fake-push.js';
 import { connectWs } from '../helpers/ws.js';
+import { createTestDatabase, PG_SKIP } from '../helpers/pg.js';
 
 const metric = async (url: string, pattern: RegExp): Promise<number> => {
   const body = (await api(url, 'GET', '/metrics')).body as string;
@@ -14,20 +15,29 @@ const hex = (prefix: string) => (prefix + 'a'.repeat(64)).slice(0, 64);
 const admin = { token: ADMIN_TOKEN };
 
 for (const engine of ENGINES) {
-  describe(`mobile API on ${engine}`, () => {
+ for (const store of ['sqlite', 'postgres'] as const) {
+  describe(`mobile API on ${engine} with ${store}`, { skip: store === 'postgres' && PG_SKIP }, () => {
     let s: Running;
     let push: FakePush;
     let u: { token: string; id: string };
     let other: { token: string; id: string };
+    let dropDb: () => Promise<void> = async () => undefined;
     before(async () => {
       push = await startFakePush();
-      s = await startServer(engine, { ...push.env, PUSH_POLL_MS: '100', PUSH_BACKOFF_BASE_MS: '50' });
+      const dbEnv: Record<string, string> = {};
+      if (store === 'postgres') {
+        const t = await createTestDatabase();
+        dbEnv.DATABASE_URL = t.url;
+        dropDb = t.drop;
+      }
+      s = await startServer(engine, { ...push.env, ...dbEnv, PUSH_POLL_MS: '100', PUSH_BACKOFF_BASE_MS: '50' });
       u = await signup(s.url);
       other = await signup(s.url);
     });
     after(async () => {
       await s.stop();
       await push.close();
+      await dropDb();
     });
 
     test('events feed the dashboard counts over 7 and 30 days', async () => {
@@ -189,6 +199,7 @@ for (const engine of ENGINES) {
       assert.ok((paths['/v1/devices'] as any).post.requestBody.content['application/json'].schema);
     });
   });
+ }
 
   describe(`dashboard cancellation on ${engine}`, () => {
     let s: Running;

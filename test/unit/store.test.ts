@@ -1,0 +1,107 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { openDb, type Db } from '../../src/store/db.js';
+import { DeviceStore } from '../../src/store/devices.js';
+import { countEvents, EventWriter } from '../../src/store/events.js';
+import { migrateToLatest } from '../../src/store/migrations.js';
+import { OutboxStore } from '../../src/store/outbox.js';
+import { UserStore } from '../../src/store/users.js';
+import { createTestDatabase, PG_SKIP } from '../helpers/pg.js';
+
+const DAY = 86_400_000;
+
+for (const dialect of ['sqlite', 'postgres'] as const) {
+  describe(`store on ${dialect}`, { skip: dialect === 'postgres' && PG_SKIP }, () => {
+    let db: Db;
+    let db2: Db;
+    let cleanup: () => Promise<void>;
+    before(async () => {
+      let config: { databaseUrl: string | undefined; dataDir: string };
+      if (dialect === 'postgres') {
+        const t = await createTestDatabase();
+        config = { databaseUrl: t.url, dataDir: '' };
+        cleanup = t.drop;
+      } else {
+        const dir = mkdtempSync(join(tmpdir(), 'onebox-store-'));
+        config = { databaseUrl: undefined, dataDir: dir };
+        cleanup = async () => rmSync(dir, { recursive: true, force: true });
+      }
+      db = await openDb(config);
+      await migrateToLatest(db);
+      await migrateToLatest(db); // idempotent
+      db2 = await openDb(config); // a second client, as another worker would have
+    });
+    after(async () => {
+      await db.destroy();
+      await db2.destroy();
+      await cleanup();
+    });
+
+    test('users: unique email, lookups, profile update', async () => {
+      const users = new UserStore(db);
+      const a = await users.create('a@example.com', 'hash', 'A');
+      assert.ok(a);
+      assert.equal(await users.create('a@example.com', 'hash2', null), null);
+      assert.equal((await users.byEmail('a@example.com'))?.id, a.id);
+      const u = await users.updateProfile(a.id, { locale: 'de' });
+      assert.equal(u?.locale, 'de');
+      assert.equal(typeof u?.created_at, 'number');
+    });
+
+    test('devices: upsert per user and token, delete own only', async () => {
+      const users = new UserStore(db);
+      const a = (await users.create('d1@example.com', 'h', null))!;
+      const b = (await users.create('d2@example.com', 'h', null))!;
+      const devices = new DeviceStore(db);
+      const d1 = await devices.upsert(a.id, 'android', 'tok-1', null);
+      const d2 = await devices.upsert(a.id, 'android', 'tok-1', null);
+      assert.equal(d1.id, d2.id);
+      await devices.upsert(b.id, 'android', 'tok-1', null);
+      assert.equal((await devices.list(a.id)).length, 1);
+      assert.equal(await devices.remove(b.id, d1.id), false);
+      assert.equal(await devices.remove(a.id, d1.id), true);
+    });
+
+    test('events: grouped writes, 7 and 30 day counts', async () => {
+      const user = (await new UserStore(db).create('e@example.com', 'h', null))!;
+      const writer = new EventWriter(db);
+      const now = Date.now();
+      const row = (type: string, ago: number) => ({ user_id: user.id, type, ts: now - ago, props: '{}', received_at: now });
+      await Promise.all([
+        writer.write([row('open', 0), row('open', 2 * DAY)]),
+        writer.write([row('open', 10 * DAY), row('buy', 20 * DAY)]),
+        writer.write([row('open', 40 * DAY)]),
+      ]);
+      assert.ok(writer.flushes <= 2, `${writer.flushes} transactions for three concurrent batches`);
+      assert.deepEqual(await countEvents(db, user.id, now), { open: { last7d: 2, last30d: 3 }, buy: { last7d: 0, last30d: 1 } });
+      const ac = new AbortController();
+      ac.abort();
+      await assert.rejects(countEvents(db, user.id, now, ac.signal));
+    });
+
+    test('outbox: concurrent claimers never share a row; an expired lease is claimed again', async () => {
+      const user = (await new UserStore(db).create('o@example.com', 'h', null))!;
+      const devices = new DeviceStore(db);
+      const devs = [];
+      for (let i = 0; i < 30; i++) devs.push(await devices.upsert(user.id, 'ios', `t${i}`, null));
+      const outbox = new OutboxStore(db);
+      await outbox.create('n1', { userId: user.id }, { title: 't', body: '', data: {} }, 0, devs);
+      const now = Date.now();
+      const [a, b] = await Promise.all([outbox.claim(now, 20, 1000), new OutboxStore(db2).claim(now, 20, 1000)]);
+      const ids = [...a, ...b].map((r) => r.id);
+      assert.equal(ids.length, 30);
+      assert.equal(new Set(ids).size, 30);
+      assert.equal((await outbox.claim(now, 50, 1000)).length, 0);
+      await outbox.finish(a[0]!.id, 'sent', null);
+      await outbox.retry(a[1]!.id, 1, now + 5000, 'later');
+      const again = await outbox.claim(now + 1001, 50, 1000);
+      assert.equal(again.length, 28);
+      assert.ok(!again.some((r) => r.id === a[0]!.id || r.id === a[1]!.id));
+      assert.equal(again[0]!.payload.title, 't');
+      assert.deepEqual(await outbox.counts(), { pending: 29, sent: 1 });
+    });
+  });
+}
