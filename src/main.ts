@@ -9,6 +9,7 @@ import { createLogger, type Logger } from './ops/logger.js';
 import { openDb } from './store/db.js';
 import { migrateToLatest } from './store/migrations.js';
 import { CLOSE } from './realtime/protocol.js';
+import { reportToSupervisor, supervise, workerIndex } from './engine/cluster.js';
 
 const HELP: Record<string, string> = {
   main: `usage: onebox <command> [--help]
@@ -34,10 +35,14 @@ async function serve(config: Config, log: Logger): Promise<void> {
   const server = await engine(config, { fetch: app.fetch, gateway: app.gateway }, log);
   app.lifecycle.ready();
   app.startBackground();
+  const worker = workerIndex();
   log.info(
     { port: server.port, engine: config.engine, ceiling: app.gateway.ceiling, runtime: process.versions.bun ? `bun ${process.versions.bun}` : `node ${process.version}` },
-    'listening',
+    worker === undefined ? 'listening' : 'worker listening',
   );
+  if (worker !== undefined) {
+    reportToSupervisor(server.port, () => ({ connections: app.gateway.stats.open }), (t) => app.setClusterTable(t));
+  }
 
   let stopping = false;
   const shutdown = async (signal: string) => {
@@ -97,11 +102,11 @@ async function main(argv: string[]): Promise<number> {
   const log = createLogger(config.logLevel);
   switch (command) {
     case 'serve':
-      if (config.workers > 1) {
-        console.error('onebox: WORKERS>1 is not available in this build yet; use WORKERS=1');
-        return 2;
+      if (config.workers > 1 && workerIndex() === undefined) {
+        await supervise(config, log.child({ role: 'supervisor' }), () => migrate(config, log));
+        return 0;
       }
-      await serve(config, log);
+      await serve(config, workerIndex() === undefined ? log : log.child({ worker: workerIndex() }));
       return -1;
     case 'migrate':
       await migrate(config, log);

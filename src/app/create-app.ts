@@ -12,6 +12,8 @@ import type { Logger } from '../ops/logger.js';
 import { Lifecycle } from '../ops/lifecycle.js';
 import { createMetrics, exposeIntegers, type Metrics } from '../ops/metrics.js';
 import { Gateway } from '../realtime/gateway.js';
+import { RedisHub } from '../realtime/backplane.js';
+import type { WorkerFigures } from '../engine/cluster.js';
 import { openDb, type Db } from '../store/db.js';
 import { migrateToLatest } from '../store/migrations.js';
 import { UserStore } from '../store/users.js';
@@ -43,6 +45,8 @@ export interface OneboxApp {
   db: Db;
   /** Registered routes (for the OpenAPI coverage test). */
   routes(): Array<{ method: string; path: string }>;
+  /** The supervisor's table of every worker (WORKERS>1). */
+  setClusterTable(t: WorkerFigures[]): void;
   /** Start the push outbox worker (main.ts does, once listening). */
   startBackground(): void;
   /** Release timers and the database. */
@@ -56,6 +60,16 @@ export async function createApp(config: Config, log: Logger): Promise<OneboxApp>
   const lifecycle = new Lifecycle();
   const tokens = new TokenService(resolveJwtSecret(config.jwtSecret, config.dataDir, log), config.jwtTtlS);
   const gateway = new Gateway(config, tokens, log);
+  const backplane = config.redisUrl ? new RedisHub(config.redisUrl, gateway.local, gateway.registry, log) : null;
+  if (backplane) {
+    gateway.hub = backplane;
+    const b = backplane.stats;
+    exposeIntegers(metrics.registry, 'gauge', 'onebox_backplane_up', 'Redis backplane connected (1) or not (0)', () => b.up);
+    exposeIntegers(metrics.registry, 'gauge', 'onebox_backplane_channels', 'Redis channels subscribed for local interest', () => b.channels);
+    exposeIntegers(metrics.registry, 'counter', 'onebox_backplane_published_total', 'Messages published to Redis', () => b.published);
+    exposeIntegers(metrics.registry, 'counter', 'onebox_backplane_publish_errors_total', 'Publishes that failed (Redis down)', () => b.publishErrors);
+    exposeIntegers(metrics.registry, 'counter', 'onebox_backplane_received_total', 'Messages received from other instances', () => b.received);
+  }
   const devices = new DeviceStore(db);
   const outbox = new OutboxStore(db);
   const s: Services = {
@@ -78,6 +92,12 @@ export async function createApp(config: Config, log: Logger): Promise<OneboxApp>
     () => Object.entries(s.dashboardAborts).map(([load, n]) => [{ load }, n] as const), ['load']);
   exposeIntegers(metrics.registry, 'counter', 'onebox_push_total', 'Push outbox outcomes',
     () => Object.entries(s.push.stats).map(([outcome, n]) => [{ outcome }, n] as const), ['outcome']);
+  let cluster: WorkerFigures[] = [];
+  const perWorker = (pick: (w: WorkerFigures) => number) => () =>
+    cluster.map((w) => [{ worker: String(w.index), pid: String(w.pid) }, pick(w)] as const);
+  exposeIntegers(metrics.registry, 'gauge', 'onebox_cluster_ws_connections', 'Open WebSockets per worker (WORKERS>1)', perWorker((w) => w.connections), ['worker', 'pid']);
+  exposeIntegers(metrics.registry, 'gauge', 'onebox_cluster_resident_memory_bytes', 'RSS per worker (WORKERS>1)', perWorker((w) => w.rssBytes), ['worker', 'pid']);
+  exposeIntegers(metrics.registry, 'counter', 'onebox_cluster_worker_restarts_total', 'Restarts per worker slot (WORKERS>1)', perWorker((w) => w.restarts), ['worker', 'pid']);
   exposeIntegers(metrics.registry, 'counter', 'onebox_event_flushes_total', 'Event ingestion transactions', () => s.events.flushes);
   exposeIntegers(metrics.registry, 'gauge', 'onebox_http_requests_in_flight', 'HTTP requests being served', () => lifecycle.inflight);
 
@@ -132,11 +152,18 @@ export async function createApp(config: Config, log: Logger): Promise<OneboxApp>
     lifecycle,
     metrics,
     db,
+    setClusterTable: (t) => {
+      cluster = t;
+    },
     routes: () => app.routes.map((r) => ({ method: r.method, path: r.path })),
-    startBackground: () => s.push.start(),
+    startBackground: () => {
+      backplane?.start();
+      s.push.start();
+    },
     async close() {
       gateway.stop();
       await s.push.stop();
+      await backplane?.stop();
       await s.events.drain();
       auth.close();
       metrics.close();

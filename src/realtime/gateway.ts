@@ -17,7 +17,8 @@ import type { Registry as PromRegistry } from 'prom-client';
 import { Conn, holds, topicCount } from './conn.js';
 import { deriveCeiling, openFileLimit } from './ceiling.js';
 import { Heartbeat } from './heartbeat.js';
-import { LocalHub, Registry, type Hub } from './hub.js';
+import { LocalHub, type Hub } from './hub.js';
+import { Registry } from './registry.js';
 import { CLOSE, FrameError, frames, parseFrame, type ClientFrame } from './protocol.js';
 
 /** What the engine provides to act on its sockets. */
@@ -55,7 +56,9 @@ export class GatewayStats {
 export class Gateway {
   readonly stats = new GatewayStats();
   readonly registry = new Registry();
-  readonly hub: Hub;
+  readonly local: LocalHub;
+  /** Local by default; a backplane replaces it (useHub). */
+  hub: Hub;
   readonly ceiling: number;
   private readonly heartbeat: Heartbeat;
   private readonly perIp = new Map<string, number>();
@@ -81,7 +84,8 @@ export class Gateway {
         this.ops!.terminate(conn.sock);
       },
     });
-    this.hub = new LocalHub(this.registry, (conn, text) => this.deliver(conn, text));
+    this.local = new LocalHub(this.registry, (conn, text) => this.deliver(conn, text));
+    this.hub = this.local;
   }
 
   /** Bind the engine's socket operations and start the heartbeat. */
@@ -248,7 +252,7 @@ export class Gateway {
           return;
         }
         this.send(conn, frames.ack('pub', f.topic, f.id));
-        this.hub.publish(f.topic, f.data, conn.userId);
+        void this.hub.publish(f.topic, f.data, conn.userId);
         return;
       }
     }

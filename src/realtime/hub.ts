@@ -1,86 +1,21 @@
 /**
  * The Hub delivers to a user (every connection of that user) or to a topic. `LocalHub`
- * reaches the connections of this process; a backplane implementation wraps the same
- * interface to reach every process and box. Payloads are serialized once per delivery,
- * whatever the number of receivers.
+ * reaches the connections of this process; `RedisHub` (backplane.ts) wraps it to reach
+ * every process and box. A payload is serialized once per delivery, whatever the number
+ * of receivers, and the same text crosses the backplane.
  */
-import { holds, type Conn } from './conn.js';
+import type { Conn } from './conn.js';
 import { frames } from './protocol.js';
+import type { Registry } from './registry.js';
 
 export interface Hub {
-  /** Deliver `data` to every subscriber of `topic`; returns the local receiver count. */
-  publish(topic: string, data: unknown, from?: string): number;
-  /** Deliver `data` to every open connection of `userId` as topic `user:<id>`. */
-  sendToUser(userId: string, data: unknown): number;
-  /** Open connections of this user on this process. */
-  isConnected(userId: string): boolean;
-}
-
-/**
- * Who is where: connections by topic and by user, on this process. A user with one
- * connection maps straight to it; a Set appears only from the second connection on.
- */
-export class Registry {
-  readonly topics = new Map<string, Set<Conn>>();
-  readonly users = new Map<string, Conn | Set<Conn>>();
-
-  addUser(conn: Conn): void {
-    const cur = this.users.get(conn.userId);
-    if (cur === undefined) this.users.set(conn.userId, conn);
-    else if (cur instanceof Set) cur.add(conn);
-    else this.users.set(conn.userId, new Set([cur, conn]));
-  }
-
-  /** Forget a closed connection. */
-  removeUser(conn: Conn): void {
-    const cur = this.users.get(conn.userId);
-    if (cur === conn) this.users.delete(conn.userId);
-    else if (cur instanceof Set && cur.delete(conn) && cur.size === 0) this.users.delete(conn.userId);
-  }
-
-  /** Connections of a user on this process. */
-  connsOf(userId: string): Iterable<Conn> | undefined {
-    const cur = this.users.get(userId);
-    return cur === undefined ? undefined : cur instanceof Set ? cur : [cur];
-  }
-
-  /** Every connection, once each. */
-  *all(): Iterable<Conn> {
-    for (const cur of this.users.values()) {
-      if (cur instanceof Set) yield* cur;
-      else yield cur;
-    }
-  }
-
-  /** Returns false when already subscribed. */
-  subscribe(conn: Conn, topic: string): boolean {
-    if (holds(conn, topic)) return false;
-    const t = conn.topics;
-    if (t === null) conn.topics = topic;
-    else if (typeof t === 'string') conn.topics = new Set([t, topic]);
-    else t.add(topic);
-    let set = this.topics.get(topic);
-    if (!set) this.topics.set(topic, (set = new Set()));
-    set.add(conn);
-    return true;
-  }
-
-  /** Returns false when not subscribed. */
-  unsubscribe(conn: Conn, topic: string): boolean {
-    const t = conn.topics;
-    if (t === topic) conn.topics = null;
-    else if (!(t instanceof Set && t.delete(topic))) return false;
-    const set = this.topics.get(topic);
-    if (set && set.delete(conn) && set.size === 0) this.topics.delete(topic);
-    return true;
-  }
-
-  /** Drop every subscription of a connection. */
-  unsubscribeAll(conn: Conn): void {
-    const t = conn.topics;
-    if (t === null) return;
-    for (const topic of typeof t === 'string' ? [t] : [...t]) this.unsubscribe(conn, topic);
-  }
+  /**
+   * Deliver `data` to every subscriber of `topic`. Resolves to the connections reached
+   * here plus the other processes that had subscribers; never rejects.
+   */
+  publish(topic: string, data: unknown, from?: string): Promise<number>;
+  /** Deliver `data` to every open connection of `userId` (as topic `user:<id>`); as above. */
+  sendToUser(userId: string, data: unknown): Promise<number>;
 }
 
 export class LocalHub implements Hub {
@@ -90,30 +25,30 @@ export class LocalHub implements Hub {
     private readonly deliver: (conn: Conn, text: string) => void,
   ) {}
 
-  publish(topic: string, data: unknown, from?: string): number {
+  publish(topic: string, data: unknown, from?: string): Promise<number> {
+    return Promise.resolve(this.publishText(topic, frames.msg(topic, data, from)));
+  }
+
+  sendToUser(userId: string, data: unknown): Promise<number> {
+    return Promise.resolve(this.sendTextToUser(userId, frames.msg(`user:${userId}`, data)));
+  }
+
+  /** Deliver an already serialized frame to a topic's local subscribers. */
+  publishText(topic: string, text: string): number {
     const set = this.registry.topics.get(topic);
-    if (!set) return 0;
-    return this.fanout(set, frames.msg(topic, data, from));
+    return set ? this.fanout(set, text) : 0;
   }
 
-  sendToUser(userId: string, data: unknown): number {
+  /** Deliver an already serialized frame to a user's local connections. */
+  sendTextToUser(userId: string, text: string): number {
     const conns = this.registry.connsOf(userId);
-    if (!conns) return 0;
-    return this.fanout(conns, frames.msg(`user:${userId}`, data));
-  }
-
-  isConnected(userId: string): boolean {
-    return this.registry.users.has(userId);
+    return conns ? this.fanout(conns, text) : 0;
   }
 
   private fanout(conns: Iterable<Conn>, text: string): number {
     // Copy first: a slow consumer dropped during delivery leaves the set mid-iteration.
     const targets = Array.isArray(conns) ? conns : [...conns];
-    let n = 0;
-    for (const conn of targets) {
-      this.deliver(conn, text);
-      n++;
-    }
-    return n;
+    for (const conn of targets) this.deliver(conn, text);
+    return targets.length;
   }
 }

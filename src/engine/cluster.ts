@@ -1,0 +1,150 @@
+/**
+ * WORKERS=N: a supervisor process starts N workers that share one port, restarts a worker
+ * that dies (exponential backoff, reset once a worker has run for a minute), forwards
+ * SIGTERM/SIGINT and waits for every worker to drain before it exits.
+ *
+ * Port sharing is the runtime's: on Bun each worker binds with SO_REUSEPORT (the kernel
+ * spreads connections); Node 20 has no reusePort, so Node workers come from the cluster
+ * module (the primary accepts and hands connections round-robin). Workers report their
+ * figures over IPC every second; the supervisor sends the whole table back to every
+ * worker, so any worker's /metrics and /status show every process and the total.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import type { Config } from '../config.js';
+import type { Logger } from '../ops/logger.js';
+
+export interface WorkerFigures {
+  index: number;
+  pid: number;
+  connections: number;
+  rssBytes: number;
+  heapBytes: number;
+  restarts: number;
+}
+
+type ToSupervisor = { type: 'ready'; port: number } | ({ type: 'stats' } & Omit<WorkerFigures, 'index' | 'restarts'>);
+type ToWorker = { type: 'cluster'; workers: WorkerFigures[] };
+
+interface Handle {
+  pid: number;
+  proc: ChildProcess;
+  send(msg: ToWorker): void;
+}
+
+/** The worker's index when this process is a supervised worker. */
+export const workerIndex = (): number | undefined =>
+  process.env.ONEBOX_WORKER === undefined ? undefined : Number(process.env.ONEBOX_WORKER);
+
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, host, () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function spawner(script: string): Promise<(index: number, env: Record<string, string>) => Handle> {
+  if (process.versions.bun) {
+    const { fork } = await import('node:child_process');
+    return (_index, env) => {
+      const proc = fork(script, ['serve'], { env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      return { pid: proc.pid!, proc, send: (m) => proc.connected && proc.send(m) };
+    };
+  }
+  const cluster = (await import('node:cluster')).default;
+  cluster.setupPrimary({ exec: script, args: ['serve'], silent: false });
+  return (_index, env) => {
+    const w = cluster.fork(env);
+    return { pid: w.process.pid!, proc: w.process, send: (m) => w.isConnected() && w.send(m) };
+  };
+}
+
+/**
+ * Run the supervisor until SIGTERM/SIGINT; resolves when every worker has exited.
+ * @param prepare runs once before any worker starts (migrations: Kysely's SQLite migrator
+ *   has no cross-process lock, so N workers must not migrate a fresh file at once).
+ */
+export async function supervise(config: Config, log: Logger, prepare: () => Promise<void>): Promise<void> {
+  await prepare();
+  const port = config.port === 0 ? await freePort(config.host) : config.port;
+  const spawn = await spawner(process.argv[1]!);
+  const table = new Map<number, WorkerFigures>();
+  const handles = new Map<number, Handle>();
+  let stopping = false;
+  let readyCount = 0;
+  let announced = false;
+
+  const start = (index: number, restarts: number, failures: number) => {
+    const startedAt = Date.now();
+    const h = spawn(index, { ONEBOX_WORKER: String(index), PORT: String(port), WORKERS: String(config.workers) });
+    handles.set(index, h);
+    table.set(index, { index, pid: h.pid, connections: 0, rssBytes: 0, heapBytes: 0, restarts });
+    h.proc.on('message', (m: ToSupervisor) => {
+      const row = table.get(index)!;
+      if (m.type === 'ready') {
+        if (!announced && ++readyCount === config.workers) {
+          announced = true;
+          log.info({ port, workers: config.workers, engine: config.engine, pid: process.pid }, 'listening');
+        }
+      } else if (m.type === 'stats') {
+        Object.assign(row, { pid: m.pid, connections: m.connections, rssBytes: m.rssBytes, heapBytes: m.heapBytes });
+      }
+    });
+    h.proc.once('exit', (code, signal) => {
+      handles.delete(index);
+      if (stopping) return;
+      const ranMs = Date.now() - startedAt;
+      const nextFailures = ranMs > 60_000 ? 0 : failures + 1;
+      const delay = Math.min(30_000, 250 * 2 ** (nextFailures - 1));
+      log.error({ worker: index, pid: h.pid, code, signal, restartInMs: delay }, 'worker exited; restarting');
+      setTimeout(() => !stopping && start(index, restarts + 1, nextFailures), delay);
+    });
+  };
+  for (let i = 0; i < config.workers; i++) start(i, 0, 0);
+
+  const broadcast = setInterval(() => {
+    const msg: ToWorker = { type: 'cluster', workers: [...table.values()].filter((w) => handles.has(w.index)) };
+    for (const h of handles.values()) h.send(msg);
+  }, 1000);
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: NodeJS.Signals) => {
+      if (stopping) return;
+      stopping = true;
+      clearInterval(broadcast);
+      log.info({ signal, workers: handles.size }, 'draining workers');
+      const kill = setTimeout(() => {
+        for (const h of handles.values()) h.proc.kill('SIGKILL');
+      }, config.shutdownGraceMs + 2000);
+      kill.unref();
+      if (handles.size === 0) return resolve();
+      for (const h of handles.values()) {
+        h.proc.once('exit', () => handles.size === 0 && resolve());
+        h.proc.kill(signal);
+      }
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+  log.info('stopped');
+}
+
+/** In a worker: report readiness and figures to the supervisor, receive the cluster table. */
+export function reportToSupervisor(port: number, figures: () => { connections: number }, onTable: (t: WorkerFigures[]) => void): void {
+  if (!process.send) return;
+  process.send({ type: 'ready', port } satisfies ToSupervisor);
+  const timer = setInterval(() => {
+    const m = process.memoryUsage();
+    process.send?.({ type: 'stats', pid: process.pid, connections: figures().connections, rssBytes: m.rss, heapBytes: m.heapUsed } satisfies ToSupervisor);
+  }, 1000);
+  timer.unref();
+  process.on('message', (m: ToWorker) => {
+    if (m?.type === 'cluster') onTable(m.workers);
+  });
+  // The supervisor is gone (killed): a worker must not linger holding the port.
+  process.on('disconnect', () => process.kill(process.pid, 'SIGTERM'));
+}

@@ -1,0 +1,132 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { ADMIN_TOKEN, api, ENGINES, signup, startServer, type Running } from '../helpers/server.js';
+import { connectWs, type Client } from '../helpers/ws.js';
+import { startRedis, type RedisServer } from '../helpers/redis.js';
+import { createTestDatabase, PG_SKIP } from '../helpers/pg.js';
+
+const admin = { token: ADMIN_TOKEN };
+
+/** Per-worker connection counts from the cluster table in /metrics. */
+async function perWorker(url: string): Promise<Map<string, { pid: string; n: number }>> {
+  const body = (await api(url, 'GET', '/metrics')).body as string;
+  const out = new Map<string, { pid: string; n: number }>();
+  for (const m of body.matchAll(/^onebox_cluster_ws_connections\{worker="(\d+)",pid="(\d+)"\} (\d+)$/gm)) {
+    out.set(m[1]!, { pid: m[2]!, n: Number(m[3]) });
+  }
+  return out;
+}
+
+const metric = async (url: string, name: string) =>
+  Number(new RegExp(`^${name} (\\S+)$`, 'm').exec((await api(url, 'GET', '/metrics')).body as string)?.[1] ?? NaN);
+
+for (const engine of ENGINES) {
+  describe(`WORKERS=3 with Redis on ${engine}`, () => {
+    let redis: RedisServer;
+    let s: Running;
+    const clients: Client[] = [];
+    before(async () => {
+      redis = await startRedis();
+      s = await startServer(engine, { WORKERS: '3', REDIS_URL: redis.url, WS_PUBLISH_PREFIXES: 'room:' });
+    });
+    after(async () => {
+      for (const c of clients) c.close();
+      await s.stop();
+      await redis.stop();
+    });
+
+    test('notify and topic messages reach connections on every worker', async () => {
+      const alice = await signup(s.url);
+      const bob = await signup(s.url);
+      for (let i = 0; i < 9; i++) clients.push(await connectWs(s.wsUrl, alice.token));
+      const bobs = [];
+      for (let i = 0; i < 9; i++) bobs.push(await connectWs(s.wsUrl, bob.token));
+      clients.push(...bobs);
+      // The kernel (Bun) or the primary (Node) spreads them: wait until at least two workers hold some.
+      for (;;) {
+        const t = await perWorker(s.url);
+        const total = [...t.values()].reduce((a, w) => a + w.n, 0);
+        if (t.size === 3 && total === 18 && [...t.values()].filter((w) => w.n > 0).length >= 2) break;
+      }
+      const r = await api(s.url, 'POST', '/v1/notify', { ...admin, body: { userId: alice.id, title: 'everywhere' } });
+      assert.equal(r.status, 202);
+      assert.ok(r.body.live >= 1);
+      assert.equal(r.body.queued, 0);
+      for (const c of clients.slice(0, 9)) assert.equal((await c.next((f) => f.op === 'msg')).data.title, 'everywhere');
+      for (const b of bobs) {
+        b.send({ op: 'sub', topic: 'room:x', id: 's' });
+        await b.next((f) => f.id === 's');
+      }
+      const pub = clients[0]!;
+      pub.send({ op: 'pub', topic: 'room:x', data: 'hello', id: 'p' });
+      for (const b of bobs) assert.equal((await b.next((f) => f.op === 'msg')).data, 'hello');
+    });
+
+    test('a killed worker is replaced', async () => {
+      const before = await perWorker(s.url);
+      const victim = before.get('1')!.pid;
+      process.kill(Number(victim), 'SIGKILL');
+      for (;;) {
+        const t = await perWorker(s.url).catch(() => new Map());
+        if (t.size === 3 && t.get('1') && t.get('1')!.pid !== victim) break;
+      }
+      assert.match((await api(s.url, 'GET', '/metrics')).body as string, /onebox_cluster_worker_restarts_total\{worker="1",pid="\d+"\} 1/);
+      assert.equal((await api(s.url, 'GET', '/healthz')).status, 200);
+    });
+  });
+
+  describe(`two instances sharing Redis and PostgreSQL on ${engine}`, { skip: PG_SKIP }, () => {
+    let redis: RedisServer;
+    let x: Running;
+    let y: Running;
+    let drop: () => Promise<void>;
+    before(async () => {
+      redis = await startRedis();
+      const db = await createTestDatabase();
+      drop = db.drop;
+      const env = { REDIS_URL: redis.url, DATABASE_URL: db.url };
+      x = await startServer(engine, env);
+      y = await startServer(engine, env);
+    });
+    after(async () => {
+      await x.stop();
+      await y.stop();
+      await redis.stop();
+      await drop();
+    });
+
+    test('delivery crosses instances, goes on locally while Redis is down, and resumes', async () => {
+      const u = await signup(x.url);
+      assert.equal((await api(y.url, 'GET', '/v1/me', { token: u.token })).status, 200, 'same database');
+      const onX = await connectWs(x.wsUrl, u.token);
+      const onY = await connectWs(y.wsUrl, u.token);
+      // Y subscribes to the user's channel asynchronously: wait until a publish from X is counted by Redis.
+      for (;;) {
+        const r = await api(x.url, 'POST', '/v1/notify', { ...admin, body: { userId: u.id, title: 'probe' } });
+        if (r.body.live === 2) break;
+      }
+      const cross = await onY.next((f) => f.op === 'msg' && f.data.title === 'probe');
+      assert.equal(cross.topic, `user:${u.id}`);
+
+      await redis.stop();
+      for (;;) if ((await metric(x.url, 'onebox_backplane_up')) === 0) break;
+      const down = await api(x.url, 'POST', '/v1/notify', { ...admin, body: { userId: u.id, title: 'while down' } });
+      assert.equal(down.status, 202);
+      assert.equal(down.body.live, 1);
+      assert.equal((await onX.next((f) => f.op === 'msg' && f.data.title === 'while down')).data.title, 'while down');
+      assert.ok((await metric(x.url, 'onebox_backplane_publish_errors_total')) >= 1);
+
+      await redis.start();
+      for (;;) {
+        if ((await metric(x.url, 'onebox_backplane_up')) === 1 && (await metric(y.url, 'onebox_backplane_up')) === 1) break;
+      }
+      for (;;) {
+        const r = await api(x.url, 'POST', '/v1/notify', { ...admin, body: { userId: u.id, title: 'back' } });
+        if (r.body.live === 2) break;
+      }
+      assert.equal((await onY.next((f) => f.op === 'msg' && f.data.title === 'back')).data.title, 'back');
+      onX.close();
+      onY.close();
+    });
+  });
+}
