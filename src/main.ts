@@ -17,6 +17,7 @@ const HELP: Record<string, string> = {
 commands:
   serve     start the server (what npm start runs)
   migrate   bring the database schema to the newest version and exit
+  bench     run the capacity benchmark (see onebox bench --help)
 
 Configuration comes from the environment; see README.md (PORT, ENGINE, DATA_DIR, ...).`,
   serve: `usage: onebox serve
@@ -81,6 +82,7 @@ async function migrate(config: Config, log: Logger): Promise<void> {
 
 async function main(argv: string[]): Promise<number> {
   const [command = 'serve', ...rest] = argv;
+  if (command === 'bench') return (await import('./bench/run.js')).runBench(rest);
   if (command === '--help' || command === '-h' || command === 'help') {
     console.log(HELP.main);
     return 0;

@@ -97,6 +97,7 @@ export async function createApp(config: Config, log: Logger): Promise<OneboxApp>
     cluster.map((w) => [{ worker: String(w.index), pid: String(w.pid) }, pick(w)] as const);
   exposeIntegers(metrics.registry, 'gauge', 'onebox_cluster_ws_connections', 'Open WebSockets per worker (WORKERS>1)', perWorker((w) => w.connections), ['worker', 'pid']);
   exposeIntegers(metrics.registry, 'gauge', 'onebox_cluster_resident_memory_bytes', 'RSS per worker (WORKERS>1)', perWorker((w) => w.rssBytes), ['worker', 'pid']);
+  exposeIntegers(metrics.registry, 'gauge', 'onebox_cluster_heap_used_bytes', 'JavaScript heap used per worker (WORKERS>1)', perWorker((w) => w.heapBytes), ['worker', 'pid']);
   exposeIntegers(metrics.registry, 'counter', 'onebox_cluster_worker_restarts_total', 'Restarts per worker slot (WORKERS>1)', perWorker((w) => w.restarts), ['worker', 'pid']);
   exposeIntegers(metrics.registry, 'counter', 'onebox_event_flushes_total', 'Event ingestion transactions', () => s.events.flushes);
   exposeIntegers(metrics.registry, 'gauge', 'onebox_http_requests_in_flight', 'HTTP requests being served', () => lifecycle.inflight);

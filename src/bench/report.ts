@@ -1,0 +1,128 @@
+/** report.json, report.md (the reference article's table shape) and an SVG chart over time. */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export interface Point {
+  t: number;
+  connections: number;
+  rssBytes: number;
+  p99Ms: number;
+  rps: number;
+}
+
+export interface Row {
+  engine: string;
+  workers: number;
+  scenario: string;
+  connectionsTarget: number;
+  connectionsHeld: number;
+  rateTarget: number;
+  rateAchieved: number;
+  rssBytes: number;
+  rssIdleBytes: number;
+  serverProcesses: number;
+  heapBytes: number;
+  bytesPerConnection: number;
+  p50Ms: number;
+  p99Ms: number;
+  p999Ms: number;
+  httpErrors: Record<string, number>;
+  wsFailed: number;
+  wsDropped: number;
+  wsErrors: Record<string, number>;
+  pingsSeen: number;
+  pingsExpected: number;
+  cpuPercent: number;
+  tcpMemBytes: number;
+  fanout?: { p50Ms: number; p99Ms: number; maxMs: number; received: number; expected: number }[];
+  storm?: { backWithinMs: number | null; reconnected: number };
+  maxRps?: { rate: number; p99Ms: number }[];
+  series: Point[];
+}
+
+export const REFERENCE = [
+  { label: 'Ktor 2.3 / JDK 21, coroutines on Netty (published, 4 vCPU / 8 GB)', rss: '≈1.2 GB', conns: '50,000', rate: '2,000' },
+  { label: 'Ktor 2.3 / JDK 21, virtual threads (published, 4 vCPU / 8 GB)', rss: '≈2.5 GB', conns: '50,000', rate: '2,000' },
+];
+
+const mb = (b: number) => `${(b / 2 ** 20).toFixed(0)} MB`;
+const ms = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : '–');
+const errs = (e: Record<string, number>) => {
+  const n = Object.values(e).reduce((a, b) => a + b, 0);
+  return n === 0 ? '0' : `${n} (${Object.entries(e).map(([k, v]) => `${k}: ${v}`).join(', ')})`;
+};
+
+export function markdown(rows: Row[], meta: Record<string, unknown>): string {
+  const lines = [
+    `# onebox bench: ${String(meta.scenario)}`,
+    '',
+    `${String(meta.date)} on ${String(meta.machine)}. ${String(meta.method)}`,
+    '',
+    '| server | connections held | req/s (target) | RSS total | heap | bytes/conn | p50 | p99 | p99.9 (ms) | errors (HTTP / WS) | pings seen / expected | CPU |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const r of rows) {
+    lines.push(
+      `| ${r.engine}, WORKERS=${r.workers} (${r.serverProcesses} processes) | ${r.connectionsHeld} / ${r.connectionsTarget} | ${r.rateAchieved.toFixed(0)} (${r.rateTarget}) | ${mb(r.rssBytes)} | ${mb(r.heapBytes)} | ${r.bytesPerConnection.toFixed(0)} | ${ms(r.p50Ms)} | ${ms(r.p99Ms)} | ${ms(r.p999Ms)} | ${errs(r.httpErrors)} / ${r.wsFailed + r.wsDropped} | ${r.pingsSeen} / ${r.pingsExpected} | ${r.cpuPercent.toFixed(0)}% |`,
+    );
+  }
+  for (const ref of REFERENCE) {
+    lines.push(`| *reference:* ${ref.label} | ${ref.conns} | ${ref.rate} | ${ref.rss} | – | – | – | – | – | – | – | – |`);
+  }
+  lines.push('', 'Reference rows are the published figures of the article onebox measures itself against; they were not measured here.');
+  for (const r of rows) {
+    if (r.fanout?.length) {
+      lines.push('', `Fan-out, ${r.engine} WORKERS=${r.workers}: one publish to every connection, publish-to-receipt latency:`, '', '| # | received / expected | p50 | p99 | max (ms) |', '|---|---|---|---|---|');
+      r.fanout.forEach((f, i) => lines.push(`| ${i + 1} | ${f.received} / ${f.expected} | ${f.p50Ms} | ${f.p99Ms} | ${f.maxMs} |`));
+    }
+    if (r.storm) {
+      lines.push('', `Storm, ${r.engine} WORKERS=${r.workers}: server restarted; all ${r.connectionsTarget} clients back ${r.storm.backWithinMs === null ? 'NOT within the wait' : `within ${(r.storm.backWithinMs / 1000).toFixed(1)} s`} (${r.storm.reconnected} reconnects, jittered exponential backoff).`);
+    }
+    if (r.maxRps?.length) {
+      lines.push('', `Max rate, ${r.engine} WORKERS=${r.workers}, with the connections held (step: rate → p99):`, '', r.maxRps.map((s) => `${s.rate} req/s → ${ms(s.p99Ms)} ms`).join('; '));
+    }
+  }
+  lines.push('', `Kernel TCP memory at the end (outside RSS): ${rows.map((r) => `${r.engine}/${r.workers}: ${mb(r.tcpMemBytes)}`).join(', ')}.`);
+  return `${lines.join('\n')}\n`;
+}
+
+/** One panel per series (connections, RSS, p99), one line per row. */
+export function svg(rows: Row[]): string {
+  const W = 900;
+  const H = 180;
+  const pad = 50;
+  const colors = ['#2563eb', '#dc2626', '#16a34a', '#9333ea', '#ea580c', '#0891b2'];
+  const panels: Array<[string, (p: Point) => number, (v: number) => string]> = [
+    ['connections', (p) => p.connections, (v) => v.toFixed(0)],
+    ['RSS (MB)', (p) => p.rssBytes / 2 ** 20, (v) => v.toFixed(0)],
+    ['p99 (ms, per second)', (p) => p.p99Ms, (v) => v.toFixed(1)],
+  ];
+  const parts: string[] = [];
+  panels.forEach(([title, get, fmt], i) => {
+    const y0 = i * (H + 30) + 20;
+    const all = rows.flatMap((r) => r.series.map(get)).filter(Number.isFinite);
+    const max = Math.max(1, ...all);
+    const tmax = Math.max(1, ...rows.flatMap((r) => r.series.map((p) => p.t)));
+    parts.push(`<text x="${pad}" y="${y0 - 5}" font-size="13">${title}</text>`);
+    parts.push(`<rect x="${pad}" y="${y0}" width="${W - 2 * pad}" height="${H}" fill="none" stroke="#ccc"/>`);
+    parts.push(`<text x="5" y="${y0 + 10}" font-size="10">${fmt(max)}</text><text x="5" y="${y0 + H}" font-size="10">0</text>`);
+    rows.forEach((r, k) => {
+      const pts = r.series
+        .filter((p) => Number.isFinite(get(p)))
+        .map((p) => `${(pad + (p.t / tmax) * (W - 2 * pad)).toFixed(1)},${(y0 + H - (get(p) / max) * H).toFixed(1)}`)
+        .join(' ');
+      parts.push(`<polyline fill="none" stroke="${colors[k % colors.length]}" stroke-width="1.5" points="${pts}"/>`);
+    });
+  });
+  const legendY = panels.length * (H + 30) + 15;
+  rows.forEach((r, k) =>
+    parts.push(`<text x="${pad + k * 200}" y="${legendY}" font-size="12" fill="${colors[k % colors.length]}">${r.engine}, WORKERS=${r.workers}</text>`),
+  );
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${legendY + 10}" font-family="sans-serif">${parts.join('')}</svg>\n`;
+}
+
+export function writeReport(dir: string, rows: Row[], meta: Record<string, unknown>): void {
+  writeFileSync(join(dir, 'report.json'), `${JSON.stringify({ meta, reference: REFERENCE, rows }, null, 2)}\n`);
+  writeFileSync(join(dir, 'report.md'), markdown(rows, meta));
+  writeFileSync(join(dir, 'chart.svg'), svg(rows));
+}

@@ -1,0 +1,396 @@
+/**
+ * `onebox bench`: the reference workload on this box. Per engine x workers: start the
+ * server (or target a URL), open C authenticated WebSockets from several client processes
+ * and loopback source addresses, each subscribed to one topic and answering pings; hold
+ * them while an open-model stream of authenticated, compressed JSON GETs runs; sample RSS,
+ * heap, CPU and kernel socket memory every second; then run the scenario's extra step
+ * (fanout, storm, max-rps) and write report.json, report.md and chart.svg.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import * as hdr from 'hdr-histogram-js';
+import { HttpLoad, pct } from './http-load.js';
+import { writeReport, type Point, type Row } from './report.js';
+import { processTree, sampleProc, sockstat } from './sampler.js';
+import { externalTarget, signToken, startTarget, type Target } from './target.js';
+
+export const BENCH_HELP = `usage: onebox bench [options]
+
+  --scenario S        steady | fanout | storm | max-rps            (steady)
+  --connections N     idle WebSockets to hold                      (50000)
+  --rate R            JSON GETs per second, constant arrival rate  (2000)
+  --ping-interval S   server keep-alive ping period, seconds       (30)
+  --ramp S            seconds to open the connections              (30)
+  --duration S        steady-state seconds                         (300)
+  --engines LIST      bun,node                                     (bun,node)
+  --workers LIST      worker counts to try, e.g. 1,4               (4)
+  --clients K         client processes (each holds < 20,000 files) (ceil(N/12500))
+  --out DIR           report folder               (bench/results/<date>-<scenario>)
+  --target URL        load a running server instead of starting one
+  --jwt-secret S      with --target: sign client tokens (else one signed-up user)
+  --admin-token T     with --target: needed by fanout
+  --quick             1,000 connections, 200 req/s, 10 s, ping every 2 s
+
+Servers it starts listen on 127.0.0.1; clients connect from 127.0.0.2 and up.
+Raise the port range first for large runs: sysctl -w net.ipv4.ip_local_port_range="1024 65000"`;
+
+const CLIENT = fileURLToPath(new URL('./ws-client-proc.js', import.meta.url));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface ClientStats {
+  open: number;
+  opened: number;
+  failed: number;
+  dropped: number;
+  pings: number;
+  reconnects: number;
+  errors: Record<string, number>;
+}
+
+class Clients {
+  readonly procs: ChildProcess[] = [];
+  readonly stats: ClientStats[] = [];
+  constructor(count: number) {
+    for (let i = 0; i < count; i++) {
+      const p = fork(CLIENT, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      this.stats.push({ open: 0, opened: 0, failed: 0, dropped: 0, pings: 0, reconnects: 0, errors: {} });
+      p.on('message', (m: { type: string } & ClientStats) => {
+        if (m.type === 'stats') this.stats[i] = m;
+      });
+      this.procs.push(p);
+    }
+  }
+  total(): ClientStats {
+    const t: ClientStats = { open: 0, opened: 0, failed: 0, dropped: 0, pings: 0, reconnects: 0, errors: {} };
+    for (const s of this.stats) {
+      for (const k of ['open', 'opened', 'failed', 'dropped', 'pings', 'reconnects'] as const) t[k] += s[k];
+      for (const [k, v] of Object.entries(s.errors)) t.errors[k] = (t.errors[k] ?? 0) + v;
+    }
+    return t;
+  }
+  ask<T>(msg: object, type: string): Promise<T[]> {
+    return Promise.all(
+      this.procs.map(
+        (p) =>
+          new Promise<T>((resolve) => {
+            const on = (m: { type: string }) => {
+              if (m.type !== type) return;
+              p.off('message', on);
+              resolve(m as T);
+            };
+            p.on('message', on);
+            p.send(msg);
+          }),
+      ),
+    );
+  }
+  stop(): void {
+    for (const p of this.procs) if (p.connected) p.send({ cmd: 'stop' });
+  }
+}
+
+interface Options {
+  scenario: 'steady' | 'fanout' | 'storm' | 'max-rps';
+  connections: number;
+  rate: number;
+  pingIntervalS: number;
+  rampS: number;
+  durationS: number;
+  engines: Array<'bun' | 'node'>;
+  workers: number[];
+  clients: number;
+  out: string;
+  target: string | undefined;
+  jwtSecret: string | undefined;
+  adminToken: string | undefined;
+}
+
+export function parseBenchArgs(argv: string[]): Options {
+  const { values: v } = parseArgs({
+    args: argv,
+    options: {
+      scenario: { type: 'string', default: 'steady' },
+      connections: { type: 'string' },
+      rate: { type: 'string' },
+      'ping-interval': { type: 'string' },
+      ramp: { type: 'string' },
+      duration: { type: 'string' },
+      engines: { type: 'string', default: 'bun,node' },
+      workers: { type: 'string' },
+      clients: { type: 'string' },
+      out: { type: 'string' },
+      target: { type: 'string' },
+      'jwt-secret': { type: 'string' },
+      'admin-token': { type: 'string' },
+      quick: { type: 'boolean', default: false },
+    },
+  });
+  const q = v.quick;
+  const num = (s: string | undefined, dflt: number, name: string) => {
+    const n = s === undefined ? dflt : Number(s);
+    if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a non-negative number`);
+    return n;
+  };
+  const scenario = v.scenario as Options['scenario'];
+  if (!['steady', 'fanout', 'storm', 'max-rps'].includes(scenario)) throw new Error('--scenario must be steady, fanout, storm or max-rps');
+  const engines = v.engines!.split(',') as Options['engines'];
+  if (engines.some((e) => e !== 'bun' && e !== 'node')) throw new Error('--engines takes bun and/or node');
+  const connections = num(v.connections, q ? 1000 : 50_000, 'connections');
+  const date = new Date().toISOString().slice(0, 16).replace(/[:T]/g, '-');
+  return {
+    scenario,
+    connections,
+    rate: num(v.rate, q ? 200 : 2000, 'rate'),
+    pingIntervalS: num(v['ping-interval'], q ? 2 : 30, 'ping-interval'),
+    rampS: num(v.ramp, q ? 2 : 30, 'ramp'),
+    durationS: num(v.duration, q ? 10 : 300, 'duration'),
+    engines,
+    workers: (v.workers ?? (q ? '1' : '4')).split(',').map(Number),
+    clients: num(v.clients, Math.max(1, Math.ceil(connections / 12_500)), 'clients'),
+    out: v.out ?? join('bench', 'results', `${date}-${scenario}${q ? '-quick' : ''}`),
+    target: v.target,
+    jwtSecret: v['jwt-secret'],
+    adminToken: v['admin-token'],
+  };
+}
+
+async function json(t: Target, method: string, path: string, body?: unknown, token?: string): Promise<any> {
+  const res = await fetch(`http://${t.host}:${t.port}${path}`, {
+    method,
+    headers: { 'content-type': 'application/json', ...(token && { authorization: `Bearer ${token}` }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${method} ${path}: HTTP ${res.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+/** A bench user with enough devices that GET /v1/devices is compressed (over 1 KB). */
+async function seed(t: Target): Promise<string> {
+  const email = `bench-${randomBytes(6).toString('hex')}@example.com`;
+  const { token } = await json(t, 'POST', '/v1/auth/signup', { email, password: 'bench password 1' });
+  for (let i = 0; i < 8; i++) {
+    const p256dh = Buffer.concat([Buffer.from([4]), randomBytes(64)]).toString('base64url');
+    await json(t, 'POST', '/v1/devices', {
+      platform: 'web',
+      token: { endpoint: `https://push.example.com/send/${randomBytes(48).toString('hex')}`, keys: { p256dh, auth: randomBytes(16).toString('base64url') } },
+    }, token);
+  }
+  return token;
+}
+
+function serverFigures(t: Target): { rss: number; cpu: number; procs: number } {
+  if (t.pid === undefined) return { rss: NaN, cpu: NaN, procs: 0 };
+  let rss = 0;
+  let cpu = 0;
+  let procs = 0;
+  for (const pid of processTree(t.pid)) {
+    const s = sampleProc(pid);
+    if (!s) continue;
+    // bin/onebox execs the runtime; a redis-server the bench started is not a child.
+    rss += s.rssBytes;
+    cpu += s.cpuSeconds;
+    procs++;
+  }
+  return { rss, cpu, procs };
+}
+
+async function heapOf(t: Target): Promise<number> {
+  try {
+    const text = await (await fetch(`http://${t.host}:${t.port}/metrics`)).text();
+    const workers = [...text.matchAll(/^onebox_cluster_heap_used_bytes\{[^}]*\} (\d+)/gm)].map((m) => Number(m[1]));
+    if (workers.length > 0) return workers.reduce((a, b) => a + b, 0);
+    return Number(/^onebox_process_heap_bytes\{kind="used"\} (\d+)/m.exec(text)?.[1] ?? NaN);
+  } catch {
+    return NaN;
+  }
+}
+
+async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Promise<Row> {
+  const target = o.target
+    ? externalTarget(o.target, o.jwtSecret, o.adminToken)
+    : await startTarget({ engine, workers, pingIntervalS: o.pingIntervalS });
+  const clients = new Clients(o.clients);
+  const load = new HttpLoad({
+    host: target.host,
+    port: target.port,
+    path: '/v1/devices',
+    headers: { authorization: '', 'accept-encoding': 'br, gzip' },
+  });
+  const series: Point[] = [];
+  const t0 = Date.now();
+  let phase = 'start';
+  const progress = setInterval(() => {
+    const c = clients.total();
+    const f = serverFigures(target);
+    const p99 = pct(load.window, 99);
+    const rps = load.window.totalCount;
+    load.window.reset();
+    series.push({ t: (Date.now() - t0) / 1000, connections: c.open, rssBytes: f.rss, p99Ms: rps > 0 ? p99 : NaN, rps });
+    process.stderr.write(
+      `\r[${engine} w=${workers} ${phase} ${Math.round((Date.now() - t0) / 1000)}s] conns ${c.open}/${o.connections} failed ${c.failed} dropped ${c.dropped} | req/s ${rps} p99 ${rps ? p99.toFixed(1) : '-'} ms | RSS ${(f.rss / 2 ** 20).toFixed(0)} MB   `,
+    );
+  }, 1000);
+  try {
+    await sleep(2000);
+    const idle = serverFigures(target);
+    const httpToken = await seed(target);
+    load['o'].headers.authorization = `Bearer ${httpToken}`;
+    // Client tokens: one user per connection when we can sign, else the seeded user.
+    const token = (i: number) => (target.jwtSecret ? signToken(target.jwtSecret, `bench-${i}`) : httpToken);
+    const share = Math.ceil(o.connections / o.clients);
+    phase = 'ramp';
+    clients.procs.forEach((p, k) => {
+      const from = k * share;
+      const n = Math.max(0, Math.min(share, o.connections - from));
+      p.send({
+        cmd: 'start',
+        host: target.host,
+        port: target.port,
+        tokens: Array.from({ length: n }, (_, j) => token(from + j)),
+        localAddress: `127.0.0.${2 + k}`,
+        topic: 'bench:all',
+        rate: Math.max(1, n / Math.max(o.rampS, 0.1)),
+        reconnect: o.scenario === 'storm',
+      });
+    });
+    const rampDeadline = Date.now() + (o.rampS + 60) * 1000;
+    while (clients.total().open < o.connections && Date.now() < rampDeadline) await sleep(250);
+    phase = 'warm-up';
+    await load.run(o.rate, Math.min(5000, o.durationS * 1000));
+    load.reset();
+    phase = 'steady';
+    const before = serverFigures(target);
+    const pingsBefore = clients.total().pings;
+    const startedAt = Date.now();
+    let minOpen = Infinity;
+    const watch = setInterval(() => (minOpen = Math.min(minOpen, clients.total().open)), 250);
+    await load.run(o.rate, o.durationS * 1000);
+    clearInterval(watch);
+    await sleep(1500); // the clients' last stats report
+    const wall = (Date.now() - startedAt) / 1000;
+    const after = serverFigures(target);
+    const c = clients.total();
+    const heap = await heapOf(target);
+    const steadyHist = hdr.build({ numberOfSignificantValueDigits: 3 });
+    steadyHist.add(load.histogram);
+    const row: Row = {
+      engine: o.target ? `target ${o.target}` : engine,
+      workers,
+      scenario: o.scenario,
+      connectionsTarget: o.connections,
+      connectionsHeld: Number.isFinite(minOpen) ? minOpen : c.open,
+      rateTarget: o.rate,
+      rateAchieved: (load.ok + Object.values(load.errors).reduce((a, b) => a + b, 0)) / o.durationS,
+      rssBytes: after.rss,
+      rssIdleBytes: idle.rss,
+      serverProcesses: after.procs,
+      heapBytes: heap,
+      bytesPerConnection: (after.rss - idle.rss) / Math.max(1, c.open),
+      p50Ms: pct(steadyHist, 50),
+      p99Ms: pct(steadyHist, 99),
+      p999Ms: pct(steadyHist, 99.9),
+      httpErrors: { ...load.errors },
+      wsFailed: c.failed,
+      wsDropped: c.dropped,
+      wsErrors: c.errors,
+      pingsSeen: c.pings - pingsBefore,
+      pingsExpected: Math.floor((c.open * o.durationS) / o.pingIntervalS),
+      cpuPercent: ((after.cpu - before.cpu) / wall) * 100,
+      tcpMemBytes: sockstat().tcpMemBytes,
+      series,
+    };
+    const census = await clients.ask<{ open: number; noPing: number; minPings: number }>({ cmd: 'census' }, 'census');
+    (row as Row & { census: unknown }).census = {
+      open: census.reduce((a, x) => a + x.open, 0),
+      openWithoutAnyPing: census.reduce((a, x) => a + x.noPing, 0),
+      fewestPingsOnOneConnection: Math.min(...census.map((x) => x.minPings)),
+    };
+
+    if (o.scenario === 'fanout') {
+      phase = 'fanout';
+      row.fanout = [];
+      for (let k = 0; k < 5; k++) {
+        const id = `f${k}-${randomBytes(3).toString('hex')}`;
+        await json(target, 'POST', '/v1/notify', { topic: 'bench:all', title: 'fanout', data: { fanout: id, ts: Date.now() } }, target.adminToken);
+        let lat: number[] = [];
+        const until = Date.now() + 30_000;
+        do {
+          await sleep(500);
+          lat = (await clients.ask<{ latencies: number[] }>({ cmd: 'fanout', id }, 'fanout')).flatMap((x) => x.latencies).concat(lat);
+        } while (lat.length < c.open && Date.now() < until);
+        lat.sort((a, b) => a - b);
+        const at = (p: number) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] ?? NaN;
+        row.fanout.push({ p50Ms: at(0.5), p99Ms: at(0.99), maxMs: lat.at(-1) ?? NaN, received: lat.length, expected: c.open });
+        await sleep(1000);
+      }
+    }
+    if (o.scenario === 'storm' && target.restart) {
+      phase = 'storm';
+      const reconnectsBefore = clients.total().reconnects;
+      const began = Date.now();
+      await target.restart();
+      let back: number | null = null;
+      const until = Date.now() + 120_000;
+      await sleep(1200);
+      while (Date.now() < until) {
+        if (clients.total().open >= o.connections) {
+          back = Date.now() - began;
+          break;
+        }
+        await sleep(100);
+      }
+      row.storm = { backWithinMs: back, reconnected: clients.total().reconnects - reconnectsBefore };
+    }
+    if (o.scenario === 'max-rps') {
+      phase = 'max-rps';
+      row.maxRps = [];
+      for (let rate = o.rate; rate <= 100_000; rate = Math.round(rate * 1.5)) {
+        load.reset();
+        await load.run(rate, 10_000);
+        const p99 = pct(load.histogram, 99);
+        row.maxRps.push({ rate, p99Ms: p99 });
+        if (p99 > 10) break;
+      }
+    }
+    return row;
+  } finally {
+    clearInterval(progress);
+    process.stderr.write('\n');
+    load.close();
+    clients.stop();
+    await target.stop();
+  }
+}
+
+export async function runBench(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log(BENCH_HELP);
+    return 0;
+  }
+  const o = parseBenchArgs(argv);
+  mkdirSync(o.out, { recursive: true });
+  const rows: Row[] = [];
+  const combos = o.target ? [['target', o.workers[0] ?? 1] as const] : o.engines.flatMap((e) => o.workers.map((w) => [e, w] as const));
+  for (const [engine, workers] of combos) {
+    rows.push(await runOne(o, engine === 'target' ? 'bun' : engine, workers));
+  }
+  const meta = {
+    scenario: o.scenario,
+    date: new Date().toISOString(),
+    machine: `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, ${process.platform}`,
+    options: { ...o, jwtSecret: undefined, adminToken: undefined },
+    method:
+      `${o.connections} WebSockets from ${o.clients} raw-socket client processes (127.0.0.2+), each subscribed to one topic and answering pings every ${o.pingIntervalS} s; ` +
+      `${o.rate} req/s of GET /v1/devices (JWT, SQLite, brotli) at a constant arrival rate, latency from the intended send time (HDR); ` +
+      `${o.durationS} s steady state after a ${o.rampS} s ramp; RSS and CPU summed over every server process from /proc; heap from /metrics.`,
+  };
+  writeReport(o.out, rows, meta);
+  console.log(`report: ${join(o.out, 'report.md')}`);
+  return rows.every((r) => Object.keys(r.httpErrors).length === 0 && r.wsFailed === 0 && r.wsDropped === 0) ? 0 : 1;
+}

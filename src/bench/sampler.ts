@@ -1,0 +1,56 @@
+/** Samples every server process from /proc, and the kernel's socket memory. */
+import { readdirSync, readFileSync } from 'node:fs';
+
+const TICK = 100; // USER_HZ on Linux
+
+export interface ProcSample {
+  pid: number;
+  rssBytes: number;
+  cpuSeconds: number;
+}
+
+/** The pid and all its descendants (a WORKERS>1 supervisor and its workers). */
+export function processTree(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      let list = children.get(ppid);
+      if (!list) children.set(ppid, (list = []));
+      list.push(Number(name));
+    } catch {
+      /* gone */
+    }
+  }
+  const out: number[] = [];
+  const walk = (pid: number) => {
+    out.push(pid);
+    for (const c of children.get(pid) ?? []) walk(c);
+  };
+  walk(root);
+  return out;
+}
+
+export function sampleProc(pid: number): ProcSample | null {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return {
+      pid,
+      rssBytes: Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024,
+      cpuSeconds: (Number(f[11]) + Number(f[12])) / TICK,
+    };
+  } catch {
+    return null;
+  }
+}
+
+/** TCP socket memory in bytes (/proc/net/sockstat counts pages) and sockets in use. */
+export function sockstat(): { tcpInUse: number; tcpMemBytes: number } {
+  const text = readFileSync('/proc/net/sockstat', 'utf8');
+  const m = /TCP: inuse (\d+) .*mem (\d+)/.exec(text);
+  return { tcpInUse: Number(m?.[1] ?? 0), tcpMemBytes: Number(m?.[2] ?? 0) * 4096 };
+}

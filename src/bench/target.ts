@@ -1,0 +1,143 @@
+/**
+ * The server under test: started by the bench per engine x workers (bin/onebox, a free
+ * loopback port, a fresh data directory, Redis when WORKERS>1), or an existing URL.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHmac, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+const BIN = fileURLToPath(new URL('../../../bin/onebox', import.meta.url));
+
+export const freePort = () =>
+  new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+
+function waitForLine(proc: ChildProcess, match: (line: string) => boolean, timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const rl = createInterface({ input: proc.stdout! });
+    const t = setTimeout(() => reject(new Error('server did not start in time')), timeoutMs);
+    rl.on('line', (line) => {
+      if (match(line)) {
+        clearTimeout(t);
+        resolve(line);
+      }
+    });
+    proc.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
+  });
+}
+
+export interface Target {
+  host: string;
+  port: number;
+  /** Root pid of the server (supervisor when WORKERS>1), if the bench started it. */
+  pid: number | undefined;
+  jwtSecret: string | undefined;
+  adminToken: string | undefined;
+  restart?(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  engine: 'bun' | 'node';
+  workers: number;
+  pingIntervalS: number;
+  env?: Record<string, string>;
+}
+
+/** Start onebox (and Redis when several workers need a backplane). */
+export async function startTarget(o: StartOptions): Promise<Target> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'onebox-bench-'));
+  const port = await freePort();
+  const jwtSecret = randomBytes(32).toString('base64url');
+  const adminToken = randomBytes(24).toString('base64url');
+  let redis: ChildProcess | null = null;
+  const env: Record<string, string> = {
+    ...(process.env as Record<string, string>),
+    ENGINE: o.engine,
+    WORKERS: String(o.workers),
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    DATA_DIR: dataDir,
+    JWT_SECRET: jwtSecret,
+    ADMIN_TOKEN: adminToken,
+    PING_INTERVAL_MS: String(o.pingIntervalS * 1000),
+    LOG_LEVEL: 'info',
+    AUTH_RATE_PER_MIN: '100000',
+    ...o.env,
+  };
+  if (o.workers > 1 && !env.REDIS_URL) {
+    const rport = await freePort();
+    redis = spawn('redis-server', ['--port', String(rport), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    await waitForLine(redis, (l) => l.includes('Ready to accept connections'), 10_000);
+    env.REDIS_URL = `redis://127.0.0.1:${rport}`;
+  }
+  let proc: ChildProcess;
+  const boot = async () => {
+    proc = spawn(BIN, ['serve'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+    await waitForLine(proc, (l) => l.includes('"msg":"listening"'), 60_000);
+    proc.stdout!.resume();
+  };
+  const halt = async () => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise((r) => proc.once('exit', r));
+    proc.kill('SIGTERM');
+    await exited;
+  };
+  await boot();
+  return {
+    host: '127.0.0.1',
+    port,
+    get pid() {
+      return proc.pid;
+    },
+    jwtSecret,
+    adminToken,
+    async restart() {
+      await halt();
+      await boot();
+    },
+    async stop() {
+      await halt();
+      if (redis) {
+        const r = redis;
+        await new Promise((res) => {
+          r.once('exit', res);
+          r.kill('SIGTERM');
+        });
+      }
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** An already running server. */
+export function externalTarget(url: string, jwtSecret?: string, adminToken?: string): Target {
+  const u = new URL(url);
+  return {
+    host: u.hostname,
+    port: Number(u.port || 80),
+    pid: undefined,
+    jwtSecret,
+    adminToken,
+    stop: async () => undefined,
+  };
+}
+
+/** An HS256 token for a bench user, signed like the server's own. */
+export function signToken(secret: string, sub: string): string {
+  const enc = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const now = Math.floor(Date.now() / 1000);
+  const input = `${enc({ alg: 'HS256', typ: 'JWT' })}.${enc({ sub, iss: 'onebox', iat: now, exp: now + 86_400 })}`;
+  return `${input}.${createHmac('sha256', secret).update(input).digest('base64url')}`;
+}

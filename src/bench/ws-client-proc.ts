@@ -1,0 +1,192 @@
+/**
+ * One benchmark client process: lean raw-socket WebSocket clients, because a `ws` client
+ * object per connection would cost more than the server we measure and cap how many
+ * connections one process can hold. Each connection does a correct RFC 6455 handshake
+ * (checks Sec-WebSocket-Accept), sends masked frames, answers pings with pongs, counts the
+ * pings it receives, subscribes to one topic, and records fan-out latency. Connection state
+ * is a small object; socket handlers are shared functions.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { connect, type Socket } from 'node:net';
+
+const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+const STATE = Symbol('bench.conn');
+
+interface Start {
+  cmd: 'start';
+  host: string;
+  port: number;
+  tokens: string[];
+  localAddress: string;
+  topic: string;
+  /** Connections opened per second by this process. */
+  rate: number;
+  reconnect: boolean;
+}
+
+class Conn {
+  buf: Buffer | null = null;
+  open = false;
+  key = '';
+  attempts = 0;
+  pings = 0;
+  constructor(readonly token: string) {}
+}
+
+const stats = { open: 0, opened: 0, failed: 0, dropped: 0, pings: 0, reconnects: 0, errors: {} as Record<string, number> };
+const fanout = new Map<string, number[]>();
+let cfg: Start;
+let stopping = false;
+
+function mask(opcode: number, payload: Buffer): Buffer {
+  const len = payload.length;
+  const head = len < 126 ? 6 : 8;
+  const out = Buffer.allocUnsafe(head + len);
+  out[0] = 0x80 | opcode;
+  if (len < 126) out[1] = 0x80 | len;
+  else {
+    out[1] = 0x80 | 126;
+    out.writeUInt16BE(len, 2);
+  }
+  const m = randomBytes(4);
+  m.copy(out, head - 4);
+  for (let i = 0; i < len; i++) out[head + i] = payload[i]! ^ m[i & 3]!;
+  return out;
+}
+
+function fail(kind: string): void {
+  stats.errors[kind] = (stats.errors[kind] ?? 0) + 1;
+}
+
+function open(c: Conn): void {
+  c.key = randomBytes(16).toString('base64');
+  c.buf = null;
+  const sock = connect({ host: cfg.host, port: cfg.port, localAddress: cfg.localAddress });
+  (sock as Socket & { [STATE]: Conn })[STATE] = c;
+  sock.setNoDelay(true);
+  sock.on('connect', onConnect);
+  sock.on('data', onData);
+  sock.on('error', onError);
+  sock.on('close', onClose);
+}
+
+function onConnect(this: Socket): void {
+  const c = (this as Socket & { [STATE]: Conn })[STATE];
+  this.write(
+    `GET /v1/ws HTTP/1.1\r\nHost: ${cfg.host}:${cfg.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+      `Sec-WebSocket-Key: ${c.key}\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer ${c.token}\r\n\r\n`,
+  );
+}
+
+function onError(this: Socket, err: NodeJS.ErrnoException): void {
+  fail(err.code ?? 'socket_error');
+}
+
+function onClose(this: Socket): void {
+  const c = (this as Socket & { [STATE]: Conn })[STATE];
+  if (c.open) {
+    c.open = false;
+    stats.open--;
+    if (!stopping) stats.dropped++;
+  } else if (!stopping) stats.failed++;
+  if (cfg.reconnect && !stopping) {
+    c.attempts++;
+    stats.reconnects++;
+    // Full jitter: a fleet of clients must not come back in lockstep.
+    const cap = Math.min(10_000, 200 * 2 ** Math.min(c.attempts, 6));
+    setTimeout(() => open(c), Math.random() * cap);
+  }
+}
+
+function onData(this: Socket, chunk: Buffer): void {
+  const c = (this as Socket & { [STATE]: Conn })[STATE];
+  let buf = c.buf ? Buffer.concat([c.buf, chunk]) : chunk;
+  if (!c.open) {
+    const end = buf.indexOf('\r\n\r\n');
+    if (end < 0) {
+      c.buf = buf;
+      return;
+    }
+    const head = buf.subarray(0, end).toString('latin1');
+    const status = /^HTTP\/1\.1 (\d{3})/.exec(head)?.[1];
+    const accept = /\r\nsec-websocket-accept: *([^\r]+)/i.exec(head)?.[1];
+    const expected = createHash('sha1').update(c.key + GUID).digest('base64');
+    if (status !== '101' || accept !== expected) {
+      fail(status === '101' ? 'bad_accept' : `http_${status ?? 'garbage'}`);
+      this.destroy();
+      return;
+    }
+    c.open = true;
+    c.attempts = 0;
+    stats.open++;
+    stats.opened++;
+    this.write(mask(1, Buffer.from(JSON.stringify({ op: 'sub', topic: cfg.topic }))));
+    buf = buf.subarray(end + 4);
+  }
+  while (buf.length >= 2) {
+    const opcode = buf[0]! & 0x0f;
+    let len = buf[1]! & 0x7f;
+    let off = 2;
+    if (len === 126) {
+      if (buf.length < 4) break;
+      len = buf.readUInt16BE(2);
+      off = 4;
+    } else if (len === 127) {
+      if (buf.length < 10) break;
+      len = Number(buf.readBigUInt64BE(2));
+      off = 10;
+    }
+    if (buf.length < off + len) break;
+    const payload = buf.subarray(off, off + len);
+    buf = buf.subarray(off + len);
+    if (opcode === 9) {
+      stats.pings++;
+      c.pings++;
+      this.write(mask(10, Buffer.from(payload)));
+    } else if (opcode === 1) {
+      onText(payload);
+    } else if (opcode === 8) {
+      this.end(mask(8, Buffer.from(payload.subarray(0, 2))));
+    }
+  }
+  c.buf = buf.length > 0 ? Buffer.from(buf) : null;
+}
+
+function onText(payload: Buffer): void {
+  // Only fan-out messages matter here; skip parsing acks and the rest.
+  if (payload.indexOf('"fanout"') < 0) return;
+  const f = JSON.parse(payload.toString()) as { data?: { data?: { fanout?: string; ts?: number } } };
+  const d = f.data?.data;
+  if (!d?.fanout || d.ts === undefined) return;
+  let l = fanout.get(d.fanout);
+  if (!l) fanout.set(d.fanout, (l = []));
+  l.push(Date.now() - d.ts);
+}
+
+type Command = Start | { cmd: 'fanout'; id: string } | { cmd: 'census' } | { cmd: 'stop' };
+let all: Conn[] = [];
+
+process.on('message', (m: Command) => {
+  if (m.cmd === 'start') {
+    cfg = m;
+    const conns = (all = m.tokens.map((t) => new Conn(t)));
+    let i = 0;
+    const perTick = Math.max(1, Math.round(m.rate / 100));
+    const timer = setInterval(() => {
+      for (let k = 0; k < perTick && i < conns.length; k++) open(conns[i++]!);
+      if (i >= conns.length) clearInterval(timer);
+    }, 10);
+  } else if (m.cmd === 'fanout') {
+    process.send!({ type: 'fanout', id: m.id, latencies: fanout.get(m.id) ?? [] });
+    fanout.delete(m.id);
+  } else if (m.cmd === 'census') {
+    // Open connections that never saw a ping, and the fewest any open one saw.
+    const open = all.filter((c) => c.open);
+    process.send!({ type: 'census', open: open.length, noPing: open.filter((c) => c.pings === 0).length, minPings: Math.min(...open.map((c) => c.pings)) });
+  } else {
+    stopping = true;
+    process.exit(0);
+  }
+});
+
+setInterval(() => process.send!({ type: 'stats', ...stats }), 1000).unref();

@@ -1,0 +1,38 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { BIN } from '../helpers/server.js';
+
+const out = mkdtempSync(join(tmpdir(), 'onebox-benchq-'));
+after(() => rmSync(out, { recursive: true, force: true }));
+
+test('onebox bench --quick writes a complete report with zero errors on both engines', async () => {
+  const code = await new Promise<number | null>((resolve) => {
+    const p = spawn(BIN, ['bench', '--quick', '--engines', 'bun,node', '--out', out], { stdio: ['ignore', 'ignore', 'pipe'] });
+    p.stderr.resume();
+    p.on('exit', resolve);
+  });
+  assert.equal(code, 0);
+  const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
+  assert.equal(report.meta.scenario, 'steady');
+  assert.equal(report.reference.length, 2);
+  assert.deepEqual(report.rows.map((r: any) => r.engine), ['bun', 'node']);
+  for (const r of report.rows) {
+    assert.equal(r.connectionsHeld, 1000, r.engine);
+    assert.deepEqual(r.httpErrors, {}, r.engine);
+    assert.equal(r.wsFailed + r.wsDropped, 0, r.engine);
+    assert.ok(r.rateAchieved >= 190, `${r.engine} rate ${r.rateAchieved}`);
+    assert.ok(r.p50Ms > 0 && r.p99Ms >= r.p50Ms && r.p999Ms >= r.p99Ms, r.engine);
+    assert.ok(r.rssBytes > 0 && r.heapBytes > 0 && r.cpuPercent > 0, r.engine);
+    assert.equal(r.census.openWithoutAnyPing, 0, `${r.engine}: every client saw pings`);
+    assert.ok(r.pingsSeen >= r.pingsExpected * 0.9, `${r.engine} pings ${r.pingsSeen}/${r.pingsExpected}`);
+    assert.ok(r.series.length >= 10);
+  }
+  const md = readFileSync(join(out, 'report.md'), 'utf8');
+  assert.match(md, /\| server \| connections held \| req\/s \(target\) \| RSS total \| heap \| bytes\/conn \| p50 \| p99 \| p99\.9 \(ms\)/);
+  assert.match(md, /\*reference:\* Ktor/);
+  assert.equal((readFileSync(join(out, 'chart.svg'), 'utf8').match(/<polyline/g) ?? []).length, 6);
+});
