@@ -2,14 +2,14 @@
  * The onebox CLI: `serve` (default), `migrate`, `bench`, `doctor`, `deploy`. This is the
  * only module that listens, handles signals and exits.
  */
+import { spawn } from 'node:child_process';
 import { loadConfig, ConfigError, type Config } from './config.js';
-import { createApp } from './app/create-app.js';
-import { loadEngine } from './engine/index.js';
 import { createLogger, type Logger } from './ops/logger.js';
-import { openDb } from './store/db.js';
-import { migrateToLatest } from './store/migrations.js';
 import { CLOSE } from './realtime/protocol.js';
 import { reportToSupervisor, supervise, workerIndex } from './engine/cluster.js';
+
+// The app, store and engine load lazily: a WORKERS>1 supervisor only supervises and
+// should not carry the application's memory.
 
 const HELP: Record<string, string> = {
   main: `usage: onebox <command> [--help]
@@ -31,6 +31,8 @@ Apply pending migrations to the configured database (SQLite in DATA_DIR, or DATA
 };
 
 async function serve(config: Config, log: Logger): Promise<void> {
+  const { loadEngine } = await import('./engine/index.js');
+  const { createApp } = await import('./app/create-app.js');
   const engine = await loadEngine(config);
   const app = await createApp(config, log);
   const server = await engine(config, { fetch: app.fetch, gateway: app.gateway }, log);
@@ -70,6 +72,8 @@ async function serve(config: Config, log: Logger): Promise<void> {
 }
 
 async function migrate(config: Config, log: Logger): Promise<void> {
+  const { openDb } = await import('./store/db.js');
+  const { migrateToLatest } = await import('./store/migrations.js');
   const db = await openDb(config);
   try {
     const result = await migrateToLatest(db);
@@ -78,6 +82,21 @@ async function migrate(config: Config, log: Logger): Promise<void> {
   } finally {
     await db.destroy();
   }
+}
+
+/** Run `onebox migrate` as a child process, so the supervisor never loads the store. */
+function migrateInChild(log: Logger): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [process.argv[1]!, 'migrate'], { stdio: ['ignore', 'inherit', 'inherit'] });
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      if (code === 0) resolve();
+      else {
+        log.fatal({ code }, 'migrations failed; not starting workers');
+        reject(new Error(`onebox migrate exited with ${code}`));
+      }
+    });
+  });
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -105,7 +124,7 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'serve':
       if (config.workers > 1 && workerIndex() === undefined) {
-        await supervise(config, log.child({ role: 'supervisor' }), () => migrate(config, log));
+        await supervise(config, log.child({ role: 'supervisor' }), () => migrateInChild(log));
         return 0;
       }
       await serve(config, workerIndex() === undefined ? log : log.child({ worker: workerIndex() }));

@@ -12,7 +12,6 @@ import type { Logger } from '../ops/logger.js';
 import { Lifecycle } from '../ops/lifecycle.js';
 import { createMetrics, exposeIntegers, type Metrics } from '../ops/metrics.js';
 import { Gateway } from '../realtime/gateway.js';
-import { RedisHub } from '../realtime/backplane.js';
 import type { WorkerFigures } from '../engine/cluster.js';
 import { openDb, type Db } from '../store/db.js';
 import { migrateToLatest } from '../store/migrations.js';
@@ -60,7 +59,9 @@ export async function createApp(config: Config, log: Logger): Promise<OneboxApp>
   const lifecycle = new Lifecycle();
   const tokens = new TokenService(resolveJwtSecret(config.jwtSecret, config.dataDir, log), config.jwtTtlS);
   const gateway = new Gateway(config, tokens, log);
-  const backplane = config.redisUrl ? new RedisHub(config.redisUrl, gateway.local, gateway.registry, log) : null;
+  const backplane = config.redisUrl
+    ? new (await import('../realtime/backplane.js')).RedisHub(config.redisUrl, gateway.local, gateway.registry, log)
+    : null;
   if (backplane) {
     gateway.hub = backplane;
     const b = backplane.stats;
@@ -84,7 +85,7 @@ export async function createApp(config: Config, log: Logger): Promise<OneboxApp>
     events: new EventWriter(db),
     outbox,
     hub: gateway.hub,
-    push: createPushWorker(config, outbox, devices, log),
+    push: await createPushWorker(config, outbox, devices, log),
     dashboardAborts: { profile: 0, metrics: 0 },
   };
   gateway.exposeMetrics(metrics.registry);
