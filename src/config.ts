@@ -48,6 +48,8 @@ const env = z.object({
   WS_PUBLISH_PER_S: int('WS_PUBLISH_PER_S', 1, 1_000_000).default(10),
   DASHBOARD_TIMEOUT_MS: int('DASHBOARD_TIMEOUT_MS', 10, 600_000).default(2000),
   FAULT_STORE_DELAY_MS: int('FAULT_STORE_DELAY_MS', 0, 600_000).default(0),
+  FAULT_BLOCK_ROUTE: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
+  BLOCK_WARN_MS: int('BLOCK_WARN_MS', 1, 600_000).default(200),
   PUSH_POLL_MS: int('PUSH_POLL_MS', 10, 3_600_000).default(1000),
   PUSH_LEASE_MS: int('PUSH_LEASE_MS', 100, 3_600_000).default(30_000),
   PUSH_MAX_ATTEMPTS: int('PUSH_MAX_ATTEMPTS', 1, 100).default(10),
@@ -109,6 +111,10 @@ export type Config = Readonly<{
   dashboardTimeoutMs: number;
   /** Fault injection for tests: an abortable delay before each dashboard load. @default 0 */
   faultStoreDelayMs: number;
+  /** Fault injection for tests: `POST /debug/block {ms}` (admin) holds the event loop. @default false */
+  faultBlockRoute: boolean;
+  /** Event-loop stall that is logged with what was running. @default 200 ms */
+  blockWarnMs: number;
   push: {
     pollMs: number;
     leaseMs: number;
@@ -189,6 +195,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     wsPublishPerS: e.WS_PUBLISH_PER_S,
     dashboardTimeoutMs: e.DASHBOARD_TIMEOUT_MS,
     faultStoreDelayMs: e.FAULT_STORE_DELAY_MS,
+    faultBlockRoute: e.FAULT_BLOCK_ROUTE,
+    blockWarnMs: e.BLOCK_WARN_MS,
     push: Object.freeze({
       pollMs: e.PUSH_POLL_MS,
       leaseMs: e.PUSH_LEASE_MS,

@@ -7,6 +7,7 @@ import { loadConfig, ConfigError, type Config } from './config.js';
 import { createLogger, type Logger } from './ops/logger.js';
 import { CLOSE } from './realtime/protocol.js';
 import { reportToSupervisor, supervise, workerIndex } from './engine/cluster.js';
+import { SystemdNotifier } from './ops/systemd.js';
 
 // The app, store and engine load lazily: a WORKERS>1 supervisor only supervises and
 // should not carry the application's memory.
@@ -18,13 +19,21 @@ commands:
   serve     start the server (what npm start runs)
   migrate   bring the database schema to the newest version and exit
   bench     run the capacity benchmark (see onebox bench --help)
+  doctor    check this box's limits and the capacity they allow (--json)
+  deploy    blue-green deploy behind nginx (--rollback; see onebox deploy --help)
 
 Configuration comes from the environment; see README.md (PORT, ENGINE, DATA_DIR, ...).`,
   serve: `usage: onebox serve
 
 Start the HTTP and WebSocket server on HOST:PORT with ENGINE (bun|node).
 SIGTERM or SIGINT drains: /readyz turns 503, WebSockets close with 1001, in-flight
-requests finish, and the process exits 0 within SHUTDOWN_GRACE_MS.`,
+requests finish, and the process exits 0 within SHUTDOWN_GRACE_MS. SIGUSR2 drains the
+same way for a deploy, closing WebSockets with 1012 so clients reconnect elsewhere.`,
+  doctor: `usage: onebox doctor [--json]
+
+Check open-file limits, somaxconn, port range, file-max, memory and CPUs; print
+PASS/WARN/FAIL with the fix, the connection capacity per process and per box, and the
+recommended sysctl file. Exits 1 when any check FAILs.`,
   migrate: `usage: onebox migrate
 
 Apply pending migrations to the configured database (SQLite in DATA_DIR, or DATABASE_URL).`,
@@ -44,8 +53,14 @@ async function serve(config: Config, log: Logger): Promise<void> {
     worker === undefined ? 'listening' : 'worker listening',
   );
   if (worker !== undefined) {
-    reportToSupervisor(server.port, () => ({ connections: app.gateway.stats.open }), (t) => app.setClusterTable(t));
+    reportToSupervisor(
+      server.port,
+      () => ({ connections: app.gateway.stats.open, rps: app.live.rps, p99Ms: app.live.p99Ms }),
+      (t) => app.setClusterTable(t),
+    );
   }
+  const notifier = new SystemdNotifier(log);
+  notifier.ready(() => `${app.gateway.stats.open} connections`);
 
   let stopping = false;
   const shutdown = async (signal: string) => {
@@ -56,8 +71,11 @@ async function serve(config: Config, log: Logger): Promise<void> {
     setTimeout(() => process.exit(0), config.shutdownGraceMs).unref();
     log.info({ signal, inflight: app.lifecycle.inflight, connections: app.gateway.stats.open }, 'draining');
     app.lifecycle.drain();
+    notifier.stopping();
     const httpClosed = server.stopAccepting();
-    app.gateway.closeAll(CLOSE.goingAway, 'server shutting down');
+    // SIGUSR2 is the deploy's drain: 1012 tells clients to reconnect (to the new colour).
+    if (signal === 'SIGUSR2') app.gateway.closeAll(CLOSE.restart, 'server restarting');
+    else app.gateway.closeAll(CLOSE.goingAway, 'server shutting down');
     const left = () => Math.max(0, deadline - Date.now() - 100);
     await Promise.all([app.lifecycle.waitIdle(left()), app.gateway.waitEmpty(left())]);
     app.gateway.terminateAll();
@@ -69,6 +87,7 @@ async function serve(config: Config, log: Logger): Promise<void> {
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGUSR2', () => void shutdown('SIGUSR2'));
 }
 
 async function migrate(config: Config, log: Logger): Promise<void> {
@@ -102,6 +121,7 @@ function migrateInChild(log: Logger): Promise<void> {
 async function main(argv: string[]): Promise<number> {
   const [command = 'serve', ...rest] = argv;
   if (command === 'bench') return (await import('./bench/run.js')).runBench(rest);
+  if (command === 'deploy') return (await import('./ops/deploy.js')).deploy(rest);
   if (command === '--help' || command === '-h' || command === 'help') {
     console.log(HELP.main);
     return 0;
@@ -124,7 +144,7 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'serve':
       if (config.workers > 1 && workerIndex() === undefined) {
-        await supervise(config, log.child({ role: 'supervisor' }), () => migrateInChild(log));
+        await supervise(config, log.child({ role: 'supervisor' }), () => migrateInChild(log), new SystemdNotifier(log));
         return 0;
       }
       await serve(config, workerIndex() === undefined ? log : log.child({ worker: workerIndex() }));
@@ -132,6 +152,8 @@ async function main(argv: string[]): Promise<number> {
     case 'migrate':
       await migrate(config, log);
       return 0;
+    case 'doctor':
+      return (await import('./ops/doctor.js')).doctor(rest, config.engine);
     default:
       console.error(`onebox: unknown command "${command}"\n\n${HELP.main}`);
       return 2;

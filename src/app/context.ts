@@ -10,6 +10,8 @@ import type { EventWriter } from '../store/events.js';
 import type { OutboxStore } from '../store/outbox.js';
 import type { Hub } from '../realtime/hub.js';
 import type { PushWorker } from '../push/worker.js';
+import type { LiveStats } from '../ops/live-stats.js';
+import type { LoopMonitor } from '../ops/loop-monitor.js';
 import type { TokenService } from './auth/tokens.js';
 
 /** What the engine hands the app with each request. */
@@ -41,6 +43,8 @@ export interface Services {
   outbox: OutboxStore;
   hub: Hub;
   push: PushWorker;
+  live: LiveStats;
+  loopMonitor: LoopMonitor;
   /** Dashboard loads that observed an abort, by load. */
   dashboardAborts: { profile: number; metrics: number };
 }

@@ -21,6 +21,10 @@ import { EventWriter } from '../store/events.js';
 import { OutboxStore } from '../store/outbox.js';
 import { createPushWorker } from '../push/index.js';
 import { openApiDocument } from './openapi.js';
+import { LiveStats } from '../ops/live-stats.js';
+import { LoopMonitor } from '../ops/loop-monitor.js';
+import { statusRoutes } from './routes/status.js';
+import { requireAdmin } from './middleware/auth.js';
 import { dashboardRoutes } from './routes/dashboard.js';
 import { deviceRoutes } from './routes/devices.js';
 import { eventRoutes } from './routes/events.js';
@@ -46,7 +50,8 @@ export interface OneboxApp {
   routes(): Array<{ method: string; path: string }>;
   /** The supervisor's table of every worker (WORKERS>1). */
   setClusterTable(t: WorkerFigures[]): void;
-  /** Start the push outbox worker (main.ts does, once listening). */
+  live: LiveStats;
+  /** Start the push outbox worker and the monitors (main.ts does, once listening). */
   startBackground(): void;
   /** Release timers and the database. */
   close(): Promise<void>;
@@ -87,7 +92,11 @@ export async function createApp(config: Config, log: Logger): Promise<OneboxApp>
     hub: gateway.hub,
     push: await createPushWorker(config, outbox, devices, log),
     dashboardAborts: { profile: 0, metrics: 0 },
+    live: new LiveStats(),
+    loopMonitor: new LoopMonitor(log, config.blockWarnMs),
   };
+  gateway.activity = (label) => s.loopMonitor.enter(label);
+  exposeIntegers(metrics.registry, 'counter', 'onebox_event_loop_stalls_total', `Event-loop stalls over BLOCK_WARN_MS`, () => s.loopMonitor.stalls);
   gateway.exposeMetrics(metrics.registry);
   exposeIntegers(metrics.registry, 'counter', 'onebox_dashboard_loads_aborted_total', 'Dashboard loads that observed an abort',
     () => Object.entries(s.dashboardAborts).map(([load, n]) => [{ load }, n] as const), ['load']);
@@ -145,6 +154,18 @@ export async function createApp(config: Config, log: Logger): Promise<OneboxApp>
   app.route('/', dashboardRoutes(s));
   app.route('/', eventRoutes(s));
   app.route('/', deviceRoutes(s));
+  app.route('/', statusRoutes(s, { gateway, live: s.live, cluster: () => cluster }));
+  if (config.faultBlockRoute) {
+    // Fault injection for tests of the watchdog and the block detector.
+    app.post('/debug/block', requireAdmin(s), async (c) => {
+      const ms = Math.min(60_000, Number((await c.req.json<{ ms?: number }>()).ms) || 0);
+      const until = performance.now() + ms;
+      while (performance.now() < until) {
+        /* hold the loop */
+      }
+      return c.json({ blockedMs: ms });
+    });
+  }
   const openapi = JSON.stringify(openApiDocument());
   app.get('/openapi.json', (c) => c.body(openapi, 200, { 'Content-Type': 'application/json' }));
 
@@ -158,12 +179,17 @@ export async function createApp(config: Config, log: Logger): Promise<OneboxApp>
       cluster = t;
     },
     routes: () => app.routes.map((r) => ({ method: r.method, path: r.path })),
+    live: s.live,
     startBackground: () => {
       backplane?.start();
       s.push.start();
+      s.live.start();
+      s.loopMonitor.start();
     },
     async close() {
       gateway.stop();
+      s.live.stop();
+      s.loopMonitor.stop();
       await s.push.stop();
       await backplane?.stop();
       await s.events.drain();

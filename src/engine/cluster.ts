@@ -13,6 +13,7 @@ import type { ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import type { Config } from '../config.js';
 import type { Logger } from '../ops/logger.js';
+import type { SystemdNotifier } from '../ops/systemd.js';
 
 export interface WorkerFigures {
   index: number;
@@ -20,6 +21,8 @@ export interface WorkerFigures {
   connections: number;
   rssBytes: number;
   heapBytes: number;
+  rps: number;
+  p99Ms: number;
   restarts: number;
 }
 
@@ -47,18 +50,27 @@ function freePort(host: string): Promise<number> {
   });
 }
 
+/** Workers inherit the environment minus systemd's: only the supervisor talks to systemd. */
+function workerEnv(extra: Record<string, string>): Record<string, string> {
+  const env: Record<string, string> = { ...(process.env as Record<string, string>), ...extra };
+  delete env.NOTIFY_SOCKET;
+  delete env.WATCHDOG_USEC;
+  delete env.WATCHDOG_PID;
+  return env;
+}
+
 async function spawner(script: string): Promise<(index: number, env: Record<string, string>) => Handle> {
   if (process.versions.bun) {
     const { fork } = await import('node:child_process');
     return (_index, env) => {
-      const proc = fork(script, ['serve'], { env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      const proc = fork(script, ['serve'], { env: workerEnv(env), stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
       return { pid: proc.pid!, proc, send: (m) => proc.connected && proc.send(m) };
     };
   }
   const cluster = (await import('node:cluster')).default;
   cluster.setupPrimary({ exec: script, args: ['serve'], silent: false });
   return (_index, env) => {
-    const w = cluster.fork(env);
+    const w = cluster.fork(workerEnv(env));
     return { pid: w.process.pid!, proc: w.process, send: (m) => w.isConnected() && w.send(m) };
   };
 }
@@ -68,7 +80,7 @@ async function spawner(script: string): Promise<(index: number, env: Record<stri
  * @param prepare runs once before any worker starts (migrations: Kysely's SQLite migrator
  *   has no cross-process lock, so N workers must not migrate a fresh file at once).
  */
-export async function supervise(config: Config, log: Logger, prepare: () => Promise<void>): Promise<void> {
+export async function supervise(config: Config, log: Logger, prepare: () => Promise<void>, notifier: SystemdNotifier): Promise<void> {
   await prepare();
   const port = config.port === 0 ? await freePort(config.host) : config.port;
   const spawn = await spawner(process.argv[1]!);
@@ -82,16 +94,17 @@ export async function supervise(config: Config, log: Logger, prepare: () => Prom
     const startedAt = Date.now();
     const h = spawn(index, { ONEBOX_WORKER: String(index), PORT: String(port), WORKERS: String(config.workers) });
     handles.set(index, h);
-    table.set(index, { index, pid: h.pid, connections: 0, rssBytes: 0, heapBytes: 0, restarts });
+    table.set(index, { index, pid: h.pid, connections: 0, rssBytes: 0, heapBytes: 0, rps: 0, p99Ms: 0, restarts });
     h.proc.on('message', (m: ToSupervisor) => {
       const row = table.get(index)!;
       if (m.type === 'ready') {
         if (!announced && ++readyCount === config.workers) {
           announced = true;
           log.info({ port, workers: config.workers, engine: config.engine, pid: process.pid }, 'listening');
+          notifier.ready(() => `${config.workers} workers, ${[...table.values()].reduce((a, w) => a + w.connections, 0)} connections`);
         }
       } else if (m.type === 'stats') {
-        Object.assign(row, { pid: m.pid, connections: m.connections, rssBytes: m.rssBytes, heapBytes: m.heapBytes });
+        Object.assign(row, { pid: m.pid, connections: m.connections, rssBytes: m.rssBytes, heapBytes: m.heapBytes, rps: m.rps, p99Ms: m.p99Ms });
       }
     });
     h.proc.once('exit', (code, signal) => {
@@ -116,6 +129,7 @@ export async function supervise(config: Config, log: Logger, prepare: () => Prom
       if (stopping) return;
       stopping = true;
       clearInterval(broadcast);
+      notifier.stopping();
       log.info({ signal, workers: handles.size }, 'draining workers');
       const kill = setTimeout(() => {
         for (const h of handles.values()) h.proc.kill('SIGKILL');
@@ -129,17 +143,22 @@ export async function supervise(config: Config, log: Logger, prepare: () => Prom
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGUSR2', () => stop('SIGUSR2'));
   });
   log.info('stopped');
 }
 
 /** In a worker: report readiness and figures to the supervisor, receive the cluster table. */
-export function reportToSupervisor(port: number, figures: () => { connections: number }, onTable: (t: WorkerFigures[]) => void): void {
+export function reportToSupervisor(
+  port: number,
+  figures: () => { connections: number; rps: number; p99Ms: number },
+  onTable: (t: WorkerFigures[]) => void,
+): void {
   if (!process.send) return;
   process.send({ type: 'ready', port } satisfies ToSupervisor);
   const timer = setInterval(() => {
     const m = process.memoryUsage();
-    process.send?.({ type: 'stats', pid: process.pid, connections: figures().connections, rssBytes: m.rss, heapBytes: m.heapUsed } satisfies ToSupervisor);
+    process.send?.({ type: 'stats', pid: process.pid, ...figures(), rssBytes: m.rss, heapBytes: m.heapUsed } satisfies ToSupervisor);
   }, 1000);
   timer.unref();
   process.on('message', (m: ToWorker) => {

@@ -66,6 +66,8 @@ export class Gateway {
   private draining = false;
   private emptyWaiters: Array<() => void> = [];
   private ops: SocketOps | null = null;
+  /** Told which op starts running (the loop-block detector's label). */
+  activity: ((label: string) => void) | null = null;
 
   constructor(
     private readonly config: Config,
@@ -221,6 +223,7 @@ export class Gateway {
   }
 
   private handle(conn: Conn, f: ClientFrame): void {
+    this.activity?.(`ws:${f.op}`);
     switch (f.op) {
       case 'ping':
         this.send(conn, frames.pong(f.id, Date.now()));

@@ -252,8 +252,9 @@ for (const engine of ENGINES) {
   });
 
   describe(`graceful shutdown on ${engine}`, () => {
-    test('SIGTERM: in-flight request completes, new connections refused, exit 0', async () => {
+    test('SIGTERM: in-flight request completes, new connections refused, exit 0', async (t) => {
       const s = await startServer(engine, { SHUTDOWN_GRACE_MS: '5000' });
+      t.after(() => s.stop());
       const body = JSON.stringify({ email: 'slow@example.com', password: 'correct horse battery' });
       // A request whose body arrives slowly is in flight while the signal lands.
       const sock = connect(s.port, '127.0.0.1');
@@ -277,7 +278,6 @@ for (const engine of ENGINES) {
       assert.match(answer, /^HTTP\/1\.1 201/);
       const { code } = await s.exited;
       assert.equal(code, 0);
-      await s.stop();
     });
   });
 }

@@ -230,15 +230,15 @@ for (const engine of ENGINES) {
   });
 
   describe(`WebSocket shutdown on ${engine}`, () => {
-    test('SIGTERM closes connections with 1001 and exits 0', async () => {
+    test('SIGTERM closes connections with 1001 and exits 0', async (t) => {
       const s = await startServer(engine);
+      t.after(() => s.stop());
       const u = await signup(s.url);
       const a = await connectWs(s.wsUrl, u.token);
       await a.sync();
       s.proc.kill('SIGTERM');
       assert.equal((await a.closed).code, 1001);
       assert.equal((await s.exited).code, 0);
-      await s.stop();
     });
   });
 }

@@ -13,12 +13,14 @@ export function observe(s: Services): MiddlewareHandler<AppEnv> {
   const debug = s.log.isLevelEnabled('debug');
   return async (c, next) => {
     const start = performance.now();
+    s.loopMonitor.enter(`${c.req.method} ${c.req.path}`);
     s.lifecycle.enter();
     try {
       await next();
     } finally {
       s.lifecycle.leave();
       const ms = performance.now() - start;
+      s.live.record(ms);
       const route = c.req.routePath || 'unmatched';
       const method = c.req.method;
       const status = c.res.status;

@@ -1,0 +1,53 @@
+/**
+ * The event-loop block detector, the Node/Bun counterpart of the JVM's pinned-thread
+ * tracing. A 50 ms timer measures how late it runs; a lateness over BLOCK_WARN_MS means
+ * something held the loop, and the warning names the request route or WebSocket op that
+ * most recently started running before the stall (entry points call `enter`). JavaScript
+ * cannot inspect the loop while it is blocked, so this is the last thing that began, which
+ * for a synchronous hog is the culprit.
+ */
+import type { Logger } from './logger.js';
+
+const TICK_MS = 50;
+
+export class LoopMonitor {
+  /** The last entry point (e.g. `GET /v1/users/:id/dashboard`, `ws:pub`) and when it began. */
+  private current = 'idle';
+  private since = 0;
+  stalls = 0;
+  maxStallMs = 0;
+  private timer: ReturnType<typeof setInterval> | null = null;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly warnMs: number,
+  ) {}
+
+  /** Mark the start of a unit of work. Cheap: two assignments. */
+  enter(label: string): void {
+    this.current = label;
+    this.since = performance.now();
+  }
+
+  start(): void {
+    let expected = performance.now() + TICK_MS;
+    this.timer = setInterval(() => {
+      const now = performance.now();
+      const late = now - expected;
+      expected = now + TICK_MS;
+      if (late > this.warnMs) {
+        this.stalls++;
+        this.maxStallMs = Math.max(this.maxStallMs, late);
+        this.log.warn(
+          { blockedMs: Math.round(late), running: this.current, startedMsAgo: Math.round(now - this.since) },
+          'event loop blocked',
+        );
+      }
+    }, TICK_MS);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+}

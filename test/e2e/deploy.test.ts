@@ -1,0 +1,174 @@
+/**
+ * Blue-green with real nginx on loopback: a steady request rate and open WebSocket clients
+ * through nginx while `onebox deploy` switches from blue to green (and back with
+ * --rollback). No HTTP request may fail; every WebSocket is closed with 1012 and reconnects
+ * to the new colour.
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import WebSocket from 'ws';
+import { BIN, JWT_SECRET, ROOT, api, signup } from '../helpers/server.js';
+
+const nginxBin = spawnSync('sh', ['-c', 'command -v nginx || ls /usr/sbin/nginx'], { encoding: 'utf8' }).stdout.trim().split('\n')[0];
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+
+describe('blue-green deploy behind nginx', { skip: nginxBin ? false : 'nginx is not installed' }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'onebox-bg-'));
+  let nginx: ChildProcess;
+  let front: number;
+  let blue: number;
+  let green: number;
+  let deployArgs: string[];
+
+  const deploy = (...extra: string[]) =>
+    new Promise<number | null>((resolve) => {
+      const p = spawn(BIN, ['deploy', ...deployArgs, ...extra], { stdio: ['ignore', 'pipe', 'inherit'] });
+      p.stdout.resume();
+      p.on('exit', resolve);
+    });
+
+  before(async () => {
+    [front, blue, green] = await Promise.all([freePort(), freePort(), freePort()]);
+    const conf = join(dir, 'nginx.conf');
+    writeFileSync(join(dir, 'onebox-upstream.conf'), `upstream onebox { server 127.0.0.1:${blue}; }\n`);
+    const site = readFileSync(join(ROOT, 'deploy', 'nginx', 'onebox-site.conf'), 'utf8')
+      .replace('include /etc/nginx/onebox-upstream.conf;', `include ${join(dir, 'onebox-upstream.conf')};`)
+      .replace('listen 80;', `listen 127.0.0.1:${front};`)
+      .replace('/var/log/nginx/onebox-ws.log', join(dir, 'ws.log'));
+    writeFileSync(join(dir, 'site.conf'), site);
+    writeFileSync(
+      conf,
+      `daemon off; master_process on; worker_processes 2; pid ${dir}/nginx.pid; error_log ${dir}/error.log; worker_shutdown_timeout 20s;\n` +
+        `events { worker_connections 1024; }\nhttp { access_log ${dir}/access.log; client_body_temp_path ${dir}; proxy_temp_path ${dir}; ` +
+        `fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir}; include ${join(dir, 'site.conf')}; }\n`,
+    );
+    nginx = spawn(nginxBin!, ['-c', conf, '-p', dir], { stdio: 'inherit' });
+    const env = `ENGINE=bun HOST=127.0.0.1 DATA_DIR=${dir}/data JWT_SECRET=${JWT_SECRET} TRUST_PROXY=true SHUTDOWN_GRACE_MS=8000 LOG_LEVEL=warn`;
+    deployArgs = [
+      '--colours', `blue:${blue},green:${green}`,
+      '--state-dir', join(dir, 'state'),
+      '--upstream', join(dir, 'onebox-upstream.conf'),
+      '--start', `${env} PORT={port} nohup ${BIN} serve > ${dir}/{colour}.log 2>&1 & echo $! > ${dir}/{colour}.pid`,
+      '--stop', `kill -USR2 $(cat ${dir}/{colour}.pid)`,
+      '--nginx-test', `${nginxBin} -t -q -c ${conf} -p ${dir}`,
+      '--nginx-reload', `${nginxBin} -s reload -c ${conf} -p ${dir}`,
+      '--settle-ms', '1500',
+    ];
+    assert.equal(await deploy(), 0, 'first deploy (blue)');
+  });
+
+  after(async () => {
+    for (const c of ['blue', 'green']) {
+      try {
+        process.kill(Number(readFileSync(join(dir, `${c}.pid`), 'utf8')), 'SIGTERM');
+      } catch {
+        /* not running */
+      }
+    }
+    nginx.kill('SIGQUIT');
+    await new Promise((r) => nginx.once('exit', r));
+  });
+
+  test('switch under load: zero failed requests, every socket reconnects to the new colour', async () => {
+    const base = `http://127.0.0.1:${front}`;
+    const u = await signup(base);
+    // Five clients that reconnect on close, as the mobile SDK would.
+    const closes: number[] = [];
+    const sockets: WebSocket[] = [];
+    let stopping = false;
+    const connect = (i: number) => {
+      const ws = new WebSocket(`ws://127.0.0.1:${front}/v1/ws?token=${u.token}`);
+      sockets[i] = ws;
+      ws.on('error', () => undefined);
+      ws.on('close', (code) => {
+        if (stopping) return;
+        closes.push(code);
+        setTimeout(() => connect(i), 50 + Math.random() * 200);
+      });
+    };
+    for (let i = 0; i < 5; i++) connect(i);
+    const wsOn = async (port: number) => Number(/^onebox_ws_connections (\d+)/m.exec((await api(`http://127.0.0.1:${port}`, 'GET', '/metrics')).body as string)?.[1]);
+    while ((await wsOn(blue)) !== 5) await new Promise((r) => setTimeout(r, 50));
+
+    // Steady load through nginx: 100 req/s on keep-alive connections.
+    const agent = new Agent({ keepAlive: true, maxSockets: 16 });
+    const results = { ok: 0, failed: [] as string[], retriedStale: 0 };
+    let loading = true;
+    // An idle keep-alive connection that nginx closes at the moment the client reuses it is
+    // retried once, as Node's docs (request.reusedSocket), OkHttp and browsers do for
+    // idempotent requests (RFC 9112, 9.3.1). Any other error counts as a failure.
+    const one = (retry = true): Promise<void> =>
+      new Promise<void>((resolve) => {
+        const req = request(`${base}/v1/me`, { agent, headers: { authorization: `Bearer ${u.token}` } }, (res) => {
+          res.resume();
+          res.on('end', () => {
+            if (res.statusCode === 200) results.ok++;
+            else results.failed.push(`HTTP ${res.statusCode}`);
+            resolve();
+          });
+        });
+        req.on('error', (e: NodeJS.ErrnoException) => {
+          if (retry && req.reusedSocket && (e.code === 'ECONNRESET' || e.message === 'socket hang up')) {
+            results.retriedStale++;
+            void one(false).then(resolve);
+            return;
+          }
+          results.failed.push(e.message);
+          resolve();
+        });
+        req.end();
+      });
+    const inflight: Promise<void>[] = [];
+    const loop = (async () => {
+      while (loading) {
+        inflight.push(one());
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    })();
+
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(await deploy(), 0, 'deploy to green');
+    while ((await wsOn(green)) !== 5) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 500));
+    loading = false;
+    await loop;
+    await Promise.all(inflight);
+    agent.destroy();
+
+    assert.deepEqual(results.failed, []);
+    assert.ok(results.ok > 100, `${results.ok} requests`);
+    assert.ok(results.retriedStale <= 16, `${results.retriedStale} stale keep-alive retries`);
+    assert.deepEqual(closes, [1012, 1012, 1012, 1012, 1012]);
+    assert.equal((await api(`http://127.0.0.1:${blue}`, 'GET', '/healthz').catch(() => ({ status: 0 }))).status, 0, 'blue stopped');
+    assert.match(readFileSync(join(dir, 'onebox-upstream.conf'), 'utf8'), new RegExp(`server 127\\.0\\.0\\.1:${green};`));
+
+    assert.equal(await deploy('--rollback'), 0, 'rollback to blue');
+    while ((await wsOn(blue)) !== 5) await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(closes.slice(5), [1012, 1012, 1012, 1012, 1012]);
+    stopping = true;
+    for (const ws of sockets) ws.terminate();
+  });
+
+  test('a config nginx -t rejects leaves the live upstream untouched', async () => {
+    const live = readFileSync(join(dir, 'onebox-upstream.conf'), 'utf8');
+    const bad = deployArgs.map((a) => (a.includes(' -t -q ') ? 'false' : a));
+    const code = await new Promise<number | null>((resolve) => {
+      const p = spawn(BIN, ['deploy', ...bad], { stdio: ['ignore', 'ignore', 'ignore'] });
+      p.on('exit', resolve);
+    });
+    assert.equal(code, 1);
+    assert.equal(readFileSync(join(dir, 'onebox-upstream.conf'), 'utf8'), live);
+  });
+});
