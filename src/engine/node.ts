@@ -98,7 +98,9 @@ export const startNode: Engine = async (config, target, log) => {
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(config.port, config.host, () => resolve());
+    // A deep accept queue: Node's default backlog (511) overflows in a reconnect storm and
+    // the kernel answers the overflow with resets. The kernel caps it at somaxconn.
+    server.listen({ port: config.port, host: config.host, backlog: 65_535 }, () => resolve());
   });
   const address = server.address();
   return {

@@ -111,7 +111,8 @@ describe('blue-green deploy behind nginx', { skip: nginxBin ? false : 'nginx is 
     // idempotent requests (RFC 9112, 9.3.1). Any other error counts as a failure.
     const one = (retry = true): Promise<void> =>
       new Promise<void>((resolve) => {
-        const req = request(`${base}/v1/me`, { agent, headers: { authorization: `Bearer ${u.token}` } }, (res) => {
+        // The retry goes on a fresh connection, so it cannot meet another stale one.
+        const req = request(`${base}/v1/me`, { agent: retry ? agent : false, headers: { authorization: `Bearer ${u.token}` } }, (res) => {
           res.resume();
           res.on('end', () => {
             if (res.statusCode === 200) results.ok++;

@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as cryptoModule from 'node:crypto';
+import { request as httpRequest } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -145,8 +146,12 @@ export interface ApiResponse {
   body: any;
 }
 
-/** JSON request helper on fetch (undici). */
-export async function api(
+/**
+ * JSON request helper. One fresh connection per request (agent: false): test servers come
+ * and go on ports the kernel hands out again, and a pooled keep-alive connection to a
+ * server that stopped would fail the next server's first request on the same port.
+ */
+export function api(
   base: string,
   method: string,
   path: string,
@@ -159,15 +164,29 @@ export async function api(
     body = JSON.stringify(opts.body);
     headers['content-type'] ??= 'application/json';
   }
-  const res = await fetch(base + path, { method, headers, body });
-  const text = await res.text();
-  let parsed: unknown = text;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    /* not JSON */
-  }
-  return { status: res.status, headers: res.headers, body: parsed };
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(base + path, { method, headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString();
+        let parsed: unknown = text;
+        try {
+          parsed = JSON.parse(text);
+        } catch {
+          /* not JSON */
+        }
+        const h = new Headers();
+        for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) h.set(k, Array.isArray(v) ? v.join(', ') : v);
+        resolve({ status: res.statusCode!, headers: h, body: parsed });
+      });
+    });
+    req.on('error', reject);
+    // A connection handed to a worker at the moment it dies (Node cluster) never answers.
+    req.setTimeout(10_000, () => req.destroy(new Error(`${method} ${path}: no answer in 10 s`)));
+    req.end(body);
+  });
 }
 
 let seq = 0;
