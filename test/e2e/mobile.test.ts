@@ -249,10 +249,15 @@ for (const engine of ENGINES) {
   describe(`push outbox durability on ${engine}`, () => {
     test('accepted with 202, then kill -9: delivered after the next start', async (t) => {
       const push = await startFakePush();
-      t.after(() => push.close());
+      // Hooks run in order: servers first, then the fake push services they talk to.
+      const servers: Running[] = [];
+      t.after(async () => {
+        for (const srv of servers.reverse()) await srv.stop();
+        await push.close();
+      });
       // First life: APNs unreachable, so nothing can be delivered before the kill.
       const first = await startServer(engine, { ...push.env, APNS_ORIGIN: 'http://127.0.0.1:9', PUSH_LEASE_MS: '300', PUSH_BACKOFF_BASE_MS: '50' });
-      t.after(() => first.stop());
+      servers.push(first);
       const u = await signup(first.url);
       await api(first.url, 'POST', '/v1/devices', { token: u.token, body: { platform: 'ios', token: hex('4') } });
       const r = await api(first.url, 'POST', '/v1/notify', { ...admin, body: { userId: u.id, title: 'durable' } });
@@ -260,7 +265,7 @@ for (const engine of ENGINES) {
       first.proc.kill('SIGKILL');
       await first.exited;
       const second = await startServer(engine, { ...push.env, DATA_DIR: first.dataDir, PUSH_POLL_MS: '100', PUSH_LEASE_MS: '300' });
-      t.after(() => second.stop());
+      servers.push(second);
       const got = await push.waitFor((x) => x.token === hex('4') && x.status === 200);
       assert.equal(got.payload.aps.alert.title, 'durable');
     });

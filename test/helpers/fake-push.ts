@@ -66,6 +66,12 @@ export async function startFakePush(): Promise<FakePush> {
   const apnsPublic = await importSPKI(apnsKeys.publicKey.export({ type: 'spki', format: 'pem' }) as string, 'ES256');
   let throttle = 0;
   const apns = createH2();
+  // close() waits for sessions to end; the server under test keeps its session open.
+  const sessions = new Set<import('node:http2').ServerHttp2Session>();
+  apns.on('session', (session) => {
+    sessions.add(session);
+    session.on('close', () => sessions.delete(session));
+  });
   apns.on('stream', (stream, headers) => {
     const chunks: Buffer[] = [];
     stream.on('data', (c: Buffer) => chunks.push(c));
@@ -214,7 +220,10 @@ export async function startFakePush(): Promise<FakePush> {
     },
     async close() {
       await Promise.all([
-        new Promise((r) => apns.close(r)),
+        new Promise((r) => {
+          apns.close(r);
+          for (const session of sessions) session.destroy();
+        }),
         new Promise((r) => (fcm.closeAllConnections(), fcm.close(r))),
         new Promise((r) => (web.closeAllConnections(), web.close(r))),
       ]);
