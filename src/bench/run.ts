@@ -211,11 +211,22 @@ async function heapOf(t: Target): Promise<number> {
   }
 }
 
+/** What an interrupted bench must stop: it started these processes. */
+let running: { target: Target; clients: Clients } | null = null;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    const r = running;
+    r?.clients.stop();
+    void (r ? r.target.stop() : Promise.resolve()).finally(() => process.exit(130));
+  });
+}
+
 async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Promise<Row> {
   const target = o.target
     ? externalTarget(o.target, o.jwtSecret, o.adminToken)
     : await startTarget({ engine, workers, pingIntervalS: o.pingIntervalS });
   const clients = new Clients(o.clients);
+  running = { target, clients };
   const load = new HttpLoad({
     host: target.host,
     port: target.port,
@@ -365,6 +376,7 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
     load.close();
     clients.stop();
     await target.stop();
+    running = null;
   }
 }
 
