@@ -34,6 +34,8 @@ export interface Row {
   pingsExpected: number;
   cpuPercent: number;
   tcpMemBytes: number;
+  /** Open connections per worker at the end of the steady window. */
+  connectionsPerWorker?: number[];
   fanout?: { p50Ms: number; p99Ms: number; maxMs: number; received: number; expected: number }[];
   storm?: { backWithinMs: number | null; reconnected: number };
   maxRps?: { rate: number; p99Ms: number }[];
@@ -82,6 +84,7 @@ export function markdown(rows: Row[], meta: Record<string, unknown>): string {
       lines.push('', `Max rate, ${r.engine} WORKERS=${r.workers}, with the connections held (step: rate → p99):`, '', r.maxRps.map((s) => `${s.rate} req/s → ${ms(s.p99Ms)} ms`).join('; '));
     }
   }
+  lines.push('', `Connections per worker at the end of the steady window: ${rows.map((r) => `${r.engine}/${r.workers}: ${(r.connectionsPerWorker ?? []).join(' / ') || 'n/a'}`).join('; ')}.`);
   lines.push('', `Kernel TCP memory at the end (outside RSS): ${rows.map((r) => `${r.engine}/${r.workers}: ${mb(r.tcpMemBytes)}`).join(', ')}.`);
   return `${lines.join('\n')}\n`;
 }

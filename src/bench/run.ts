@@ -200,6 +200,19 @@ function serverFigures(t: Target): { rss: number; cpu: number; procs: number } {
   return { rss, cpu, procs };
 }
 
+/** Connections per worker from the cluster table (WORKERS>1), or the single process's count. */
+async function spreadOf(t: Target): Promise<number[]> {
+  try {
+    const text = await (await fetch(`http://${t.host}:${t.port}/metrics`)).text();
+    const workers = [...text.matchAll(/^onebox_cluster_ws_connections\{worker="(\d+)"[^}]*\} (\d+)/gm)]
+      .sort((a, b) => Number(a[1]) - Number(b[1]))
+      .map((m) => Number(m[2]));
+    return workers.length > 0 ? workers : [Number(/^onebox_ws_connections (\d+)/m.exec(text)?.[1] ?? NaN)];
+  } catch {
+    return [];
+  }
+}
+
 async function heapOf(t: Target): Promise<number> {
   try {
     const text = await (await fetch(`http://${t.host}:${t.port}/metrics`)).text();
@@ -288,6 +301,7 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
     const after = serverFigures(target);
     const c = clients.total();
     const heap = await heapOf(target);
+    const spread = await spreadOf(target);
     const steadyHist = hdr.build({ numberOfSignificantValueDigits: 3 });
     steadyHist.add(load.histogram);
     const row: Row = {
@@ -314,6 +328,7 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
       pingsExpected: Math.floor((c.open * o.durationS) / o.pingIntervalS),
       cpuPercent: ((after.cpu - before.cpu) / wall) * 100,
       tcpMemBytes: sockstat().tcpMemBytes,
+      connectionsPerWorker: spread,
       series,
     };
     const census = await clients.ask<{ open: number; noPing: number; minPings: number }>({ cmd: 'census' }, 'census');
