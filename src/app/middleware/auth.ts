@@ -2,7 +2,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { MiddlewareHandler } from 'hono';
 import { extractToken } from '../auth/tokens.js';
-import type { AppEnv, Services } from '../context.js';
+import { clientIp, isLoopback, type AppEnv, type Services } from '../context.js';
 import { AppError } from '../errors.js';
 
 export function requireUser(s: Services): MiddlewareHandler<AppEnv> {
@@ -32,6 +32,22 @@ export function requireAdmin(s: Services): MiddlewareHandler<AppEnv> {
       throw new AppError('forbidden', 'the admin token is required');
     }
     c.set('admin', true);
+    await next();
+  };
+}
+
+/**
+ * Operator pages (/metrics, /status): open on loopback, elsewhere only with the admin token.
+ * @param queryParam also accept the token as this query parameter (a browser tab cannot
+ *   send a header).
+ */
+export function requireLoopbackOrAdmin(s: Services, what: string, queryParam?: string): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const ip = clientIp(s.config.trustProxy, c.env.ip, c.req.header('x-forwarded-for'));
+    const presented = extractToken(c.req.header('authorization')) ?? (queryParam ? c.req.query(queryParam) : undefined);
+    if (!isLoopback(ip) && !isAdminToken(presented, s.config.adminToken)) {
+      throw new AppError('forbidden', `${what} answer on loopback or with the admin token`);
+    }
     await next();
   };
 }

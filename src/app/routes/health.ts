@@ -1,9 +1,8 @@
 /** Liveness, readiness and Prometheus metrics. */
 import { Hono } from 'hono';
-import { isAdminToken } from '../middleware/auth.js';
-import { clientIp, isLoopback, type AppEnv, type Services } from '../context.js';
+import { requireLoopbackOrAdmin } from '../middleware/auth.js';
+import type { AppEnv, Services } from '../context.js';
 import { AppError } from '../errors.js';
-import { extractToken } from '../auth/tokens.js';
 
 export function healthRoutes(s: Services): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
@@ -12,11 +11,7 @@ export function healthRoutes(s: Services): Hono<AppEnv> {
     if (!s.lifecycle.isReady) throw new AppError('not_ready', s.lifecycle.phase);
     return c.json({ status: 'ready' });
   });
-  app.get('/metrics', async (c) => {
-    const ip = clientIp(s.config.trustProxy, c.env.ip, c.req.header('x-forwarded-for'));
-    if (!isLoopback(ip) && !isAdminToken(extractToken(c.req.header('authorization')), s.config.adminToken)) {
-      throw new AppError('forbidden', 'metrics answer on loopback or with the admin token');
-    }
+  app.get('/metrics', requireLoopbackOrAdmin(s, 'metrics'), async (c) => {
     return c.body(await s.metrics.render(), 200, { 'Content-Type': s.metrics.registry.contentType });
   });
   // Reached only without an Upgrade header: the engines take real upgrades before the app.

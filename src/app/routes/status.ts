@@ -4,10 +4,8 @@ import type { WorkerFigures } from '../../engine/cluster.js';
 import { STATUS_HTML } from '../../ops/status-page.js';
 import type { LiveStats } from '../../ops/live-stats.js';
 import type { Gateway } from '../../realtime/gateway.js';
-import { extractToken } from '../auth/tokens.js';
-import { clientIp, isLoopback, type AppEnv, type Services } from '../context.js';
-import { AppError } from '../errors.js';
-import { isAdminToken } from '../middleware/auth.js';
+import type { AppEnv, Services } from '../context.js';
+import { requireLoopbackOrAdmin } from '../middleware/auth.js';
 
 export interface StatusSources {
   gateway: Gateway;
@@ -18,14 +16,7 @@ export interface StatusSources {
 export function statusRoutes(s: Services, src: StatusSources): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   const started = Date.now();
-  app.use('/status*', async (c, next) => {
-    const ip = clientIp(s.config.trustProxy, c.env.ip, c.req.header('x-forwarded-for'));
-    const presented = extractToken(c.req.header('authorization')) ?? c.req.query('admin');
-    if (!isLoopback(ip) && !isAdminToken(presented, s.config.adminToken)) {
-      throw new AppError('forbidden', 'status answers on loopback or with the admin token');
-    }
-    await next();
-  });
+  app.use('/status*', requireLoopbackOrAdmin(s, 'status pages', 'admin'));
   app.get('/status', (c) => c.html(STATUS_HTML));
   app.get('/status.json', (c) => {
     const mem = process.memoryUsage();
