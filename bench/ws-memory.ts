@@ -6,11 +6,13 @@
  * Writes bench/results/ws-memory-<engine>.json and .md.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { createHmac } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { sleep } from '../src/lib/scope.js';
+import { sampleProc } from '../src/bench/sampler.js';
+import { signToken } from '../src/bench/target.js';
 import { ADMIN_TOKEN, JWT_SECRET, ROOT, startServer, type EngineName } from '../test/helpers/server.js';
 
 const { values } = parseArgs({
@@ -27,16 +29,10 @@ const N = Number(values.connections);
 const CLIENTS = Number(values.clients);
 const TOPIC = 'bench:all';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const rssOf = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+const rssOf = (pid: number) => sampleProc(pid)!.rssBytes;
 const sockstat = () => readFileSync('/proc/net/sockstat', 'utf8').trim();
 
-function token(sub: string): string {
-  const enc = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
-  const now = Math.floor(Date.now() / 1000);
-  const input = `${enc({ alg: 'HS256', typ: 'JWT' })}.${enc({ sub, iss: 'onebox', iat: now, exp: now + 86_400 })}`;
-  return `${input}.${createHmac('sha256', JWT_SECRET).update(input).digest('base64url')}`;
-}
+const token = (sub: string) => signToken(JWT_SECRET, sub);
 
 function ask<T>(child: ChildProcess, msg: object, type: string): Promise<T> {
   return new Promise((resolve) => {

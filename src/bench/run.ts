@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as hdr from 'hdr-histogram-js';
+import { sleep } from '../lib/scope.js';
 import { HttpLoad, pct } from './http-load.js';
 import { writeReport, type Point, type Row } from './report.js';
 import { processTree, sampleProc, sockstat } from './sampler.js';
@@ -40,7 +41,6 @@ Servers it starts listen on 127.0.0.1; clients connect from 127.0.0.2 and up.
 Raise the port range first for large runs: sysctl -w net.ipv4.ip_local_port_range="1024 65000"`;
 
 const CLIENT = fileURLToPath(new URL('./ws-client-proc.js', import.meta.url));
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface ClientStats {
   open: number;

@@ -10,7 +10,7 @@
  * worker, so any worker's /metrics and /status show every process and the total.
  */
 import type { ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
+import { freePort } from '../lib/free-port.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../ops/logger.js';
 import type { SystemdNotifier } from '../ops/systemd.js';
@@ -38,17 +38,6 @@ interface Handle {
 /** The worker's index when this process is a supervised worker. */
 export const workerIndex = (): number | undefined =>
   process.env.ONEBOX_WORKER === undefined ? undefined : Number(process.env.ONEBOX_WORKER);
-
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, host, () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Workers inherit the environment minus systemd's: only the supervisor talks to systemd. */
 function workerEnv(extra: Record<string, string>): Record<string, string> {

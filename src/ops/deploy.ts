@@ -14,6 +14,7 @@ import { execSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { sleep } from '../lib/scope.js';
 
 export const DEPLOY_HELP = `usage: onebox deploy [--rollback] [options]
 
@@ -79,7 +80,6 @@ function parse(argv: string[]): Opts {
   };
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const say = (msg: string) => console.log(`deploy: ${msg}`);
 
 function run(template: string, colour: { name: string; port: number }): void {

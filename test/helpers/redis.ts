@@ -1,6 +1,6 @@
 /** A real redis-server on a free loopback port, which a test can stop and start again. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
+import { freePort } from '../../src/lib/free-port.js';
 
 export interface RedisServer {
   url: string;
@@ -8,14 +8,6 @@ export interface RedisServer {
   stop(): Promise<void>;
   start(): Promise<void>;
 }
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 
 export async function startRedis(): Promise<RedisServer> {
   const port = await freePort();
