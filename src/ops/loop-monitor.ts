@@ -11,8 +11,9 @@ import type { Logger } from './logger.js';
 const TICK_MS = 50;
 
 export class LoopMonitor {
-  /** The last entry point (e.g. `GET /v1/users/:id/dashboard`, `ws:pub`) and when it began. */
+  /** The last entry point (e.g. `GET` + `/v1/users/1/dashboard`, `ws:pub`) and when it began. */
   private current = 'idle';
+  private detail = '';
   private since = 0;
   stalls = 0;
   maxStallMs = 0;
@@ -23,9 +24,13 @@ export class LoopMonitor {
     private readonly warnMs: number,
   ) {}
 
-  /** Mark the start of a unit of work. Cheap: two assignments. */
-  enter(label: string): void {
+  /**
+   * Mark the start of a unit of work. Cheap: assignments only; the label is joined from
+   * its parts only when a stall is reported.
+   */
+  enter(label: string, detail = ''): void {
     this.current = label;
+    this.detail = detail;
     this.since = performance.now();
   }
 
@@ -39,7 +44,7 @@ export class LoopMonitor {
         this.stalls++;
         this.maxStallMs = Math.max(this.maxStallMs, late);
         this.log.warn(
-          { blockedMs: Math.round(late), running: this.current, startedMsAgo: Math.round(now - this.since) },
+          { blockedMs: Math.round(late), running: this.detail ? `${this.current} ${this.detail}` : this.current, startedMsAgo: Math.round(now - this.since) },
           'event loop blocked',
         );
       }

@@ -41,6 +41,9 @@ export type UpgradeDecision =
   | { ok: true; conn: Conn }
   | { ok: false; status: number; headers: Record<string, string>; body: string };
 
+/** Labels for the loop-block detector, made once rather than per message. */
+const OP_LABEL = { sub: 'ws:sub', unsub: 'ws:unsub', pub: 'ws:pub', ping: 'ws:ping' } as const;
+
 export class GatewayStats {
   open = 0;
   pending = 0;
@@ -223,7 +226,7 @@ export class Gateway {
   }
 
   private handle(conn: Conn, f: ClientFrame): void {
-    this.activity?.(`ws:${f.op}`);
+    this.activity?.(OP_LABEL[f.op]);
     switch (f.op) {
       case 'ping':
         this.send(conn, frames.pong(f.id, Date.now()));

@@ -13,7 +13,7 @@ export function observe(s: Services): MiddlewareHandler<AppEnv> {
   const debug = s.log.isLevelEnabled('debug');
   return async (c, next) => {
     const start = performance.now();
-    s.loopMonitor.enter(`${c.req.method} ${c.req.path}`);
+    s.loopMonitor.enter(c.req.method, c.req.path);
     s.lifecycle.enter();
     try {
       await next();
