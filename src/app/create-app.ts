@@ -69,12 +69,7 @@ export async function createApp(config: Config, log: Logger): Promise<OneboxApp>
     : null;
   if (backplane) {
     gateway.hub = backplane;
-    const b = backplane.stats;
-    exposeIntegers(metrics.registry, 'gauge', 'onebox_backplane_up', 'Redis backplane connected (1) or not (0)', () => b.up);
-    exposeIntegers(metrics.registry, 'gauge', 'onebox_backplane_channels', 'Redis channels subscribed for local interest', () => b.channels);
-    exposeIntegers(metrics.registry, 'counter', 'onebox_backplane_published_total', 'Messages published to Redis', () => b.published);
-    exposeIntegers(metrics.registry, 'counter', 'onebox_backplane_publish_errors_total', 'Publishes that failed (Redis down)', () => b.publishErrors);
-    exposeIntegers(metrics.registry, 'counter', 'onebox_backplane_received_total', 'Messages received from other instances', () => b.received);
+    backplane.exposeMetrics(metrics.registry);
   }
   const devices = new DeviceStore(db);
   const outbox = new OutboxStore(db);

@@ -13,7 +13,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createClient } from 'redis';
+import type { Registry as PromRegistry } from 'prom-client';
 import type { Logger } from '../ops/logger.js';
+import { exposeIntegers } from '../ops/metrics.js';
 import type { Hub, LocalHub } from './hub.js';
 import { frames } from './protocol.js';
 import type { Registry } from './registry.js';
@@ -66,6 +68,16 @@ export class RedisHub implements Hub {
       const op = present ? this.sub.subscribe(channel, this.onMessage) : this.sub.unsubscribe(channel, this.onMessage);
       op.catch((err: Error) => log.debug({ err: err.message, channel }, 'backplane: subscription change failed'));
     };
+  }
+
+  /** Register the backplane's figures with Prometheus (read at scrape time). */
+  exposeMetrics(registry: PromRegistry): void {
+    const b = this.stats;
+    exposeIntegers(registry, 'gauge', 'onebox_backplane_up', 'Redis backplane connected (1) or not (0)', () => b.up);
+    exposeIntegers(registry, 'gauge', 'onebox_backplane_channels', 'Redis channels subscribed for local interest', () => b.channels);
+    exposeIntegers(registry, 'counter', 'onebox_backplane_published_total', 'Messages published to Redis', () => b.published);
+    exposeIntegers(registry, 'counter', 'onebox_backplane_publish_errors_total', 'Publishes that failed (Redis down)', () => b.publishErrors);
+    exposeIntegers(registry, 'counter', 'onebox_backplane_received_total', 'Messages received from other instances', () => b.received);
   }
 
   /** Connect in the background; startup does not wait for Redis. */
