@@ -89,6 +89,16 @@ const migrations: Record<string, Migration> = {
       await db.schema.dropTable('event_counts').execute();
     },
   },
+  '0004_devices_by_user': {
+    // GET /v1/devices lists a user's devices oldest first: this index answers it in order,
+    // without the temporary sort the (user_id, token) unique index left.
+    async up(db: Kysely<any>) {
+      await db.schema.createIndex('devices_user_created').on('devices').columns(['user_id', 'created_at']).execute();
+    },
+    async down(db: Kysely<any>) {
+      await db.schema.dropIndex('devices_user_created').execute();
+    },
+  },
 };
 
 /** Bring the schema to the newest version; throws with the failing migration's error. */
