@@ -12,13 +12,13 @@
  * sharded pub/sub (SPUBLISH/SSUBSCRIBE) so each message stays on one shard.
  */
 import { randomBytes } from 'node:crypto';
-import { createClient } from 'redis';
 import type { Registry as PromRegistry } from 'prom-client';
 import type { Logger } from '../ops/logger.js';
 import { exposeIntegers } from '../ops/metrics.js';
 import type { Hub, LocalHub } from './hub.js';
 import { frames } from './protocol.js';
 import type { Registry } from './registry.js';
+import { RespConnection, type Reply } from './resp.js';
 
 export class BackplaneStats {
   up = 0;
@@ -30,43 +30,40 @@ export class BackplaneStats {
 
 const backoff = (retries: number) => Math.min(50 * 2 ** retries, 5000) + Math.floor(Math.random() * 250);
 
+const channelOf = (kind: 'user' | 'topic', key: string) => `${kind === 'user' ? 'ob:u:' : 'ob:t:'}${key}`;
+
+/** Channels per SUBSCRIBE when the subscriptions are rebuilt after a reconnect. */
+const RESUBSCRIBE_BATCH = 1000;
+
 export class RedisHub implements Hub {
   readonly stats = new BackplaneStats();
   readonly instanceId = randomBytes(6).toString('hex');
-  private readonly pub;
-  private readonly sub;
-  private readonly onMessage = (message: string, channel: string) => this.receive(message, channel);
+  private readonly pub: RespConnection;
+  private readonly sub: RespConnection;
+  private down = false;
 
   constructor(
     url: string,
     private readonly local: LocalHub,
     private readonly registry: Registry,
-    log: Logger,
+    private readonly log: Logger,
   ) {
-    // Publishing fails fast while Redis is away (local delivery has happened already);
-    // subscriptions queue and are replayed on reconnect.
-    this.pub = createClient({ url, disableOfflineQueue: true, socket: { reconnectStrategy: backoff, connectTimeout: 2000 } });
-    this.sub = createClient({ url, socket: { reconnectStrategy: backoff, connectTimeout: 2000 } });
-    let down = false;
-    for (const [name, client] of [['publisher', this.pub], ['subscriber', this.sub]] as const) {
-      client.on('error', (err: Error) => {
-        if (!down) log.warn({ err: err.message, client: name }, 'backplane: Redis unreachable; delivering locally only');
-        down = true;
-        this.stats.up = 0;
-      });
-      client.on('ready', () => {
-        if (this.pub.isReady && this.sub.isReady) {
-          if (down) log.info('backplane: Redis reachable again');
-          down = false;
-          this.stats.up = 1;
-        }
-      });
-    }
+    // Publishing fails fast while Redis is away (local delivery has happened already).
+    // Subscriptions are not queued: on every (re)connect they are rebuilt from the Registry.
+    const common = { url, connectTimeoutMs: 2000, backoff };
+    this.pub = new RespConnection({ ...common, onReady: () => this.up(), onDown: (err) => this.lost('publisher', err) });
+    this.sub = new RespConnection({
+      ...common,
+      onReady: () => {
+        this.resubscribe();
+        this.up();
+      },
+      onDown: (err) => this.lost('subscriber', err),
+      onPush: (push) => this.pushed(push),
+    });
     registry.onInterest = (kind, key, present) => {
-      const channel = `${kind === 'user' ? 'ob:u:' : 'ob:t:'}${key}`;
       this.stats.channels += present ? 1 : -1;
-      const op = present ? this.sub.subscribe(channel, this.onMessage) : this.sub.unsubscribe(channel, this.onMessage);
-      op.catch((err: Error) => log.debug({ err: err.message, channel }, 'backplane: subscription change failed'));
+      this.sub.send(present ? 'SUBSCRIBE' : 'UNSUBSCRIBE', channelOf(kind, key));
     };
   }
 
@@ -82,12 +79,13 @@ export class RedisHub implements Hub {
 
   /** Connect in the background; startup does not wait for Redis. */
   start(): void {
-    for (const c of [this.pub, this.sub]) c.connect().catch(() => undefined);
+    this.pub.start();
+    this.sub.start();
   }
 
   async stop(): Promise<void> {
     this.registry.onInterest = null;
-    await Promise.allSettled([this.pub.close(), this.sub.close()]);
+    await Promise.all([this.pub.close(), this.sub.close()]);
   }
 
   async publish(topic: string, data: unknown, from?: string): Promise<number> {
@@ -105,13 +103,48 @@ export class RedisHub implements Hub {
   /** Publish to the other instances; resolves to how many of them had subscribers. */
   private async forward(channel: string, text: string, selfSubscribed: boolean): Promise<number> {
     try {
-      const receivers = await this.pub.publish(channel, `${this.instanceId} ${text}`);
+      const receivers = await this.pub.call('PUBLISH', channel, `${this.instanceId} ${text}`);
+      if (typeof receivers !== 'number') throw new Error('unexpected PUBLISH reply');
       this.stats.published++;
       return Math.max(0, receivers - (selfSubscribed ? 1 : 0));
     } catch {
       this.stats.publishErrors++;
       return 0;
     }
+  }
+
+  private up(): void {
+    if (!this.pub.isReady || !this.sub.isReady) return;
+    if (this.down) this.log.info('backplane: Redis reachable again');
+    this.down = false;
+    this.stats.up = 1;
+  }
+
+  private lost(client: string, err: Error): void {
+    if (!this.down) this.log.warn({ err: err.message, client }, 'backplane: Redis unreachable; delivering locally only');
+    this.down = true;
+    this.stats.up = 0;
+  }
+
+  /** Subscribe again to every channel this process has local interest in. */
+  private resubscribe(): void {
+    let batch: string[] = [];
+    const flush = () => {
+      if (batch.length) this.sub.send('SUBSCRIBE', ...batch);
+      batch = [];
+    };
+    for (const [kind, keys] of [['user', this.registry.users.keys()], ['topic', this.registry.topics.keys()]] as const) {
+      for (const key of keys) {
+        batch.push(channelOf(kind, key));
+        if (batch.length === RESUBSCRIBE_BATCH) flush();
+      }
+    }
+    flush();
+  }
+
+  private pushed(push: Reply[]): void {
+    const [kind, channel, message] = push;
+    if (kind === 'message' && typeof channel === 'string' && typeof message === 'string') this.receive(message, channel);
   }
 
   private receive(message: string, channel: string): void {

@@ -9,12 +9,13 @@ export interface RedisServer {
   start(): Promise<void>;
 }
 
-export async function startRedis(): Promise<RedisServer> {
+/** @param args more redis-server arguments, e.g. ['--requirepass', 'pw']. */
+export async function startRedis(args: string[] = []): Promise<RedisServer> {
   const port = await freePort();
   let proc: ChildProcess | null = null;
   const start = () =>
     new Promise<void>((resolve, reject) => {
-      const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+      const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...args], {
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       proc = p;
