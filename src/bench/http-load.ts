@@ -29,7 +29,24 @@ export class HttpLoad {
   private timer: ReturnType<typeof setInterval> | null = null;
 
   constructor(private readonly o: HttpLoadOptions) {
-    this.agent = new Agent({ keepAlive: true, maxSockets: o.connections ?? 128 });
+    // FIFO hands each request the connection idle longest, so requests rotate over all of
+    // them (Node's default, LIFO, keeps reusing the few most recent ones).
+    this.agent = new Agent({ keepAlive: true, maxSockets: o.connections ?? 128, scheduling: 'fifo' });
+  }
+
+  /**
+   * Open every connection before measuring, as many clients would have: with requests
+   * rotating over all of them, SO_REUSEPORT spreads the load over the workers instead of
+   * over whichever few connections a burst happened to open.
+   */
+  async connect(): Promise<void> {
+    const n = this.o.connections ?? 128;
+    await Promise.all(Array.from({ length: n }, () => new Promise<unknown>((resolve) => this.send(resolve))));
+  }
+
+  /** The bearer token of the requests. */
+  authorize(token: string): void {
+    this.o.headers.authorization = `Bearer ${token}`;
   }
 
   /** Run at `rate` req/s for `durationMs` (or until stop()). */
@@ -71,13 +88,17 @@ export class HttpLoad {
 
   private one(intended: number): void {
     this.sent++;
-    const done = (kind: string | null) => {
+    this.send((kind) => {
       const us = Math.max(1, Math.round((performance.now() - intended) * 1000));
       this.histogram.recordValue(us);
       this.window.recordValue(us);
       if (kind === null) this.ok++;
       else this.errors[kind] = (this.errors[kind] ?? 0) + 1;
-    };
+    });
+  }
+
+  /** One GET; `done` gets null for a 200, else the kind of error. */
+  private send(done: (kind: string | null) => void): void {
     const req = request(
       { host: this.o.host, port: this.o.port, path: this.o.path, headers: this.o.headers, agent: this.agent, timeout: this.o.timeoutMs ?? 10_000 },
       (res) => {

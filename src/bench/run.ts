@@ -264,7 +264,7 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
     await sleep(2000);
     const idle = serverFigures(target);
     const httpToken = await seed(target);
-    load['o'].headers.authorization = `Bearer ${httpToken}`;
+    load.authorize(httpToken);
     // Client tokens: one user per connection when we can sign, else the seeded user.
     const token = (i: number) => (target.jwtSecret ? signToken(target.jwtSecret, `bench-${i}`) : httpToken);
     const share = Math.ceil(o.connections / o.clients);
@@ -286,6 +286,7 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
     const rampDeadline = Date.now() + (o.rampS + 60) * 1000;
     while (clients.total().open < o.connections && Date.now() < rampDeadline) await sleep(250);
     phase = 'warm-up';
+    await load.connect();
     await load.run(o.rate, Math.min(5000, o.durationS * 1000));
     load.reset();
     phase = 'steady';

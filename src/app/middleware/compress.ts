@@ -2,12 +2,15 @@
  * Response compression by Accept-Encoding: brotli preferred, then gzip, for bodies at or
  * above a threshold. Hono's own compress middleware offers only gzip/deflate (it rides on
  * CompressionStream, which has no brotli), so this uses node:zlib, which Bun implements
- * too. API bodies are small JSON: one synchronous call at a low brotli quality is cheaper
- * than a stream and its callbacks.
+ * too. API bodies are small JSON: one synchronous call is cheaper than a stream and its
+ * callbacks. Brotli runs at quality 2 with a window sized to the body: on a 1.9 KB device
+ * list (Bun) that is 12 us against 30 us at quality 4 with the default 4 MB window, and the
+ * output (615 bytes) is still smaller than gzip's (628 bytes, 22 us).
  */
 import { brotliCompressSync, constants, gzipSync } from 'node:zlib';
 import type { MiddlewareHandler } from 'hono';
 
+const BROTLI_QUALITY = 2;
 const COMPRESSIBLE = /^(application\/(json|javascript|xml)|text\/|image\/svg)/i;
 
 function pickEncoding(accept: string | undefined): 'br' | 'gzip' | null {
@@ -36,7 +39,13 @@ export function compress(minBytes: number): MiddlewareHandler {
     }
     const packed =
       encoding === 'br'
-        ? brotliCompressSync(body, { params: { [constants.BROTLI_PARAM_QUALITY]: 4, [constants.BROTLI_PARAM_SIZE_HINT]: body.byteLength } })
+        ? brotliCompressSync(body, {
+            params: {
+              [constants.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY,
+              [constants.BROTLI_PARAM_LGWIN]: Math.min(24, Math.max(10, Math.ceil(Math.log2(body.byteLength)))),
+              [constants.BROTLI_PARAM_SIZE_HINT]: body.byteLength,
+            },
+          })
         : gzipSync(body, { level: 6 });
     c.res = new Response(packed, res);
     c.res.headers.set('Content-Encoding', encoding);
