@@ -1,5 +1,6 @@
 /** report.json, report.md (the reference article's table shape) and an SVG chart over time. */
 import { writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 
 export interface Point {
@@ -18,7 +19,10 @@ export interface Row {
   connectionsHeld: number;
   rateTarget: number;
   rateAchieved: number;
+  /** RSS summed over the server processes: pages they share (the runtime) count once each. */
   rssBytes: number;
+  /** PSS summed over the server processes: shared pages counted once in all. */
+  pssBytes: number;
   rssIdleBytes: number;
   serverProcesses: number;
   heapBytes: number;
@@ -32,7 +36,12 @@ export interface Row {
   wsErrors: Record<string, number>;
   pingsSeen: number;
   pingsExpected: number;
+  /** CPU of the server processes over the steady window, percent of one core. */
   cpuPercent: number;
+  /** CPU of the bench itself (load generator and WebSocket client processes), same unit. */
+  harnessCpuPercent: number;
+  /** CPU of the whole box, same unit (at most cores x 100). */
+  boxCpuPercent: number;
   tcpMemBytes: number;
   /** Open connections per worker at the end of the steady window. */
   connectionsPerWorker?: number[];
@@ -60,18 +69,29 @@ export function markdown(rows: Row[], meta: Record<string, unknown>): string {
     '',
     `${String(meta.date)} on ${String(meta.machine)}. ${String(meta.method)}`,
     '',
-    '| server | connections held | req/s (target) | RSS total | heap | bytes/conn | p50 | p99 | p99.9 (ms) | errors (HTTP / WS) | pings seen / expected | CPU |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| server | connections held | req/s (target) | RSS total | PSS total | heap | bytes/conn | p50 | p99 | p99.9 (ms) | errors (HTTP / WS) | pings seen / expected | CPU |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of rows) {
     lines.push(
-      `| ${r.engine}, WORKERS=${r.workers} (${r.serverProcesses} processes) | ${r.connectionsHeld} / ${r.connectionsTarget} | ${r.rateAchieved.toFixed(0)} (${r.rateTarget}) | ${mb(r.rssBytes)} | ${mb(r.heapBytes)} | ${r.bytesPerConnection.toFixed(0)} | ${ms(r.p50Ms)} | ${ms(r.p99Ms)} | ${ms(r.p999Ms)} | ${errs(r.httpErrors)} / ${r.wsFailed + r.wsDropped} | ${r.pingsSeen} / ${r.pingsExpected} | ${r.cpuPercent.toFixed(0)}% |`,
+      `| ${r.engine}, WORKERS=${r.workers} (${r.serverProcesses} processes) | ${r.connectionsHeld} / ${r.connectionsTarget} | ${r.rateAchieved.toFixed(0)} (${r.rateTarget}) | ${mb(r.rssBytes)} | ${mb(r.pssBytes)} | ${mb(r.heapBytes)} | ${r.bytesPerConnection.toFixed(0)} | ${ms(r.p50Ms)} | ${ms(r.p99Ms)} | ${ms(r.p999Ms)} | ${errs(r.httpErrors)} / ${r.wsFailed + r.wsDropped} | ${r.pingsSeen} / ${r.pingsExpected} | ${r.cpuPercent.toFixed(0)}% |`,
     );
   }
   for (const ref of REFERENCE) {
-    lines.push(`| *reference:* ${ref.label} | ${ref.conns} | ${ref.rate} | ${ref.rss} | – | – | – | – | – | – | – | – |`);
+    lines.push(`| *reference:* ${ref.label} | ${ref.conns} | ${ref.rate} | ${ref.rss} | – | – | – | – | – | – | – | – | – |`);
   }
-  lines.push('', 'Reference rows are the published figures of the article onebox measures itself against; they were not measured here.');
+  lines.push(
+    '',
+    'Reference rows are the published figures of the article onebox measures itself against; they were not measured here.',
+    '',
+    'RSS total sums every server process\'s resident set, so pages they share (the runtime binary, mapped by each worker) count once per process; PSS total counts them once in all, which is what the processes use together. CPU is percent of one core over the steady window.',
+  );
+  for (const r of rows) {
+    lines.push(
+      '',
+      `CPU during the steady window, ${r.engine} WORKERS=${r.workers}: server ${r.cpuPercent.toFixed(0)}%, bench harness on the same box (load generator and WebSocket client processes) ${r.harnessCpuPercent.toFixed(0)}%, whole box ${r.boxCpuPercent.toFixed(0)}% of ${cpus().length * 100}%.`,
+    );
+  }
   for (const r of rows) {
     if (r.fanout?.length) {
       lines.push('', `Fan-out, ${r.engine} WORKERS=${r.workers}: one publish to every connection, publish-to-receipt latency:`, '', '| # | received / expected | p50 | p99 | max (ms) |', '|---|---|---|---|---|');
@@ -81,7 +101,15 @@ export function markdown(rows: Row[], meta: Record<string, unknown>): string {
       lines.push('', `Storm, ${r.engine} WORKERS=${r.workers}: server restarted; all ${r.connectionsTarget} clients back ${r.storm.backWithinMs === null ? 'NOT within the wait' : `within ${(r.storm.backWithinMs / 1000).toFixed(1)} s`} (${r.storm.reconnected} reconnects, jittered exponential backoff).`);
     }
     if (r.maxRps?.length) {
-      lines.push('', `Max rate, ${r.engine} WORKERS=${r.workers}, with the connections held (step: rate → p99):`, '', r.maxRps.map((s) => `${s.rate} req/s → ${ms(s.p99Ms)} ms`).join('; '));
+      const within = r.maxRps.filter((s) => s.p99Ms <= 10).at(-1);
+      lines.push(
+        '',
+        `Max rate, ${r.engine} WORKERS=${r.workers}, with the connections held (10 s per step: rate → p99):`,
+        '',
+        r.maxRps.map((s) => `${s.rate} req/s → ${ms(s.p99Ms)} ms`).join('; '),
+        '',
+        within ? `Highest rate with p99 at most 10 ms: ${within.rate} req/s.` : 'No step kept p99 at or under 10 ms.',
+      );
     }
   }
   lines.push('', `Connections per worker at the end of the steady window: ${rows.map((r) => `${r.engine}/${r.workers}: ${(r.connectionsPerWorker ?? []).join(' / ') || 'n/a'}`).join('; ')}.`);

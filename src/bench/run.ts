@@ -17,12 +17,13 @@ import * as hdr from 'hdr-histogram-js';
 import { sleep } from '../lib/scope.js';
 import { HttpLoad, pct } from './http-load.js';
 import { writeReport, type Point, type Row } from './report.js';
-import { processTree, sampleProc, sockstat } from './sampler.js';
+import { boxCpu, processTree, pssOf, sampleProc, sockstat } from './sampler.js';
 import { externalTarget, signToken, startTarget, type Target } from './target.js';
 
 export const BENCH_HELP = `usage: onebox bench [options]
 
   --scenario S        steady | fanout | storm | max-rps            (steady)
+                      max-rps steps from rate/8 up by half until p99 > 10 ms
   --connections N     idle WebSockets to hold                      (50000)
   --rate R            JSON GETs per second, constant arrival rate  (2000)
   --ping-interval S   server keep-alive ping period, seconds       (30)
@@ -184,9 +185,10 @@ async function seed(t: Target): Promise<string> {
   return token;
 }
 
-function serverFigures(t: Target): { rss: number; cpu: number; procs: number } {
-  if (t.pid === undefined) return { rss: NaN, cpu: NaN, procs: 0 };
+function serverFigures(t: Target, withPss = false): { rss: number; pss: number; cpu: number; procs: number } {
+  if (t.pid === undefined) return { rss: NaN, pss: NaN, cpu: NaN, procs: 0 };
   let rss = 0;
+  let pss = 0;
   let cpu = 0;
   let procs = 0;
   for (const pid of processTree(t.pid)) {
@@ -194,10 +196,18 @@ function serverFigures(t: Target): { rss: number; cpu: number; procs: number } {
     if (!s) continue;
     // bin/onebox execs the runtime; a redis-server the bench started is not a child.
     rss += s.rssBytes;
+    if (withPss) pss += pssOf(pid);
     cpu += s.cpuSeconds;
     procs++;
   }
-  return { rss, cpu, procs };
+  return { rss, pss, cpu, procs };
+}
+
+/** CPU seconds of this harness: the load generator (this process) and the client processes. */
+function harnessCpu(clients: Clients): number {
+  const own = process.cpuUsage();
+  const children = clients.procs.reduce((a, p) => a + (sampleProc(p.pid!)?.cpuSeconds ?? 0), 0);
+  return (own.user + own.system) / 1e6 + children;
 }
 
 /** Connections per worker from the cluster table (WORKERS>1), or the single process's count. */
@@ -291,6 +301,8 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
     load.reset();
     phase = 'steady';
     const before = serverFigures(target);
+    const harnessBefore = harnessCpu(clients);
+    const boxBefore = boxCpu();
     const pingsBefore = clients.total().pings;
     const startedAt = Date.now();
     let minOpen = Infinity;
@@ -299,7 +311,9 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
     clearInterval(watch);
     await sleep(1500); // the clients' last stats report
     const wall = (Date.now() - startedAt) / 1000;
-    const after = serverFigures(target);
+    const after = serverFigures(target, true);
+    const harnessAfter = harnessCpu(clients);
+    const boxAfter = boxCpu();
     const c = clients.total();
     const heap = await heapOf(target);
     const spread = await spreadOf(target);
@@ -314,6 +328,7 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
       rateTarget: o.rate,
       rateAchieved: (load.ok + Object.values(load.errors).reduce((a, b) => a + b, 0)) / o.durationS,
       rssBytes: after.rss,
+      pssBytes: after.pss,
       rssIdleBytes: idle.rss,
       serverProcesses: after.procs,
       heapBytes: heap,
@@ -328,6 +343,8 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
       pingsSeen: c.pings - pingsBefore,
       pingsExpected: Math.floor((c.open * o.durationS) / o.pingIntervalS),
       cpuPercent: ((after.cpu - before.cpu) / wall) * 100,
+      harnessCpuPercent: ((harnessAfter - harnessBefore) / wall) * 100,
+      boxCpuPercent: ((boxAfter.busySeconds - boxBefore.busySeconds) / (boxAfter.totalSeconds - boxBefore.totalSeconds)) * cpus().length * 100,
       tcpMemBytes: sockstat().tcpMemBytes,
       connectionsPerWorker: spread,
       series,
@@ -377,7 +394,8 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
     if (o.scenario === 'max-rps') {
       phase = 'max-rps';
       row.maxRps = [];
-      for (let rate = o.rate; rate <= 100_000; rate = Math.round(rate * 1.5)) {
+      // From an eighth of --rate up by half each step, so the answer is found below --rate too.
+      for (let rate = Math.max(50, Math.round(o.rate / 8)); rate <= 100_000; rate = Math.round(rate * 1.5)) {
         load.reset();
         await load.run(rate, 10_000);
         const p99 = pct(load.histogram, 99);

@@ -54,3 +54,23 @@ export function sockstat(): { tcpInUse: number; tcpMemBytes: number } {
   const m = /TCP: inuse (\d+) .*mem (\d+)/.exec(text);
   return { tcpInUse: Number(m?.[1] ?? 0), tcpMemBytes: Number(m?.[2] ?? 0) * 4096 };
 }
+
+/**
+ * Proportional set size: pages shared by several processes (the runtime's binary, mapped by
+ * every worker) count a share each, so the sum over processes is what they use together.
+ */
+export function pssOf(pid: number): number {
+  try {
+    return Number(/^Pss:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0) * 1024;
+  } catch {
+    return 0;
+  }
+}
+
+/** Busy and total CPU seconds of the whole box (all cores), from /proc/stat. */
+export function boxCpu(): { busySeconds: number; totalSeconds: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  const idle = (f[3] ?? 0) + (f[4] ?? 0);
+  return { busySeconds: (total - idle) / TICK, totalSeconds: total / TICK };
+}

@@ -27,12 +27,15 @@ test('onebox bench --quick writes a complete report with zero errors on both eng
     assert.ok(r.rateAchieved >= 190, `${r.engine} rate ${r.rateAchieved}`);
     assert.ok(r.p50Ms > 0 && r.p99Ms >= r.p50Ms && r.p999Ms >= r.p99Ms, r.engine);
     assert.ok(r.rssBytes > 0 && r.heapBytes > 0 && r.cpuPercent > 0, r.engine);
+    // Shared pages count once in PSS: less than the RSS sum, yet most of it.
+    assert.ok(r.pssBytes > r.rssBytes * 0.3 && r.pssBytes <= r.rssBytes, `${r.engine} PSS ${r.pssBytes} RSS ${r.rssBytes}`);
+    assert.ok(r.harnessCpuPercent > 0 && r.boxCpuPercent >= r.cpuPercent * 0.9, `${r.engine} CPU figures`);
     assert.equal(r.census.openWithoutAnyPing, 0, `${r.engine}: every client saw pings`);
     assert.ok(r.pingsSeen >= r.pingsExpected * 0.9, `${r.engine} pings ${r.pingsSeen}/${r.pingsExpected}`);
     assert.ok(r.series.length >= 10);
   }
   const md = readFileSync(join(out, 'report.md'), 'utf8');
-  assert.match(md, /\| server \| connections held \| req\/s \(target\) \| RSS total \| heap \| bytes\/conn \| p50 \| p99 \| p99\.9 \(ms\)/);
+  assert.match(md, /\| server \| connections held \| req\/s \(target\) \| RSS total \| PSS total \| heap \| bytes\/conn \| p50 \| p99 \| p99\.9 \(ms\)/);
   assert.match(md, /\*reference:\* Ktor/);
   assert.equal((readFileSync(join(out, 'chart.svg'), 'utf8').match(/<polyline/g) ?? []).length, 6);
 });
