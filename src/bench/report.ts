@@ -38,15 +38,20 @@ export interface Row {
   pingsExpected: number;
   /** CPU of the server processes over the steady window, percent of one core. */
   cpuPercent: number;
+  /** Time the server processes' main threads waited for a core, ms per second of the window (summed over processes). */
+  runQueueMsPerSecond: number;
   /** CPU of the bench itself (load generator and WebSocket client processes), same unit. */
   harnessCpuPercent: number;
   /** CPU of the whole box, same unit (at most cores x 100). */
   boxCpuPercent: number;
   tcpMemBytes: number;
+  /** Per-connection ping counts from the clients at the end: none may have seen zero. */
+  census?: { open: number; openWithoutAnyPing: number; fewestPingsOnOneConnection: number };
   /** Open connections per worker at the end of the steady window. */
   connectionsPerWorker?: number[];
   fanout?: { p50Ms: number; p99Ms: number; maxMs: number; received: number; expected: number }[];
-  storm?: { backWithinMs: number | null; reconnected: number };
+  /** Failed attempts on the way back, by kind (http_503: over the ceiling, handshake_timeout, ECONNREFUSED...). */
+  storm?: { backWithinMs: number | null; reconnected: number; errors: Record<string, number> };
   maxRps?: { rate: number; p99Ms: number }[];
   series: Point[];
 }
@@ -87,9 +92,15 @@ export function markdown(rows: Row[], meta: Record<string, unknown>): string {
     'RSS total sums every server process\'s resident set, so pages they share (the runtime binary, mapped by each worker) count once per process; PSS total counts them once in all, which is what the processes use together. CPU is percent of one core over the steady window.',
   );
   for (const r of rows) {
+    if (r.census) {
+      lines.push(
+        '',
+        `Pings, ${r.engine} WORKERS=${r.workers}: ${r.census.openWithoutAnyPing === 0 ? 'every' : `${r.census.open - r.census.openWithoutAnyPing} of ${r.census.open}`} open connection${r.census.openWithoutAnyPing === 0 ? '' : 's'} saw pings; the fewest on one connection over the whole run: ${r.census.fewestPingsOnOneConnection}.`,
+      );
+    }
     lines.push(
       '',
-      `CPU during the steady window, ${r.engine} WORKERS=${r.workers}: server ${r.cpuPercent.toFixed(0)}%, bench harness on the same box (load generator and WebSocket client processes) ${r.harnessCpuPercent.toFixed(0)}%, whole box ${r.boxCpuPercent.toFixed(0)}% of ${cpus().length * 100}%.`,
+      `CPU during the steady window, ${r.engine} WORKERS=${r.workers}: server ${r.cpuPercent.toFixed(0)}%, bench harness on the same box (load generator and WebSocket client processes) ${r.harnessCpuPercent.toFixed(0)}%, whole box ${r.boxCpuPercent.toFixed(0)}% of ${cpus().length * 100}%. The servers' event-loop threads waited ${r.runQueueMsPerSecond.toFixed(0)} ms per second (summed over processes) for a free core (/proc/<pid>/schedstat).`,
     );
   }
   for (const r of rows) {
@@ -98,7 +109,7 @@ export function markdown(rows: Row[], meta: Record<string, unknown>): string {
       r.fanout.forEach((f, i) => lines.push(`| ${i + 1} | ${f.received} / ${f.expected} | ${f.p50Ms} | ${f.p99Ms} | ${f.maxMs} |`));
     }
     if (r.storm) {
-      lines.push('', `Storm, ${r.engine} WORKERS=${r.workers}: server restarted; all ${r.connectionsTarget} clients back ${r.storm.backWithinMs === null ? 'NOT within the wait' : `within ${(r.storm.backWithinMs / 1000).toFixed(1)} s`} (${r.storm.reconnected} reconnects, jittered exponential backoff).`);
+      lines.push('', `Storm, ${r.engine} WORKERS=${r.workers}: server restarted; all ${r.connectionsTarget} clients back ${r.storm.backWithinMs === null ? 'NOT within the wait' : `within ${(r.storm.backWithinMs / 1000).toFixed(1)} s`} (${r.storm.reconnected} reconnects, jittered exponential backoff; failed attempts: ${errs(r.storm.errors)}).`);
     }
     if (r.maxRps?.length) {
       const within = r.maxRps.filter((s) => s.p99Ms <= 10).at(-1);

@@ -9,7 +9,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus, setPriority, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -43,6 +43,9 @@ Raise the port range first for large runs: sysctl -w net.ipv4.ip_local_port_rang
 
 const CLIENT = fileURLToPath(new URL('./ws-client-proc.js', import.meta.url));
 
+/** Scheduling priority of the WebSocket client processes (see Clients). */
+const CLIENT_NICE = 10;
+
 interface ClientStats {
   open: number;
   opened: number;
@@ -59,6 +62,10 @@ class Clients {
   constructor(count: number) {
     for (let i = 0; i < count; i++) {
       const p = fork(CLIENT, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      // The clients stand in for phones on other machines: at nice 10 they take the shared
+      // cores only when the server and the load generator (whose clock every latency is
+      // read from) leave them free.
+      setPriority(p.pid!, CLIENT_NICE);
       this.stats.push({ open: 0, opened: 0, failed: 0, dropped: 0, pings: 0, reconnects: 0, errors: {} });
       p.on('message', (m: { type: string } & ClientStats) => {
         if (m.type === 'stats') this.stats[i] = m;
@@ -185,11 +192,12 @@ async function seed(t: Target): Promise<string> {
   return token;
 }
 
-function serverFigures(t: Target, withPss = false): { rss: number; pss: number; cpu: number; procs: number } {
-  if (t.pid === undefined) return { rss: NaN, pss: NaN, cpu: NaN, procs: 0 };
+function serverFigures(t: Target, withPss = false): { rss: number; pss: number; cpu: number; wait: number; procs: number } {
+  if (t.pid === undefined) return { rss: NaN, pss: NaN, cpu: NaN, wait: NaN, procs: 0 };
   let rss = 0;
   let pss = 0;
   let cpu = 0;
+  let wait = 0;
   let procs = 0;
   for (const pid of processTree(t.pid)) {
     const s = sampleProc(pid);
@@ -198,9 +206,10 @@ function serverFigures(t: Target, withPss = false): { rss: number; pss: number; 
     rss += s.rssBytes;
     if (withPss) pss += pssOf(pid);
     cpu += s.cpuSeconds;
+    wait += s.runQueueSeconds;
     procs++;
   }
-  return { rss, pss, cpu, procs };
+  return { rss, pss, cpu, wait, procs };
 }
 
 /** CPU seconds of this harness: the load generator (this process) and the client processes. */
@@ -247,7 +256,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Promise<Row> {
   const target = o.target
     ? externalTarget(o.target, o.jwtSecret, o.adminToken)
-    : await startTarget({ engine, workers, pingIntervalS: o.pingIntervalS });
+    : await startTarget({ engine, workers, pingIntervalS: o.pingIntervalS, logFile: join(o.out, `server-${engine}-w${workers}.log`) });
   const clients = new Clients(o.clients);
   running = { target, clients };
   const load = new HttpLoad({
@@ -343,6 +352,7 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
       pingsSeen: c.pings - pingsBefore,
       pingsExpected: Math.floor((c.open * o.durationS) / o.pingIntervalS),
       cpuPercent: ((after.cpu - before.cpu) / wall) * 100,
+      runQueueMsPerSecond: ((after.wait - before.wait) / wall) * 1000,
       harnessCpuPercent: ((harnessAfter - harnessBefore) / wall) * 100,
       boxCpuPercent: ((boxAfter.busySeconds - boxBefore.busySeconds) / (boxAfter.totalSeconds - boxBefore.totalSeconds)) * cpus().length * 100,
       tcpMemBytes: sockstat().tcpMemBytes,
@@ -350,7 +360,7 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
       series,
     };
     const census = await clients.ask<{ open: number; noPing: number; minPings: number }>({ cmd: 'census' }, 'census');
-    (row as Row & { census: unknown }).census = {
+    row.census = {
       open: census.reduce((a, x) => a + x.open, 0),
       openWithoutAnyPing: census.reduce((a, x) => a + x.noPing, 0),
       fewestPingsOnOneConnection: Math.min(...census.map((x) => x.minPings)),
@@ -377,6 +387,7 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
     if (o.scenario === 'storm' && target.restart) {
       phase = 'storm';
       const reconnectsBefore = clients.total().reconnects;
+      const errorsBefore = clients.total().errors;
       const began = Date.now();
       await target.restart();
       let back: number | null = null;
@@ -389,7 +400,12 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
         }
         await sleep(100);
       }
-      row.storm = { backWithinMs: back, reconnected: clients.total().reconnects - reconnectsBefore };
+      const errors = Object.fromEntries(
+        Object.entries(clients.total().errors)
+          .map(([k, v]) => [k, v - (errorsBefore[k] ?? 0)] as const)
+          .filter(([, v]) => v > 0),
+      );
+      row.storm = { backWithinMs: back, reconnected: clients.total().reconnects - reconnectsBefore, errors };
     }
     if (o.scenario === 'max-rps') {
       phase = 'max-rps';
@@ -433,8 +449,9 @@ export async function runBench(argv: string[]): Promise<number> {
     options: { ...o, jwtSecret: undefined, adminToken: undefined },
     method:
       `${o.connections} WebSockets from ${o.clients} raw-socket client processes (127.0.0.2+), each subscribed to one topic and answering pings every ${o.pingIntervalS} s; ` +
-      `${o.rate} req/s of GET /v1/devices (JWT, SQLite, brotli) at a constant arrival rate, latency from the intended send time (HDR); ` +
-      `${o.durationS} s steady state after a ${o.rampS} s ramp; RSS and CPU summed over every server process from /proc; heap from /metrics.`,
+      `${o.rate} req/s of GET /v1/devices (JWT, SQLite, brotli) at a constant arrival rate over 128 keep-alive connections used in turn, latency from the intended send time (HDR); ` +
+      `${o.durationS} s steady state after a ${o.rampS} s ramp; RSS, PSS and CPU summed over every server process from /proc; heap from /metrics. ` +
+      `The WebSocket client processes run at nice ${CLIENT_NICE} (they stand in for phones elsewhere); the load generator at normal priority.`,
   };
   writeReport(o.out, rows, meta);
   console.log(`report: ${join(o.out, 'report.md')}`);

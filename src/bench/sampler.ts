@@ -7,6 +7,8 @@ export interface ProcSample {
   pid: number;
   rssBytes: number;
   cpuSeconds: number;
+  /** Time the main thread spent runnable but waiting for a core (/proc/<pid>/schedstat). */
+  runQueueSeconds: number;
 }
 
 /** The pid and all its descendants (a WORKERS>1 supervisor and its workers). */
@@ -38,10 +40,12 @@ export function sampleProc(pid: number): ProcSample | null {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const sched = readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ');
     return {
       pid,
       rssBytes: Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024,
       cpuSeconds: (Number(f[11]) + Number(f[12])) / TICK,
+      runQueueSeconds: Number(sched[1] ?? 0) / 1e9,
     };
   } catch {
     return null;

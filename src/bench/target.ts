@@ -4,7 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
 import { freePort } from '../lib/free-port.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -43,6 +43,8 @@ export interface StartOptions {
   workers: number;
   pingIntervalS: number;
   env?: Record<string, string>;
+  /** Append the server's log lines (stdout) to this file. */
+  logFile?: string;
 }
 
 /** Start onebox (and Redis when several workers need a backplane). */
@@ -74,9 +76,11 @@ export async function startTarget(o: StartOptions): Promise<Target> {
     await waitForLine(redis, (l) => l.includes('Ready to accept connections'), 10_000);
     env.REDIS_URL = `redis://127.0.0.1:${rport}`;
   }
+  const log = o.logFile ? createWriteStream(o.logFile, { flags: 'a' }) : null;
   let proc: ChildProcess;
   const boot = async () => {
     proc = spawn(BIN, ['serve'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+    if (log) proc.stdout!.on('data', (chunk: Buffer) => log.write(chunk));
     await waitForLine(proc, (l) => l.includes('"msg":"listening"'), 60_000);
     proc.stdout!.resume();
   };
@@ -109,6 +113,7 @@ export async function startTarget(o: StartOptions): Promise<Target> {
         });
       }
       rmSync(dataDir, { recursive: true, force: true });
+      await new Promise((res) => (log ? log.end(res) : res(null)));
     },
   };
 }

@@ -10,6 +10,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+const HANDSHAKE_TIMEOUT_MS = 10_000;
 const STATE = Symbol('bench.conn');
 
 interface Start {
@@ -64,6 +65,10 @@ function open(c: Conn): void {
   const sock = connect({ host: cfg.host, port: cfg.port, localAddress: cfg.localAddress });
   (sock as Socket & { [STATE]: Conn })[STATE] = c;
   sock.setNoDelay(true);
+  // A handshake that never answers is given up and retried, as a phone's client library
+  // would; once open, the server's pings keep the connection honest.
+  sock.setTimeout(HANDSHAKE_TIMEOUT_MS);
+  sock.on('timeout', onTimeout);
   sock.on('connect', onConnect);
   sock.on('data', onData);
   sock.on('error', onError);
@@ -76,6 +81,11 @@ function onConnect(this: Socket): void {
     `GET /v1/ws HTTP/1.1\r\nHost: ${cfg.host}:${cfg.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
       `Sec-WebSocket-Key: ${c.key}\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer ${c.token}\r\n\r\n`,
   );
+}
+
+function onTimeout(this: Socket): void {
+  fail('handshake_timeout');
+  this.destroy();
 }
 
 function onError(this: Socket, err: NodeJS.ErrnoException): void {
@@ -118,6 +128,7 @@ function onData(this: Socket, chunk: Buffer): void {
     }
     c.open = true;
     c.attempts = 0;
+    this.setTimeout(0);
     stats.open++;
     stats.opened++;
     this.write(mask(1, Buffer.from(JSON.stringify({ op: 'sub', topic: cfg.topic }))));
