@@ -119,10 +119,16 @@ export class HttpLoad {
 
   private dispatch(client: Client, done: (kind: string | null) => void): void {
     let status = 0;
-    const finish = (kind: string | null) => {
+    const release = () => {
       const next = this.waiting.shift();
       if (next) this.dispatch(client, next);
       else this.idle.push(client);
+    };
+    const finish = (kind: string | null) => {
+      // After an error undici is still failing the Client's queue: hand it the next request
+      // only once that is over (re-entering there trips its internal assertion).
+      if (kind === null) release();
+      else queueMicrotask(release);
       done(kind);
     };
     client.dispatch(

@@ -23,7 +23,7 @@ import { externalTarget, signToken, startTarget, type Target } from './target.js
 export const BENCH_HELP = `usage: onebox bench [options]
 
   --scenario S        steady | fanout | storm | max-rps            (steady)
-                      max-rps steps from rate/8 up by half until p99 > 10 ms
+                      max-rps steps from rate/16 up by half until p99 > 10 ms
   --connections N     idle WebSockets to hold                      (50000)
   --rate R            JSON GETs per second, constant arrival rate  (2000)
   --ping-interval S   server keep-alive ping period, seconds       (30)
@@ -43,6 +43,7 @@ Raise the port range first for large runs: sysctl -w net.ipv4.ip_local_port_rang
 
 const CLIENT = fileURLToPath(new URL('./ws-client-proc.js', import.meta.url));
 
+const MAX_RPS_SETTLE_MS = 15_000;
 /** Scheduling priority of the WebSocket client processes (see Clients). */
 const CLIENT_NICE = 10;
 
@@ -243,15 +244,18 @@ async function heapOf(t: Target): Promise<number> {
   }
 }
 
-/** What an interrupted bench must stop: it started these processes. */
+/** What an interrupted or failed bench must stop: it started these processes. */
 let running: { target: Target; clients: Clients } | null = null;
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    const r = running;
-    r?.clients.stop();
-    void (r ? r.target.stop() : Promise.resolve()).finally(() => process.exit(130));
-  });
+function abandon(code: number): void {
+  const r = running;
+  r?.clients.stop();
+  void (r ? r.target.stop() : Promise.resolve()).finally(() => process.exit(code));
 }
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => abandon(130));
+process.once('uncaughtException', (err) => {
+  console.error(`onebox bench: ${err.stack ?? err.message}`);
+  abandon(1);
+});
 
 async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Promise<Row> {
   const target = o.target
@@ -410,8 +414,12 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
     if (o.scenario === 'max-rps') {
       phase = 'max-rps';
       row.maxRps = [];
-      // From an eighth of --rate up by half each step, so the answer is found below --rate too.
-      for (let rate = Math.max(50, Math.round(o.rate / 8)); rate <= 100_000; rate = Math.round(rate * 1.5)) {
+      // A server overloaded by the steady window is still draining it: let it, first.
+      await sleep(MAX_RPS_SETTLE_MS);
+      // From a sixteenth of --rate up by half each step, so the answer is found below --rate
+      // too; each step warms up for 2 s, then 10 s are measured.
+      for (let rate = Math.max(25, Math.round(o.rate / 16)); rate <= 100_000; rate = Math.round(rate * 1.5)) {
+        await load.run(rate, 2_000);
         load.reset();
         await load.run(rate, 10_000);
         const p99 = pct(load.histogram, 99);

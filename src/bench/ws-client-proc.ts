@@ -200,4 +200,6 @@ process.on('message', (m: Command) => {
   }
 });
 
-setInterval(() => process.send!({ type: 'stats', ...stats }), 1000).unref();
+setInterval(() => process.connected && process.send!({ type: 'stats', ...stats }), 1000).unref();
+// The bench is gone (it crashed or was killed): its clients go too.
+process.on('disconnect', () => process.exit(0));

@@ -94,7 +94,6 @@ export class RespConnection {
   private attempts = 0;
   private rest: Buffer | null = null;
   private readonly pending: Pending[] = [];
-  private corked = false;
   private readonly host: string;
   private readonly port: number;
   private readonly tls: boolean;
@@ -149,18 +148,9 @@ export class RespConnection {
     });
   }
 
-  /** Commands issued in one tick leave in one write. */
+  /** Written at once: a PUBLISH must leave before the caller's local fan-out loop runs. */
   private write(text: string): void {
-    const s = this.socket!;
-    if (!this.corked) {
-      this.corked = true;
-      s.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        s.uncork();
-      });
-    }
-    s.write(text);
+    this.socket!.write(text);
   }
 
   private open(): void {
