@@ -109,7 +109,7 @@ export function markdown(rows: Row[], meta: Record<string, unknown>): string {
       r.fanout.forEach((f, i) => lines.push(`| ${i + 1} | ${f.received} / ${f.expected} | ${f.p50Ms} | ${f.p99Ms} | ${f.maxMs} |`));
     }
     if (r.storm) {
-      lines.push('', `Storm, ${r.engine} WORKERS=${r.workers}: server restarted; all ${r.connectionsTarget} clients back ${r.storm.backWithinMs === null ? 'NOT within the wait' : `within ${(r.storm.backWithinMs / 1000).toFixed(1)} s`} (${r.storm.reconnected} reconnects, jittered exponential backoff; failed attempts: ${errs(r.storm.errors)}).`);
+      lines.push('', `Storm, ${r.engine} WORKERS=${r.workers}: server restarted (SIGTERM, drain, start); all ${r.connectionsTarget} clients open again ${r.storm.backWithinMs === null ? 'NOT within the wait' : `within ${(r.storm.backWithinMs / 1000).toFixed(1)} s of the signal`} (${r.storm.reconnected} reconnects, jittered exponential backoff; clients report once a second; failed attempts: ${errs(r.storm.errors)}).`);
     }
     if (r.maxRps?.length) {
       const within = r.maxRps.filter((s) => s.p99Ms <= 10).at(-1);

@@ -390,15 +390,16 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
     }
     if (o.scenario === 'storm' && target.restart) {
       phase = 'storm';
-      const reconnectsBefore = clients.total().reconnects;
-      const errorsBefore = clients.total().errors;
+      const { reconnects: reconnectsBefore, errors: errorsBefore, opened: openedBefore } = clients.total();
       const began = Date.now();
       await target.restart();
       let back: number | null = null;
       const until = Date.now() + 120_000;
-      await sleep(1200);
       while (Date.now() < until) {
-        if (clients.total().open >= o.connections) {
+        // Back means every client opened again, not just a count that has not moved yet: the
+        // clients report once a second, and a stale report still says all are open.
+        const now = clients.total();
+        if (now.opened - openedBefore >= o.connections && now.open >= o.connections) {
           back = Date.now() - began;
           break;
         }

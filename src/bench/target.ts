@@ -76,7 +76,7 @@ export async function startTarget(o: StartOptions): Promise<Target> {
     await waitForLine(redis, (l) => l.includes('Ready to accept connections'), 10_000);
     env.REDIS_URL = `redis://127.0.0.1:${rport}`;
   }
-  const log = o.logFile ? createWriteStream(o.logFile, { flags: 'a' }) : null;
+  const log = o.logFile ? createWriteStream(o.logFile) : null;
   let proc: ChildProcess;
   const boot = async () => {
     proc = spawn(BIN, ['serve'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
