@@ -6,8 +6,9 @@
  *
  * The generator shares the box with the server it measures, so it must be cheap: requests
  * go out through undici's Client.dispatch, one keep-alive connection per Client, rather
- * than node:http, which cost about 130 us of CPU per request here (a quarter of a core at
- * 2,000 req/s).
+ * than node:http. With node:http the bench process took about a quarter of a core at
+ * 2,000 req/s; with undici the whole harness (generator and client processes) went from
+ * 49% to 35-40% of a core.
  */
 import * as hdr from 'hdr-histogram-js';
 import { Client } from 'undici';

@@ -43,7 +43,7 @@ export interface StartOptions {
   workers: number;
   pingIntervalS: number;
   env?: Record<string, string>;
-  /** Append the server's log lines (stdout) to this file. */
+  /** Write the server's log lines (stdout) to this file, afresh. */
   logFile?: string;
 }
 
