@@ -44,8 +44,15 @@ Raise the port range first for large runs: sysctl -w net.ipv4.ip_local_port_rang
 const CLIENT = fileURLToPath(new URL('./ws-client-proc.js', import.meta.url));
 
 const MAX_RPS_SETTLE_MS = 15_000;
-/** Scheduling priority of the WebSocket client processes (see Clients). */
-const CLIENT_NICE = 10;
+
+/**
+ * The clients stand in for phones on other machines. Where the server's HTTP latency is the
+ * figure (steady, max-rps) they run at nice 10, taking the shared cores only when the server
+ * and the load generator (whose clock every latency is read from) leave them free. Where
+ * their own work is part of the figure (fan-out receipt, storm reconnects) they run at the
+ * server's priority, as phones with their own CPUs would not wait for it.
+ */
+const clientNice = (scenario: Options['scenario']) => (scenario === 'steady' || scenario === 'max-rps' ? 10 : 0);
 
 interface ClientStats {
   open: number;
@@ -60,13 +67,11 @@ interface ClientStats {
 class Clients {
   readonly procs: ChildProcess[] = [];
   readonly stats: ClientStats[] = [];
-  constructor(count: number) {
+  /** @param nice scheduling priority of the client processes (0: as the server's). */
+  constructor(count: number, nice: number) {
     for (let i = 0; i < count; i++) {
       const p = fork(CLIENT, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-      // The clients stand in for phones on other machines: at nice 10 they take the shared
-      // cores only when the server and the load generator (whose clock every latency is
-      // read from) leave them free.
-      setPriority(p.pid!, CLIENT_NICE);
+      setPriority(p.pid!, nice);
       this.stats.push({ open: 0, opened: 0, failed: 0, dropped: 0, pings: 0, reconnects: 0, errors: {} });
       p.on('message', (m: { type: string } & ClientStats) => {
         if (m.type === 'stats') this.stats[i] = m;
@@ -261,7 +266,7 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
   const target = o.target
     ? externalTarget(o.target, o.jwtSecret, o.adminToken)
     : await startTarget({ engine, workers, pingIntervalS: o.pingIntervalS, logFile: join(o.out, `server-${engine}-w${workers}.log`) });
-  const clients = new Clients(o.clients);
+  const clients = new Clients(o.clients, clientNice(o.scenario));
   running = { target, clients };
   const load = new HttpLoad({
     host: target.host,
@@ -460,7 +465,7 @@ export async function runBench(argv: string[]): Promise<number> {
       `${o.connections} WebSockets from ${o.clients} raw-socket client processes (127.0.0.2+), each subscribed to one topic and answering pings every ${o.pingIntervalS} s; ` +
       `${o.rate} req/s of GET /v1/devices (JWT, SQLite, brotli) at a constant arrival rate over 128 keep-alive connections used in turn, latency from the intended send time (HDR); ` +
       `${o.durationS} s steady state after a ${o.rampS} s ramp; RSS, PSS and CPU summed over every server process from /proc; heap from /metrics. ` +
-      `The WebSocket client processes run at nice ${CLIENT_NICE} (they stand in for phones elsewhere); the load generator at normal priority.`,
+      `The WebSocket client processes run at nice ${clientNice(o.scenario)} (they stand in for phones elsewhere); the load generator at normal priority.`,
   };
   writeReport(o.out, rows, meta);
   console.log(`report: ${join(o.out, 'report.md')}`);
