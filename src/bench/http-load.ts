@@ -13,6 +13,11 @@
 import * as hdr from 'hdr-histogram-js';
 import { Client } from 'undici';
 
+/** Keep-alive connections the generator holds unless told otherwise. */
+export const DEFAULT_CONNECTIONS = 128;
+
+const latencies = () => hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
+
 export interface HttpLoadOptions {
   host: string;
   port: number;
@@ -25,9 +30,10 @@ export interface HttpLoadOptions {
 }
 
 export class HttpLoad {
-  readonly histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
-  /** Latencies of the last second only, for the progress line and max-rps steps. */
-  window = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
+  /** Latencies since the last reset(). */
+  readonly histogram = latencies();
+  /** Latencies since the caller last reset it (the progress line: the last second). */
+  readonly window = latencies();
   sent = 0;
   ok = 0;
   errors: Record<string, number> = {};
@@ -41,7 +47,7 @@ export class HttpLoad {
   constructor(private readonly o: HttpLoadOptions) {
     const timeout = o.timeoutMs ?? 10_000;
     this.clients = Array.from(
-      { length: o.connections ?? 128 },
+      { length: o.connections ?? DEFAULT_CONNECTIONS },
       () => new Client(`http://${o.host}:${o.port}`, { pipelining: 1, headersTimeout: timeout, bodyTimeout: timeout, keepAliveTimeout: 600_000, connect: { timeout } }),
     );
     // Requests rotate over every connection (a FIFO of idle ones), as many clients' would.
@@ -54,8 +60,7 @@ export class HttpLoad {
    * over whichever few connections a burst happened to open.
    */
   async connect(): Promise<void> {
-    const n = this.o.connections ?? 128;
-    await Promise.all(Array.from({ length: n }, () => new Promise<unknown>((resolve) => this.send(resolve))));
+    await Promise.all(this.clients.map(() => new Promise<unknown>((resolve) => this.send(resolve))));
   }
 
   /** The bearer token of the requests. */

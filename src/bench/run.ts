@@ -13,10 +13,9 @@ import { cpus, setPriority, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import * as hdr from 'hdr-histogram-js';
 import { sleep } from '../lib/scope.js';
-import { HttpLoad, pct } from './http-load.js';
-import { writeReport, type Point, type Row } from './report.js';
+import { DEFAULT_CONNECTIONS, HttpLoad, pct } from './http-load.js';
+import { P99_BOUND_MS, writeReport, type Point, type Row } from './report.js';
 import { boxCpu, processTree, pssOf, sampleProc, sockstat } from './sampler.js';
 import { externalTarget, signToken, startTarget, type Target } from './target.js';
 
@@ -225,28 +224,27 @@ function harnessCpu(clients: Clients): number {
   return (own.user + own.system) / 1e6 + children;
 }
 
-/** Connections per worker from the cluster table (WORKERS>1), or the single process's count. */
-async function spreadOf(t: Target): Promise<number[]> {
+/**
+ * From one scrape of /metrics: open connections per worker and the JavaScript heap summed
+ * over workers (the cluster table, WORKERS>1), or the single process's figures.
+ */
+async function clusterFigures(t: Target): Promise<{ spread: number[]; heap: number }> {
+  let text: string;
   try {
-    const text = await (await fetch(`http://${t.host}:${t.port}/metrics`)).text();
-    const workers = [...text.matchAll(/^onebox_cluster_ws_connections\{worker="(\d+)"[^}]*\} (\d+)/gm)]
-      .sort((a, b) => Number(a[1]) - Number(b[1]))
-      .map((m) => Number(m[2]));
-    return workers.length > 0 ? workers : [Number(/^onebox_ws_connections (\d+)/m.exec(text)?.[1] ?? NaN)];
+    text = await (await fetch(`http://${t.host}:${t.port}/metrics`)).text();
   } catch {
-    return [];
+    return { spread: [], heap: NaN };
   }
-}
-
-async function heapOf(t: Target): Promise<number> {
-  try {
-    const text = await (await fetch(`http://${t.host}:${t.port}/metrics`)).text();
-    const workers = [...text.matchAll(/^onebox_cluster_heap_used_bytes\{[^}]*\} (\d+)/gm)].map((m) => Number(m[1]));
-    if (workers.length > 0) return workers.reduce((a, b) => a + b, 0);
-    return Number(/^onebox_process_heap_bytes\{kind="used"\} (\d+)/m.exec(text)?.[1] ?? NaN);
-  } catch {
-    return NaN;
-  }
+  const spread = [...text.matchAll(/^onebox_cluster_ws_connections\{worker="(\d+)"[^}]*\} (\d+)/gm)]
+    .sort((a, b) => Number(a[1]) - Number(b[1]))
+    .map((m) => Number(m[2]));
+  const heaps = [...text.matchAll(/^onebox_cluster_heap_used_bytes\{[^}]*\} (\d+)/gm)].map((m) => Number(m[1]));
+  return spread.length > 0
+    ? { spread, heap: heaps.reduce((a, b) => a + b, 0) }
+    : {
+        spread: [Number(/^onebox_ws_connections (\d+)/m.exec(text)?.[1] ?? NaN)],
+        heap: Number(/^onebox_process_heap_bytes\{kind="used"\} (\d+)/m.exec(text)?.[1] ?? NaN),
+      };
 }
 
 /** What an interrupted or failed bench must stop: it started these processes. */
@@ -333,10 +331,7 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
     const harnessAfter = harnessCpu(clients);
     const boxAfter = boxCpu();
     const c = clients.total();
-    const heap = await heapOf(target);
-    const spread = await spreadOf(target);
-    const steadyHist = hdr.build({ numberOfSignificantValueDigits: 3 });
-    steadyHist.add(load.histogram);
+    const { spread, heap } = await clusterFigures(target);
     const row: Row = {
       engine: o.target ? `target ${o.target}` : engine,
       workers,
@@ -351,9 +346,9 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
       serverProcesses: after.procs,
       heapBytes: heap,
       bytesPerConnection: (after.rss - idle.rss) / Math.max(1, c.open),
-      p50Ms: pct(steadyHist, 50),
-      p99Ms: pct(steadyHist, 99),
-      p999Ms: pct(steadyHist, 99.9),
+      p50Ms: pct(load.histogram, 50),
+      p99Ms: pct(load.histogram, 99),
+      p999Ms: pct(load.histogram, 99.9),
       httpErrors: { ...load.errors },
       wsFailed: c.failed,
       wsDropped: c.dropped,
@@ -410,12 +405,13 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
         }
         await sleep(100);
       }
+      const end = clients.total();
       const errors = Object.fromEntries(
-        Object.entries(clients.total().errors)
+        Object.entries(end.errors)
           .map(([k, v]) => [k, v - (errorsBefore[k] ?? 0)] as const)
           .filter(([, v]) => v > 0),
       );
-      row.storm = { backWithinMs: back, reconnected: clients.total().reconnects - reconnectsBefore, errors };
+      row.storm = { backWithinMs: back, reconnected: end.reconnects - reconnectsBefore, errors };
     }
     if (o.scenario === 'max-rps') {
       phase = 'max-rps';
@@ -430,7 +426,7 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
         await load.run(rate, 10_000);
         const p99 = pct(load.histogram, 99);
         row.maxRps.push({ rate, p99Ms: p99 });
-        if (p99 > 10) break;
+        if (p99 > P99_BOUND_MS) break;
       }
     }
     return row;
@@ -463,7 +459,7 @@ export async function runBench(argv: string[]): Promise<number> {
     options: { ...o, jwtSecret: undefined, adminToken: undefined },
     method:
       `${o.connections} WebSockets from ${o.clients} raw-socket client processes (127.0.0.2+), each subscribed to one topic and answering pings every ${o.pingIntervalS} s; ` +
-      `${o.rate} req/s of GET /v1/devices (JWT, SQLite, brotli) at a constant arrival rate over 128 keep-alive connections used in turn, latency from the intended send time (HDR); ` +
+      `${o.rate} req/s of GET /v1/devices (JWT, SQLite, brotli) at a constant arrival rate over ${DEFAULT_CONNECTIONS} keep-alive connections used in turn, latency from the intended send time (HDR); ` +
       `${o.durationS} s steady state after a ${o.rampS} s ramp; RSS, PSS and CPU summed over every server process from /proc; heap from /metrics. ` +
       `The WebSocket client processes run at nice ${clientNice(o.scenario)} (they stand in for phones elsewhere); the load generator at normal priority.`,
   };

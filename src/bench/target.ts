@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
 import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
 import { freePort } from '../lib/free-port.js';
+import { startRedis, type RedisServer } from './redis-server.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -53,7 +54,7 @@ export async function startTarget(o: StartOptions): Promise<Target> {
   const port = await freePort();
   const jwtSecret = randomBytes(32).toString('base64url');
   const adminToken = randomBytes(24).toString('base64url');
-  let redis: ChildProcess | null = null;
+  let redis: RedisServer | null = null;
   const env: Record<string, string> = {
     ...(process.env as Record<string, string>),
     ENGINE: o.engine,
@@ -69,12 +70,8 @@ export async function startTarget(o: StartOptions): Promise<Target> {
     ...o.env,
   };
   if (o.workers > 1 && !env.REDIS_URL) {
-    const rport = await freePort();
-    redis = spawn('redis-server', ['--port', String(rport), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    await waitForLine(redis, (l) => l.includes('Ready to accept connections'), 10_000);
-    env.REDIS_URL = `redis://127.0.0.1:${rport}`;
+    redis = await startRedis();
+    env.REDIS_URL = redis.url;
   }
   const log = o.logFile ? createWriteStream(o.logFile) : null;
   let proc: ChildProcess;
@@ -105,13 +102,7 @@ export async function startTarget(o: StartOptions): Promise<Target> {
     },
     async stop() {
       await halt();
-      if (redis) {
-        const r = redis;
-        await new Promise((res) => {
-          r.once('exit', res);
-          r.kill('SIGTERM');
-        });
-      }
+      await redis?.stop();
       rmSync(dataDir, { recursive: true, force: true });
       await new Promise((res) => (log ? log.end(res) : res(null)));
     },
