@@ -25,7 +25,6 @@ export class BackplaneStats {
   published = 0;
   publishErrors = 0;
   received = 0;
-  channels = 0;
 }
 
 const backoff = (retries: number) => Math.min(50 * 2 ** retries, 5000) + Math.floor(Math.random() * 250);
@@ -62,7 +61,6 @@ export class RedisHub implements Hub {
       onPush: (push) => this.pushed(push),
     });
     registry.onInterest = (kind, key, present) => {
-      this.stats.channels += present ? 1 : -1;
       this.sub.send(present ? 'SUBSCRIBE' : 'UNSUBSCRIBE', channelOf(kind, key));
     };
   }
@@ -71,7 +69,7 @@ export class RedisHub implements Hub {
   exposeMetrics(registry: PromRegistry): void {
     const b = this.stats;
     exposeIntegers(registry, 'gauge', 'onebox_backplane_up', 'Redis backplane connected (1) or not (0)', () => b.up);
-    exposeIntegers(registry, 'gauge', 'onebox_backplane_channels', 'Redis channels subscribed for local interest', () => b.channels);
+    exposeIntegers(registry, 'gauge', 'onebox_backplane_channels', 'Redis channels subscribed for local interest', () => this.registry.users.size + this.registry.topics.size);
     exposeIntegers(registry, 'counter', 'onebox_backplane_published_total', 'Messages published to Redis', () => b.published);
     exposeIntegers(registry, 'counter', 'onebox_backplane_publish_errors_total', 'Publishes that failed (Redis down)', () => b.publishErrors);
     exposeIntegers(registry, 'counter', 'onebox_backplane_received_total', 'Messages received from other instances', () => b.received);
