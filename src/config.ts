@@ -44,6 +44,7 @@ const env = z.object({
   MAX_MESSAGE_BYTES: int('MAX_MESSAGE_BYTES', 128, 16 * 1024 * 1024).default(16 * 1024),
   MAX_BUFFERED_BYTES: int('MAX_BUFFERED_BYTES', 1024, 256 * 1024 * 1024).default(512 * 1024),
   MAX_SUBSCRIPTIONS: int('MAX_SUBSCRIPTIONS', 1, 10_000).default(100),
+  MAX_JSON_DEPTH: int('MAX_JSON_DEPTH', 2, 1000).default(32),
   WS_PUBLISH_PREFIXES: csv.default([]),
   WS_PUBLISH_PER_S: int('WS_PUBLISH_PER_S', 1, 1_000_000).default(10),
   DASHBOARD_TIMEOUT_MS: int('DASHBOARD_TIMEOUT_MS', 10, 600_000).default(2000),
@@ -103,6 +104,8 @@ export type Config = Readonly<{
   maxBufferedBytes: number;
   /** Topics one connection may hold. @default 100 */
   maxSubscriptions: number;
+  /** Deepest nesting of client JSON (HTTP bodies and WebSocket frames). @default 32 levels */
+  maxJsonDepth: number;
   /** Topic prefixes clients may publish to. @default none */
   wsPublishPrefixes: readonly string[];
   /** Client publishes per second per connection (burst of twice that). @default 10 */
@@ -191,6 +194,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     maxMessageBytes: e.MAX_MESSAGE_BYTES,
     maxBufferedBytes: e.MAX_BUFFERED_BYTES,
     maxSubscriptions: e.MAX_SUBSCRIPTIONS,
+    maxJsonDepth: e.MAX_JSON_DEPTH,
     wsPublishPrefixes: Object.freeze(e.WS_PUBLISH_PREFIXES),
     wsPublishPerS: e.WS_PUBLISH_PER_S,
     dashboardTimeoutMs: e.DASHBOARD_TIMEOUT_MS,

@@ -40,6 +40,9 @@ Apply pending migrations to the configured database (SQLite in DATA_DIR, or DATA
 };
 
 async function serve(config: Config, log: Logger): Promise<void> {
+  // Every request and message path handles its own failures; a rejection that slips past
+  // one is a bug to log, not a reason to drop every connection of this process.
+  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
   const { loadEngine } = await import('./engine/index.js');
   const { createApp } = await import('./app/create-app.js');
   const engine = await loadEngine(config);
@@ -165,6 +168,10 @@ main(process.argv.slice(2)).then(
     if (code >= 0) process.exit(code);
   },
   (err: unknown) => {
+    if (err instanceof ConfigError) {
+      console.error(`onebox: ${err.message}`);
+      process.exit(2);
+    }
     console.error(`onebox: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     process.exit(1);
   },

@@ -57,6 +57,12 @@ export interface OneboxApp {
   close(): Promise<void>;
 }
 
+/** True when the request announces a body (Content-Length above 0, or chunked). */
+function hasBody(req: Request): boolean {
+  const length = req.headers.get('content-length');
+  return length !== null ? length !== '0' : req.headers.has('transfer-encoding');
+}
+
 export async function createApp(config: Config, log: Logger): Promise<OneboxApp> {
   const db = await openDb(config);
   await migrateToLatest(db);
@@ -116,6 +122,9 @@ export async function createApp(config: Config, log: Logger): Promise<OneboxApp>
   app.use(async (c, next) => {
     await next();
     c.header('X-Content-Type-Options', 'nosniff');
+    // Answered before the body was read (401, 413, 415…): the unread bytes would be taken
+    // for the next request, so this connection must not be reused.
+    if (!c.req.raw.bodyUsed && hasBody(c.req.raw)) c.header('Connection', 'close');
   });
   if (config.corsOrigins.length > 0) app.use(cors({ origin: [...config.corsOrigins], maxAge: 600 }));
   app.use(compress(config.compressMinBytes));
@@ -123,7 +132,8 @@ export async function createApp(config: Config, log: Logger): Promise<OneboxApp>
     bodyLimit({
       maxSize: config.bodyLimitBytes,
       onError: () => {
-        throw new AppError('payload_too_large', `body over ${config.bodyLimitBytes} bytes`);
+        // The rest of the body is never read: the connection must close after this answer.
+        throw new AppError('payload_too_large', `body over ${config.bodyLimitBytes} bytes`, { headers: { Connection: 'close' } });
       },
     }),
   );

@@ -27,6 +27,12 @@ export function jsonError(code: ErrorCode, message: string, field?: string, head
 
 export function handleError(log: Logger): ErrorHandler<AppEnv> {
   return (err, c) => {
+    // The client went away (mid-body, mid-load): nobody reads this answer. It is counted as
+    // 499, as nginx does, and is no server error.
+    if (c.req.raw.signal.aborted) {
+      log.debug({ reqId: c.get('requestId'), route: c.req.routePath, err: (err as Error).message }, 'client went away');
+      return jsonError('client_gone', 'the client went away');
+    }
     if (err instanceof AppError) {
       if (err.status >= 500) log.error({ err, reqId: c.get('requestId'), route: c.req.routePath }, err.message);
       return jsonError(err.code, err.message, err.field, err.headers);

@@ -7,6 +7,7 @@
 import type { ServerWebSocket } from 'bun';
 import type { Conn } from '../realtime/conn.js';
 import type { SocketOps } from '../realtime/gateway.js';
+import { jsonError } from '../app/error-handler.js';
 import { WS_PATH, type Engine } from './types.js';
 
 type Sock = ServerWebSocket<Conn>;
@@ -18,6 +19,14 @@ const ops: SocketOps = {
   close: (s, code, reason) => (s as Sock).close(code, reason),
   terminate: (s) => (s as Sock).terminate(),
 };
+
+const SLASH = 0x2f;
+
+/** The listening address as an authority, for requests that carry no Host. */
+function hostOf(srv: { hostname?: string | undefined; port?: number | undefined }): string {
+  const h = srv.hostname ?? 'localhost';
+  return `${h.includes(':') ? `[${h}]` : h}:${srv.port ?? 80}`;
+}
 
 function isWsPath(url: string): boolean {
   // req.url is absolute: skip scheme and authority without building a URL object.
@@ -32,23 +41,30 @@ export const startBun: Engine = async (config, target, log) => {
     port: config.port,
     hostname: config.host,
     reusePort: config.workers > 1,
-    // A backstop only: the app answers 413 in JSON below this, from Content-Length or while streaming.
-    maxRequestBodySize: config.bodyLimitBytes + 1024 * 1024,
+    // Far above BODY_LIMIT_BYTES so that JavaScript sees every request: Bun's own 413 has an
+    // empty body, while the app answers 413 in JSON from Content-Length or while streaming.
+    maxRequestBodySize: Number.MAX_SAFE_INTEGER,
     idleTimeout: 75,
     async fetch(req, srv) {
       const ip = srv.requestIP(req)?.address ?? '';
+      // HTTP/1.0 without Host: Bun hands over a bare path, which no router can parse.
+      if (req.url.charCodeAt(0) === SLASH) req = new Request(`http://${hostOf(srv)}${req.url}`, req);
       if (!isWsPath(req.url)) return target.fetch(req, { ip });
       if (req.headers.get('upgrade')?.toLowerCase() !== 'websocket') {
         return target.fetch(req, { ip });
       }
-      const decision = await gateway.authorize({ url: req.url, authorization: req.headers.get('authorization'), ip });
+      const h = req.headers;
+      const decision = await gateway.authorize({
+        url: req.url,
+        authorization: h.get('authorization'),
+        ip,
+        version: h.get('sec-websocket-version'),
+        key: h.get('sec-websocket-key'),
+      });
       if (!decision.ok) return new Response(decision.body, { status: decision.status, headers: decision.headers });
       if (srv.upgrade(req, { data: decision.conn })) return undefined;
       gateway.abort(decision.conn);
-      return new Response(JSON.stringify({ error: { code: 'bad_request', message: 'upgrade failed' } }), {
-        status: 400,
-        headers: { 'Content-Type': 'application/json' },
-      });
+      return jsonError('bad_request', 'upgrade failed');
     },
     websocket: {
       maxPayloadLength: config.maxMessageBytes,
@@ -65,10 +81,7 @@ export const startBun: Engine = async (config, target, log) => {
     },
     error(err) {
       log.error({ err }, 'unhandled server error');
-      return new Response(JSON.stringify({ error: { code: 'internal', message: 'internal error' } }), {
-        status: 500,
-        headers: { 'Content-Type': 'application/json' },
-      });
+      return jsonError('internal', 'internal error');
     },
   });
   return {

@@ -12,6 +12,7 @@ import { getRequestListener } from '@hono/node-server';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Conn } from '../realtime/conn.js';
 import type { Gateway, SocketOps } from '../realtime/gateway.js';
+import { ERROR_CODES, errorBody, type ErrorCode } from '../app/errors.js';
 import { WS_PATH, type Engine } from './types.js';
 
 const CONN = Symbol('onebox.conn');
@@ -31,6 +32,12 @@ function rawResponse(socket: Duplex, status: number, headers: Record<string, str
   socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);
 }
 
+/** A JSON error (code and status from the one list) written on a socket Node's HTTP layer gave up on. */
+function rawError(socket: Duplex, code: ErrorCode, message: string, headers: Record<string, string> = {}): void {
+  const all = { 'Content-Type': 'application/json', 'X-Content-Type-Options': 'nosniff', ...headers };
+  rawResponse(socket, ERROR_CODES[code], all, errorBody(code, message));
+}
+
 function ignore(): void {}
 
 export const startNode: Engine = async (config, target, log) => {
@@ -42,6 +49,12 @@ export const startNode: Engine = async (config, target, log) => {
     perMessageDeflate: false,
     clientTracking: false,
   });
+
+  // A handshake ws refuses (method, Upgrade, key, version, subprotocol) is answered in JSON
+  // like every other error; RFC 6455 4.4 asks for the versions we speak beside it.
+  wss.on('wsClientError', (err: Error, socket: Duplex) =>
+    rawError(socket, 'bad_request', err.message, { 'Sec-WebSocket-Version': '13' }),
+  );
 
   const connOf = (ws: WebSocket) => (ws as Sock)[CONN];
   function onMessage(this: WebSocket, data: RawData, isBinary: boolean): void {
@@ -57,43 +70,58 @@ export const startNode: Engine = async (config, target, log) => {
     log.debug({ err: err.message, conn: connOf(this).id }, 'websocket error');
   }
 
-  const listener = getRequestListener((req, env) =>
-    target.fetch(req, { ip: (env as { incoming: IncomingMessage }).incoming.socket.remoteAddress ?? '' }),
+  const listener = getRequestListener(
+    (req, env) => target.fetch(req, { ip: (env as { incoming: IncomingMessage }).incoming.socket.remoteAddress ?? '' }),
+    // HTTP/1.0 health checks send no Host: the request is built against the listen address.
+    { hostname: config.host.includes(':') ? `[${config.host}]` : config.host },
   );
-  const server = createServer({ keepAliveTimeout: 75_000, headersTimeout: 20_000, requestTimeout: 60_000 }, listener);
+  const server = createServer(
+    { keepAliveTimeout: 75_000, headersTimeout: 20_000, requestTimeout: 60_000, requireHostHeader: false },
+    listener,
+  );
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', ignore);
     const path = req.url ?? '/';
     if (!(path === WS_PATH || path.startsWith(`${WS_PATH}?`))) {
-      rawResponse(socket, 404, { 'Content-Type': 'application/json' }, JSON.stringify({ error: { code: 'not_found', message: 'no WebSocket here' } }));
+      rawError(socket, 'not_found', 'no WebSocket here');
       return;
     }
     void upgrade(gateway, req, socket, head);
   });
 
   async function upgrade(gw: Gateway, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    const decision = await gw.authorize({ url: req.url ?? '/', authorization: req.headers.authorization, ip: req.socket.remoteAddress ?? '' });
+    const h = req.headers;
+    const decision = await gw.authorize({
+      url: req.url ?? '/',
+      authorization: h.authorization,
+      ip: req.socket.remoteAddress ?? '',
+      version: h['sec-websocket-version'],
+      key: h['sec-websocket-key'],
+    });
     if (!decision.ok) return rawResponse(socket, decision.status, decision.headers, decision.body);
-    if (socket.destroyed) return gw.abort(decision.conn);
+    const conn = decision.conn;
+    if (socket.destroyed) return gw.abort(conn);
     socket.removeListener('error', ignore);
     wss.handleUpgrade(req, socket, head, (ws) => {
       const sock = ws as Sock;
-      sock[CONN] = decision.conn;
+      sock[CONN] = conn;
       sock.on('message', onMessage);
       sock.on('pong', onPong);
       sock.on('close', onClose);
       sock.on('error', onError);
-      gw.open(decision.conn, sock);
+      gw.open(conn, sock);
     });
+    // Without verifyClient, ws completes or refuses a handshake synchronously: it answers a
+    // bad one (version, key) itself and destroys a socket that went away, never calling back.
+    // Either way the slot comes back now; abort() after open() is a no-op.
+    if (conn.sock === null) gw.abort(conn);
   }
 
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
-    const overflow = err.code === 'HPE_HEADER_OVERFLOW';
-    const status = overflow ? 431 : 400;
-    const code = overflow ? 'headers_too_large' : 'bad_request';
-    rawResponse(socket, status, { 'Content-Type': 'application/json' }, JSON.stringify({ error: { code, message: STATUS_CODES[status] } }));
+    const code = err.code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large' : 'bad_request';
+    rawError(socket, code, STATUS_CODES[ERROR_CODES[code]]!);
   });
 
   await new Promise<void>((resolve, reject) => {

@@ -35,7 +35,13 @@ export interface UpgradeRequest {
   url: string;
   authorization: string | null | undefined;
   ip: string;
+  /** Sec-WebSocket-Version and Sec-WebSocket-Key, checked before anything is counted. */
+  version: string | null | undefined;
+  key: string | null | undefined;
 }
+
+/** A Sec-WebSocket-Key is the base64 of 16 bytes (RFC 6455 section 4.1). */
+const WS_KEY = /^[+/0-9A-Za-z]{21}[AQgw]==$/;
 
 export type UpgradeDecision =
   | { ok: true; conn: Conn }
@@ -52,6 +58,7 @@ export class GatewayStats {
   pingsSent = 0;
   slowConsumers = 0;
   idleTimeouts = 0;
+  frameFailures = 0;
   readonly refused = new Map<string, number>();
   readonly closes = new Map<number, number>();
 }
@@ -65,6 +72,12 @@ export class Gateway {
   readonly ceiling: number;
   private readonly heartbeat: Heartbeat;
   private readonly perIp = new Map<string, number>();
+  /**
+   * Connections we closed that have not finished the closing handshake, with the time they
+   * are terminated at. A client that never reads again would otherwise hold its socket and
+   * queued bytes until the runtime's own timeout (30 s in ws, none on Bun).
+   */
+  private readonly closingUntil = new Map<Conn, number>();
   private nextId = 1;
   private draining = false;
   private emptyWaiters: Array<() => void> = [];
@@ -88,6 +101,7 @@ export class Gateway {
         this.forget(conn);
         this.ops!.terminate(conn.sock);
       },
+      tick: (now) => this.cutOffClosing(now),
     });
     this.local = new LocalHub(this.registry, (conn, text) => this.deliver(conn, text));
     this.hub = this.local;
@@ -101,6 +115,11 @@ export class Gateway {
 
   /** Decide an upgrade: draining, ceiling, per-address limit, then the token. */
   async authorize(req: UpgradeRequest): Promise<UpgradeDecision> {
+    // RFC 6455 section 4.4: another version is refused with the version we speak.
+    if (req.version !== '13') {
+      return this.refuse('handshake', 426, 'Sec-WebSocket-Version must be 13', 'upgrade_required', { 'Sec-WebSocket-Version': '13' });
+    }
+    if (!req.key || !WS_KEY.test(req.key)) return this.refuse('handshake', 400, 'invalid Sec-WebSocket-Key', 'bad_request');
     if (this.draining) return this.refuse('draining', 503, 'server is shutting down');
     if (this.stats.open + this.stats.pending >= this.ceiling) {
       return this.refuse('ceiling', 503, 'connection ceiling reached');
@@ -128,13 +147,24 @@ export class Gateway {
     return { ok: true, conn: new Conn(this.nextId++, userId, req.ip, Date.now(), this.config.wsPublishPerS * 2) };
   }
 
-  /** The engine could not complete an authorized upgrade. */
+  /**
+   * The engine could not complete an authorized upgrade (bad handshake, client gone). Every
+   * authorized upgrade ends in exactly one of `open` or `abort`; a second call is ignored,
+   * so an engine may call this from every path that can lose the socket.
+   */
   abort(conn: Conn): void {
+    if (conn.sock !== null || conn.closing) return;
+    conn.closing = true;
     this.stats.pending--;
     this.releaseIp(conn.ip);
   }
 
   open(conn: Conn, sock: unknown): void {
+    if (conn.closing) {
+      // Aborted already (the engine gave up on it): its slot is released, so drop the socket.
+      this.ops!.terminate(sock);
+      return;
+    }
     this.stats.pending--;
     this.stats.open++;
     conn.sock = sock;
@@ -151,12 +181,18 @@ export class Gateway {
       return;
     }
     const text = typeof data === 'string' ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8');
-    const frame = parseFrame(text);
+    const frame = parseFrame(text, this.config.maxJsonDepth);
     if (frame instanceof FrameError) {
       this.send(conn, frames.error(frame.code, frame.message, frame.id));
       return;
     }
-    this.handle(conn, frame);
+    // Nothing a client sends may reach the process: an exception here would be uncaught in
+    // ws's listener on Node. The connection is told, and it and every other stay up.
+    try {
+      this.handle(conn, frame);
+    } catch (err) {
+      this.failed(conn, err, frame.op, frame.id);
+    }
   }
 
   pong(conn: Conn): void {
@@ -165,6 +201,7 @@ export class Gateway {
 
   /** The engine reports a closed socket (whoever closed it). */
   closed(conn: Conn, code: number): void {
+    this.closingUntil.delete(conn);
     this.stats.closes.set(code, (this.stats.closes.get(code) ?? 0) + 1);
     this.forget(conn);
     this.registry.removeUser(conn);
@@ -223,6 +260,7 @@ export class Gateway {
     exposeIntegers(registry, 'counter', 'onebox_ws_pings_sent_total', 'Protocol pings sent', () => s.pingsSent);
     exposeIntegers(registry, 'counter', 'onebox_ws_slow_consumers_total', 'Connections dropped for backpressure', () => s.slowConsumers);
     exposeIntegers(registry, 'counter', 'onebox_ws_idle_timeouts_total', 'Connections terminated for silence', () => s.idleTimeouts);
+    exposeIntegers(registry, 'counter', 'onebox_ws_frame_failures_total', 'Frames whose handling failed (answered with an internal error frame)', () => s.frameFailures);
   }
 
   private handle(conn: Conn, f: ClientFrame): void {
@@ -258,10 +296,17 @@ export class Gateway {
           return;
         }
         this.send(conn, frames.ack('pub', f.topic, f.id));
-        void this.hub.publish(f.topic, f.data, conn.userId);
+        this.hub.publish(f.topic, f.data, conn.userId).catch((err: unknown) => this.failed(conn, err, f.op, f.id));
         return;
       }
     }
+  }
+
+  /** A frame's handling threw or rejected: log it, tell that connection, keep serving. */
+  private failed(conn: Conn, err: unknown, op: string, id: unknown): void {
+    this.stats.frameFailures++;
+    this.log.error({ err, conn: conn.id, op }, 'websocket frame failed');
+    this.send(conn, frames.error('internal', 'the server could not handle this frame', id));
   }
 
   private takePublishToken(conn: Conn): boolean {
@@ -293,7 +338,18 @@ export class Gateway {
   private close(conn: Conn, code: number, reason: string): void {
     if (conn.closing) return;
     this.forget(conn);
+    // A queued close frame goes out after the queued data: a slow consumer that reads again
+    // gets both. One that does not is terminated after one ping interval.
+    this.closingUntil.set(conn, Date.now() + this.config.pingIntervalMs);
     this.ops!.close(conn.sock, code, reason);
+  }
+
+  private cutOffClosing(now: number): void {
+    for (const [conn, until] of this.closingUntil) {
+      if (until > now) continue;
+      this.closingUntil.delete(conn);
+      if (conn.sock !== null) this.ops!.terminate(conn.sock);
+    }
   }
 
   /** Stop routing anything to this connection (it stays listed by user until closed). */
@@ -309,9 +365,9 @@ export class Gateway {
     else this.perIp.set(ip, n);
   }
 
-  private refuse(reason: string, status: number, message: string, code?: string): UpgradeDecision {
+  private refuse(reason: string, status: number, message: string, code?: string, extra?: Record<string, string>): UpgradeDecision {
     this.stats.refused.set(reason, (this.stats.refused.get(reason) ?? 0) + 1);
-    const headers: Record<string, string> = { 'Content-Type': 'application/json', 'X-Content-Type-Options': 'nosniff' };
+    const headers: Record<string, string> = { 'Content-Type': 'application/json', 'X-Content-Type-Options': 'nosniff', ...extra };
     if (status === 503) headers['Retry-After'] = String(1 + Math.floor(Math.random() * 10));
     const errCode = code ?? 'over_capacity';
     return { ok: false, status, headers, body: errorBody(errCode as never, message) };

@@ -14,6 +14,8 @@ import type { Conn } from './conn.js';
 export interface HeartbeatHooks {
   ping(conn: Conn): void;
   idle(conn: Conn): void;
+  /** Runs once per tick, after the idle sweep. */
+  tick(now: number): void;
 }
 
 export class Heartbeat {
@@ -75,6 +77,7 @@ export class Heartbeat {
       this.hooks.idle(conn);
     }
     for (const conn of bucket) this.hooks.ping(conn);
+    this.hooks.tick(now);
   }
 
   private append(conn: Conn): void {

@@ -5,10 +5,14 @@
  * `error {code, message, id?}`, `pong {id, ts}`.
  */
 
+import { checkJsonBounds } from '../lib/json.js';
+
 /** Codes of `error` frames; docs/errors.md lists the same set. */
 export const WS_ERROR_CODES = [
   'bad_json',
+  'json_too_deep',
   'bad_frame',
+  'internal',
   'unknown_op',
   'invalid_topic',
   'forbidden_topic',
@@ -51,8 +55,12 @@ export function isValidTopic(topic: unknown): topic is string {
   return typeof topic === 'string' && TOPIC.test(topic);
 }
 
-/** Parse one text frame; returns a FrameError for anything malformed. */
-export function parseFrame(text: string): ClientFrame | FrameError {
+/** Parse one text frame; returns a FrameError for anything malformed or nested past maxDepth. */
+export function parseFrame(text: string, maxDepth: number): ClientFrame | FrameError {
+  // NUL is fine here: frames are relayed as JSON text, never stored as text columns.
+  if (checkJsonBounds(text, maxDepth, false) === 'too_deep') {
+    return new FrameError('json_too_deep', `frame nested deeper than ${maxDepth} levels`);
+  }
   let v: unknown;
   try {
     v = JSON.parse(text);

@@ -22,6 +22,7 @@ interface BunDatabase {
   prepare(sql: string): BunStatement;
   exec(sql: string): void;
   close(): void;
+  readonly inTransaction: boolean;
 }
 
 function adaptBun(db: BunDatabase): SqliteDatabase {
@@ -39,16 +40,27 @@ function adaptBun(db: BunDatabase): SqliteDatabase {
   };
 }
 
+const NO_OP: SqliteStatement = {
+  reader: false,
+  all: () => [],
+  run: () => ({ changes: 0, lastInsertRowid: 0 }),
+  iterate: () => [][Symbol.iterator](),
+};
+
 /**
  * Kysely's SQLite driver prepares every query anew; preparing was a tenth of the CPU of a
  * simple GET. Queries built by Kysely have a small fixed set of SQL texts, so statements
  * are cached by text (bounded, oldest dropped first).
  */
-function cachePrepared(db: SqliteDatabase, max = 500): SqliteDatabase {
+function cachePrepared(db: SqliteDatabase, inTransaction: () => boolean, max = 500): SqliteDatabase {
   const cache = new Map<string, SqliteStatement>();
   return {
     close: () => db.close(),
     prepare(sql: string): SqliteStatement {
+      // SQLite rolls a transaction back by itself on some errors (SQLITE_FULL, SQLITE_IOERR):
+      // Kysely's ROLLBACK would then fail with "no transaction is active" and that error
+      // would replace the cause (a full disk) in the log.
+      if (sql === 'rollback') return inTransaction() ? db.prepare(sql) : NO_OP;
       let stmt = cache.get(sql);
       if (!stmt) {
         stmt = db.prepare(sql);
@@ -67,10 +79,10 @@ export async function openSqlite(file: string): Promise<SqliteDatabase> {
     const { Database } = (await import(spec)) as { Database: new (f: string, o: object) => BunDatabase };
     const db = new Database(file, { create: true, strict: false });
     for (const p of PRAGMAS) db.exec(p);
-    return cachePrepared(adaptBun(db));
+    return cachePrepared(adaptBun(db), () => db.inTransaction);
   }
   const { default: Database } = await import('better-sqlite3');
   const db = new Database(file);
   for (const p of PRAGMAS) db.exec(p);
-  return cachePrepared(db as unknown as SqliteDatabase);
+  return cachePrepared(db as unknown as SqliteDatabase, () => db.inTransaction);
 }

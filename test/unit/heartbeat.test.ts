@@ -5,7 +5,7 @@ import { Heartbeat } from '../../src/realtime/heartbeat.js';
 
 test('pings are spread evenly over the interval, each connection once per interval', () => {
   const pinged: number[] = [];
-  const hb = new Heartbeat(1000, 2500, { ping: (c) => pinged.push(c.id), idle: () => undefined });
+  const hb = new Heartbeat(1000, 2500, { ping: (c) => pinged.push(c.id), idle: () => undefined, tick: () => undefined });
   const conns = Array.from({ length: 400 }, (_, i) => new Conn(i, 'u', '127.0.0.1', 0, 1));
   for (const c of conns) hb.add(c, 0);
   const perTick: number[] = [];
@@ -23,7 +23,7 @@ test('pings are spread evenly over the interval, each connection once per interv
 
 test('silent connections are terminated once past the idle timeout, active ones kept', () => {
   const idle: number[] = [];
-  const hb = new Heartbeat(1000, 2500, { ping: () => undefined, idle: (c) => idle.push(c.id) });
+  const hb = new Heartbeat(1000, 2500, { ping: () => undefined, idle: (c) => idle.push(c.id), tick: () => undefined });
   const quiet = new Conn(1, 'u', '127.0.0.1', 0, 1);
   const chatty = new Conn(2, 'u', '127.0.0.1', 0, 1);
   hb.add(quiet, 0);

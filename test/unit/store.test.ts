@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { sql } from 'kysely';
 import { openDb, type Db } from '../../src/store/db.js';
 import { DeviceStore } from '../../src/store/devices.js';
 import { countEvents, EventWriter } from '../../src/store/events.js';
@@ -105,3 +106,29 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
     });
   });
 }
+
+describe('SQLite on a full disk', () => {
+  test('a failed transaction reports the cause, not "no transaction is active"', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'onebox-full-'));
+    const db = await openDb({ databaseUrl: undefined, dataDir: dir });
+    try {
+      await migrateToLatest(db);
+      // max_page_count makes SQLite answer SQLITE_FULL as a full disk would; SQLite then
+      // rolls the transaction back by itself.
+      const pages = Number((await sql<{ page_count: number }>`PRAGMA page_count`.execute(db)).rows[0]!.page_count);
+      await sql`PRAGMA max_page_count = ${sql.raw(String(pages + 2))}`.execute(db);
+      const user = (await new UserStore(db).create('full@example.com', 'hash', null))!;
+      const big = JSON.stringify({ pad: 'x'.repeat(3000) });
+      const rows = Array.from({ length: 200 }, (_, i) => ({ user_id: user.id, type: 't', ts: i, props: big, received_at: i }));
+      await assert.rejects(
+        db.transaction().execute(async (tx) => {
+          for (const r of rows) await tx.insertInto('events').values(r).execute();
+        }),
+        (err: Error) => /full/i.test(err.message) && !/no transaction/i.test(err.message),
+      );
+    } finally {
+      await db.destroy();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ConfigError } from '../../config.js';
 import type { Logger } from '../../ops/logger.js';
 
 /** Resolve the signing secret. */
@@ -19,5 +20,11 @@ export function resolveJwtSecret(configured: string | undefined, dataDir: string
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
   }
-  return readFileSync(file, 'utf8').trim();
+  const secret = readFileSync(file, 'utf8').trim();
+  // An empty or truncated file (a full disk at first start, a hand edit) would sign tokens
+  // with a weak key, or fail on the first login: refuse to start instead.
+  if (secret.length < 32) {
+    throw new ConfigError(`${file} holds ${secret.length ? 'a secret under 32 characters' : 'no secret'}: remove it to generate a new one, or set JWT_SECRET`);
+  }
+  return secret;
 }

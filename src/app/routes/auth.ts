@@ -30,7 +30,7 @@ export function authRoutes(s: Services): { routes: Hono<AppEnv>; close(): void }
 
   app.post('/v1/auth/signup', async (c) => {
     const ip = clientIp(s.config.trustProxy, c.env.ip, c.req.header('x-forwarded-for'));
-    const body = await readJson(c, SignupBody);
+    const body = await readJson(c, SignupBody, s.config.maxJsonDepth);
     limit(ip, body.email);
     const user = await s.users.create(body.email, await hashPassword(body.password), body.displayName ?? null);
     if (!user) throw new AppError('email_taken', 'an account with this email exists');
@@ -39,7 +39,7 @@ export function authRoutes(s: Services): { routes: Hono<AppEnv>; close(): void }
 
   app.post('/v1/auth/login', async (c) => {
     const ip = clientIp(s.config.trustProxy, c.env.ip, c.req.header('x-forwarded-for'));
-    const body = await readJson(c, LoginBody);
+    const body = await readJson(c, LoginBody, s.config.maxJsonDepth);
     limit(ip, body.email);
     const user = await s.users.byEmail(body.email);
     if (!(await verifyPassword(body.password, user?.password_hash)) || !user) {

@@ -41,7 +41,7 @@ export function deviceRoutes(s: Services): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   const user = requireUser(s);
   app.post('/v1/devices', user, async (c) => {
-    const body = await readJson(c, DeviceBody);
+    const body = await readJson(c, DeviceBody, s.config.maxJsonDepth);
     const row =
       body.platform === 'web'
         ? await s.devices.upsert(c.get('userId'), 'web', body.token.endpoint, JSON.stringify(body.token.keys))

@@ -33,7 +33,7 @@ export const EventsBody = z.strictObject({ events: z.array(EventSchema).min(1).m
 export function eventRoutes(s: Services): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.post('/v1/events', requireUser(s), async (c) => {
-    const body = await readJson(c, EventsBody);
+    const body = await readJson(c, EventsBody, s.config.maxJsonDepth);
     const userId = c.get('userId');
     const now = Date.now();
     await s.events.write(

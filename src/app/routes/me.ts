@@ -32,7 +32,7 @@ export function meRoutes(s: Services): Hono<AppEnv> {
     return c.json({ user: toPublicUser(user) });
   });
   app.patch('/v1/me', user, async (c) => {
-    const body = await readJson(c, PatchMeBody);
+    const body = await readJson(c, PatchMeBody, s.config.maxJsonDepth);
     const user = await s.users.updateProfile(c.get('userId'), {
       ...(body.displayName !== undefined && { display_name: body.displayName }),
       ...(body.avatarUrl !== undefined && { avatar_url: body.avatarUrl }),

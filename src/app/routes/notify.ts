@@ -29,7 +29,7 @@ export const NotifyBody = z
 export function notifyRoutes(s: Services): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.post('/v1/notify', requireAdmin(s), async (c) => {
-    const n = await readJson(c, NotifyBody);
+    const n = await readJson(c, NotifyBody, s.config.maxJsonDepth);
     const id = randomUUID();
     const payload = { title: n.title, body: n.body, data: n.data ?? {} };
     const frame = { id, ...payload };
