@@ -41,7 +41,12 @@ export const startBun: Engine = async (config, target, log) => {
       if (req.headers.get('upgrade')?.toLowerCase() !== 'websocket') {
         return target.fetch(req, { ip });
       }
-      const decision = await gateway.authorize({ url: req.url, authorization: req.headers.get('authorization'), ip });
+      const decision = await gateway.authorize({
+        url: req.url,
+        authorization: req.headers.get('authorization'),
+        ip,
+        forwarded: req.headers.get('x-forwarded-for'),
+      });
       if (!decision.ok) return new Response(decision.body, { status: decision.status, headers: decision.headers });
       if (srv.upgrade(req, { data: decision.conn })) return undefined;
       gateway.abort(decision.conn);

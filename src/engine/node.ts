@@ -73,7 +73,12 @@ export const startNode: Engine = async (config, target, log) => {
   });
 
   async function upgrade(gw: Gateway, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    const decision = await gw.authorize({ url: req.url ?? '/', authorization: req.headers.authorization, ip: req.socket.remoteAddress ?? '' });
+    const decision = await gw.authorize({
+      url: req.url ?? '/',
+      authorization: req.headers.authorization,
+      ip: req.socket.remoteAddress ?? '',
+      forwarded: req.headers['x-forwarded-for'],
+    });
     if (!decision.ok) return rawResponse(socket, decision.status, decision.headers, decision.body);
     if (socket.destroyed) return gw.abort(decision.conn);
     socket.removeListener('error', ignore);
