@@ -4,6 +4,7 @@
  * names the variable and the form it accepts.
  */
 import { z } from 'zod';
+import { parseTrustProxy, type TrustProxy } from './lib/client-address.js';
 
 const int = (name: string, min: number, max: number) =>
   z
@@ -30,7 +31,15 @@ const env = z.object({
   JWT_SECRET: z.string().min(32, 'JWT_SECRET must be at least 32 characters').optional(),
   JWT_TTL_S: int('JWT_TTL_S', 60, 31_536_000).default(86_400),
   ADMIN_TOKEN: z.string().min(16, 'ADMIN_TOKEN must be at least 16 characters').optional(),
-  TRUST_PROXY: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
+  TRUST_PROXY: z
+    .string()
+    .default('false')
+    .transform((v, ctx) => {
+      const t = parseTrustProxy(v);
+      if (typeof t !== 'string') return t;
+      ctx.addIssue({ code: 'custom', message: `TRUST_PROXY: ${t}` });
+      return z.NEVER;
+    }),
   CORS_ORIGINS: csv.default([]),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   SHUTDOWN_GRACE_MS: int('SHUTDOWN_GRACE_MS', 0, 600_000).default(10_000),
@@ -79,8 +88,11 @@ export type Config = Readonly<{
   /** Token lifetime. @default 86400 s */
   jwtTtlS: number;
   adminToken: string | undefined;
-  /** Take the client address from X-Forwarded-For (behind nginx). @default false */
-  trustProxy: boolean;
+  /**
+   * Which X-Forwarded-For entries to believe (lib/client-address.ts): off, a number of
+   * trusted proxy hops (`true` = 1), or a list of proxy addresses/CIDRs. @default off
+   */
+  trustProxy: TrustProxy;
   corsOrigins: readonly string[];
   logLevel: string;
   /** Time in-flight work gets to finish after SIGTERM. @default 10000 ms */
@@ -89,10 +101,11 @@ export type Config = Readonly<{
   bodyLimitBytes: number;
   /** Responses smaller than this go uncompressed. @default 1024 bytes */
   compressMinBytes: number;
-  /** Login/signup attempts per client address and per email. @default 20 per minute */
+  /** Login/signup attempts per client address and per email, per box. @default 20 per minute */
   authRatePerMin: number;
   /** Upgrade ceiling of this process; derived from the open-file limit when unset. */
   maxConnections: number | undefined;
+  /** WebSocket connections per client address, per box (all workers). @default unlimited */
   maxConnectionsPerIp: number | undefined;
   /** @default 30000 ms */
   pingIntervalMs: number;

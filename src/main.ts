@@ -6,8 +6,9 @@ import { spawn } from 'node:child_process';
 import { loadConfig, ConfigError, type Config } from './config.js';
 import { createLogger, type Logger } from './ops/logger.js';
 import { CLOSE } from './realtime/protocol.js';
-import { reportToSupervisor, supervise, workerIndex } from './engine/cluster.js';
+import { reportToSupervisor, supervise, supervisorPort, workerIndex } from './engine/cluster.js';
 import { SystemdNotifier } from './ops/systemd.js';
+import { SupervisorLimits } from './lib/supervisor-limits.js';
 
 // The app, store and engine load lazily: a WORKERS>1 supervisor only supervises and
 // should not carry the application's memory.
@@ -46,7 +47,10 @@ async function serve(config: Config, log: Logger): Promise<void> {
   const { loadEngine } = await import('./engine/index.js');
   const { createApp } = await import('./app/create-app.js');
   const engine = await loadEngine(config);
-  const app = await createApp(config, log);
+  // A supervised worker counts box-wide limits in the supervisor's tables.
+  const port = workerIndex() === undefined ? undefined : supervisorPort();
+  const limits = port && new SupervisorLimits(port);
+  const app = await createApp(config, log, limits);
   const server = await engine(config, { fetch: app.fetch, gateway: app.gateway }, log);
   app.lifecycle.ready();
   app.startBackground();

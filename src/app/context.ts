@@ -13,6 +13,8 @@ import type { PushWorker } from '../push/worker.js';
 import type { LiveStats } from '../ops/live-stats.js';
 import type { LoopMonitor } from '../ops/loop-monitor.js';
 import type { TokenService } from './auth/tokens.js';
+import { clientAddress, type TrustProxy } from '../lib/client-address.js';
+import type { Limits } from '../lib/limits.js';
 
 /** What the engine hands the app with each request. */
 export interface Bindings {
@@ -45,18 +47,18 @@ export interface Services {
   push: PushWorker;
   live: LiveStats;
   loopMonitor: LoopMonitor;
+  /** The box's limit tables (the supervisor's when WORKERS>1). */
+  limits: Limits;
   /** Dashboard loads that observed an abort, by load. */
   dashboardAborts: { profile: number; metrics: number };
 }
 
-/** The client address: the peer, or the last X-Forwarded-For hop when TRUST_PROXY is on. */
-export function clientIp(trustProxy: boolean, peer: string, forwarded: string | null | undefined): string {
-  if (trustProxy && forwarded) {
-    const hops = forwarded.split(',');
-    const last = hops[hops.length - 1]?.trim();
-    if (last) return last;
-  }
-  return peer;
+/**
+ * The client address: the peer, or the X-Forwarded-For entry TRUST_PROXY designates. The
+ * WebSocket gateway derives it with the same function, so both sides count one client.
+ */
+export function clientIp(trust: TrustProxy, peer: string, forwarded: string | null | undefined): string {
+  return clientAddress(trust, peer, forwarded);
 }
 
 /** True for 127.0.0.0/8, ::1 and IPv4-mapped loopback. */

@@ -12,6 +12,9 @@ import type { Logger } from '../ops/logger.js';
 import { Lifecycle } from '../ops/lifecycle.js';
 import { createMetrics, exposeIntegers, type Metrics } from '../ops/metrics.js';
 import { Gateway } from '../realtime/gateway.js';
+import type { Limits } from '../lib/limits.js';
+import { LocalLimits } from '../lib/local-limits.js';
+import { SupervisorLimits } from '../lib/supervisor-limits.js';
 import type { WorkerFigures } from '../engine/cluster.js';
 import { openDb, type Db } from '../store/db.js';
 import { migrateToLatest } from '../store/migrations.js';
@@ -63,13 +66,17 @@ function hasBody(req: Request): boolean {
   return length !== null ? length !== '0' : req.headers.has('transfer-encoding');
 }
 
-export async function createApp(config: Config, log: Logger): Promise<OneboxApp> {
+/**
+ * @param limits the box's limit tables: the supervisor's (SupervisorLimits) in a WORKERS>1
+ *   worker. @default in-process counters
+ */
+export async function createApp(config: Config, log: Logger, limits: Limits = new LocalLimits()): Promise<OneboxApp> {
   const db = await openDb(config);
   await migrateToLatest(db);
   const metrics = createMetrics();
   const lifecycle = new Lifecycle();
   const tokens = new TokenService(resolveJwtSecret(config.jwtSecret, config.dataDir, log), config.jwtTtlS);
-  const gateway = new Gateway(config, tokens, log);
+  const gateway = new Gateway(config, tokens, log, limits);
   const backplane = config.redisUrl
     ? new (await import('../realtime/backplane.js')).RedisHub(config.redisUrl, gateway.local, gateway.registry, log)
     : null;
@@ -91,6 +98,7 @@ export async function createApp(config: Config, log: Logger): Promise<OneboxApp>
     events: new EventWriter(db),
     outbox,
     hub: gateway.hub,
+    limits,
     push: await createPushWorker(config, outbox, devices, log),
     dashboardAborts: { profile: 0, metrics: 0 },
     live: new LiveStats(),
@@ -111,6 +119,9 @@ export async function createApp(config: Config, log: Logger): Promise<OneboxApp>
   exposeIntegers(metrics.registry, 'gauge', 'onebox_cluster_heap_used_bytes', 'JavaScript heap used per worker (WORKERS>1)', perWorker((w) => w.heapBytes), ['worker', 'pid']);
   exposeIntegers(metrics.registry, 'counter', 'onebox_cluster_worker_restarts_total', 'Restarts per worker slot (WORKERS>1)', perWorker((w) => w.restarts), ['worker', 'pid']);
   exposeIntegers(metrics.registry, 'counter', 'onebox_event_flushes_total', 'Event ingestion transactions', () => s.events.flushes);
+  if (limits instanceof SupervisorLimits) {
+    exposeIntegers(metrics.registry, 'counter', 'onebox_limits_ipc_timeouts_total', 'Limit requests the supervisor did not answer in time (WORKERS>1)', () => limits.stats.timeouts);
+  }
   exposeIntegers(metrics.registry, 'gauge', 'onebox_http_requests_in_flight', 'HTTP requests being served', () => lifecycle.inflight);
 
   const app = new Hono<AppEnv>();
@@ -151,9 +162,8 @@ export async function createApp(config: Config, log: Logger): Promise<OneboxApp>
     await next();
   });
 
-  const auth = authRoutes(s);
   app.route('/', healthRoutes(s));
-  app.route('/', auth.routes);
+  app.route('/', authRoutes(s));
   app.route('/', meRoutes(s));
   app.route('/', notifyRoutes(s));
   app.route('/', dashboardRoutes(s));
@@ -198,7 +208,7 @@ export async function createApp(config: Config, log: Logger): Promise<OneboxApp>
       await s.push.stop();
       await backplane?.stop();
       await s.events.drain();
-      auth.close();
+      if (limits instanceof SupervisorLimits) limits.close();
       metrics.close();
       await db.destroy();
     },

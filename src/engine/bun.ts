@@ -60,6 +60,7 @@ export const startBun: Engine = async (config, target, log) => {
         ip,
         version: h.get('sec-websocket-version'),
         key: h.get('sec-websocket-key'),
+        forwarded: h.get('x-forwarded-for'),
       });
       if (!decision.ok) return new Response(decision.body, { status: decision.status, headers: decision.headers });
       if (srv.upgrade(req, { data: decision.conn })) return undefined;

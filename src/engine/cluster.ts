@@ -8,10 +8,16 @@
  * module (the primary accepts and hands connections round-robin). Workers report their
  * figures over IPC every second; the supervisor sends the whole table back to every
  * worker, so any worker's /metrics and /status show every process and the total.
+ *
+ * The supervisor also keeps the box's limit tables (login rate limit, WebSocket slots per
+ * client address): workers ask over the same channel (lib/supervisor-limits.ts), slots are
+ * held per worker pid and released when that worker exits.
  */
 import type { ChildProcess } from 'node:child_process';
 import { freePort } from '../lib/free-port.js';
 import type { Config } from '../config.js';
+import { LocalLimits } from '../lib/local-limits.js';
+import { answerLimits, isLimitsRequest, type IpcPort, type LimitsReply, type LimitsRequest } from '../lib/supervisor-limits.js';
 import type { Logger } from '../ops/logger.js';
 import type { SystemdNotifier } from '../ops/systemd.js';
 
@@ -26,8 +32,11 @@ export interface WorkerFigures {
   restarts: number;
 }
 
-type ToSupervisor = { type: 'ready'; port: number } | ({ type: 'stats' } & Omit<WorkerFigures, 'index' | 'restarts'>);
-type ToWorker = { type: 'cluster'; workers: WorkerFigures[] };
+type ToSupervisor =
+  | { type: 'ready'; port: number }
+  | ({ type: 'stats' } & Omit<WorkerFigures, 'index' | 'restarts'>)
+  | LimitsRequest;
+type ToWorker = { type: 'cluster'; workers: WorkerFigures[] } | LimitsReply;
 
 interface Handle {
   pid: number;
@@ -75,6 +84,7 @@ export async function supervise(config: Config, log: Logger, prepare: () => Prom
   const spawn = await spawner(process.argv[1]!);
   const table = new Map<number, WorkerFigures>();
   const handles = new Map<number, Handle>();
+  const limits = new LocalLimits();
   let stopping = false;
   let readyCount = 0;
   let announced = false;
@@ -84,7 +94,16 @@ export async function supervise(config: Config, log: Logger, prepare: () => Prom
     const h = spawn(index, { ONEBOX_WORKER: String(index), PORT: String(port), WORKERS: String(config.workers) });
     handles.set(index, h);
     table.set(index, { index, pid: h.pid, connections: 0, rssBytes: 0, heapBytes: 0, rps: 0, p99Ms: 0, restarts });
+    let alive = true;
     h.proc.on('message', (m: ToSupervisor) => {
+      if (isLimitsRequest(m)) {
+        // 'exit' may be seen before the last messages of the channel: a dead worker's
+        // requests are dropped, or a slot taken for it would never come back.
+        if (!alive) return;
+        const reply = answerLimits(limits, h.pid, m);
+        if (reply) h.send(reply);
+        return;
+      }
       const row = table.get(index)!;
       if (m.type === 'ready') {
         if (!announced && ++readyCount === config.workers) {
@@ -97,6 +116,9 @@ export async function supervise(config: Config, log: Logger, prepare: () => Prom
       }
     });
     h.proc.once('exit', (code, signal) => {
+      alive = false;
+      const freed = limits.releaseOwner(h.pid);
+      if (freed > 0) log.info({ worker: index, pid: h.pid, slots: freed }, 'released the exited worker\'s connection slots');
       handles.delete(index);
       if (stopping) return;
       const ranMs = Date.now() - startedAt;
@@ -135,6 +157,15 @@ export async function supervise(config: Config, log: Logger, prepare: () => Prom
     process.on('SIGUSR2', () => stop('SIGUSR2'));
   });
   log.info('stopped');
+}
+
+/** In a supervised worker: its end of the IPC channel, for SupervisorLimits. */
+export function supervisorPort(): IpcPort | undefined {
+  if (!process.send) return undefined;
+  return {
+    send: (m) => process.connected && process.send!(m satisfies ToSupervisor),
+    onMessage: (listener) => void process.on('message', listener),
+  };
 }
 
 /** In a worker: report readiness and figures to the supervisor, receive the cluster table. */

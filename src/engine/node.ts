@@ -98,6 +98,7 @@ export const startNode: Engine = async (config, target, log) => {
       ip: req.socket.remoteAddress ?? '',
       version: h['sec-websocket-version'],
       key: h['sec-websocket-key'],
+      forwarded: h['x-forwarded-for'],
     });
     if (!decision.ok) return rawResponse(socket, decision.status, decision.headers, decision.body);
     const conn = decision.conn;

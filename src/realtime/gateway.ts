@@ -7,10 +7,17 @@
  * Backpressure: after each send the connection's queued bytes are checked; past
  * MAX_BUFFERED_BYTES the connection is closed with 1013 and counted, and, being marked
  * `closing` and removed from the registry, never receives another byte from us.
+ *
+ * Per-address limit: the client address is derived as on the HTTP side (TRUST_PROXY,
+ * lib/client-address.ts) and its slot is taken from the box's `Limits` (the supervisor's
+ * table with WORKERS>1) once the token is verified; `releaseIp` gives it back on abort or
+ * close, the only two ends of an authorized upgrade.
  */
 import type { Config } from '../config.js';
 import { errorBody } from '../app/errors.js';
 import { extractToken, type TokenService } from '../app/auth/tokens.js';
+import { clientAddress } from '../lib/client-address.js';
+import type { Limits } from '../lib/limits.js';
 import type { Logger } from '../ops/logger.js';
 import { exposeIntegers } from '../ops/metrics.js';
 import type { Registry as PromRegistry } from 'prom-client';
@@ -34,10 +41,13 @@ export interface SocketOps {
 export interface UpgradeRequest {
   url: string;
   authorization: string | null | undefined;
+  /** The TCP peer address. */
   ip: string;
   /** Sec-WebSocket-Version and Sec-WebSocket-Key, checked before anything is counted. */
   version: string | null | undefined;
   key: string | null | undefined;
+  /** The X-Forwarded-For header, as the HTTP side reads it. */
+  forwarded: string | readonly string[] | null | undefined;
 }
 
 /** A Sec-WebSocket-Key is the base64 of 16 bytes (RFC 6455 section 4.1). */
@@ -49,6 +59,9 @@ export type UpgradeDecision =
 
 /** Labels for the loop-block detector, made once rather than per message. */
 const OP_LABEL = { sub: 'ws:sub', unsub: 'ws:unsub', pub: 'ws:pub', ping: 'ws:ping' } as const;
+
+/** The key of an address's WebSocket slots in the box's limit tables. */
+const ipKey = (ip: string) => `ws-ip:${ip}`;
 
 export class GatewayStats {
   open = 0;
@@ -71,7 +84,6 @@ export class Gateway {
   hub: Hub;
   readonly ceiling: number;
   private readonly heartbeat: Heartbeat;
-  private readonly perIp = new Map<string, number>();
   /**
    * Connections we closed that have not finished the closing handshake, with the time they
    * are terminated at. A client that never reads again would otherwise hold its socket and
@@ -89,6 +101,7 @@ export class Gateway {
     private readonly config: Config,
     private readonly tokens: TokenService,
     private readonly log: Logger,
+    private readonly limits: Limits,
   ) {
     this.ceiling = config.maxConnections ?? deriveCeiling(openFileLimit());
     this.heartbeat = new Heartbeat(config.pingIntervalMs, config.idleTimeoutMs, {
@@ -124,10 +137,6 @@ export class Gateway {
     if (this.stats.open + this.stats.pending >= this.ceiling) {
       return this.refuse('ceiling', 503, 'connection ceiling reached');
     }
-    const perIp = this.config.maxConnectionsPerIp;
-    if (perIp !== undefined && (this.perIp.get(req.ip) ?? 0) >= perIp) {
-      return this.refuse('per_ip', 503, 'too many connections from this address');
-    }
     const token = extractToken(req.authorization, new URL(req.url, 'http://localhost'));
     if (!token) return this.refuse('unauthorized', 401, 'missing token', 'unauthorized');
     let userId: string;
@@ -143,8 +152,26 @@ export class Gateway {
       return this.refuse('ceiling', 503, 'connection ceiling reached');
     }
     this.stats.pending++;
-    this.perIp.set(req.ip, (this.perIp.get(req.ip) ?? 0) + 1);
-    return { ok: true, conn: new Conn(this.nextId++, userId, req.ip, Date.now(), this.config.wsPublishPerS * 2) };
+    const ip = clientAddress(this.config.trustProxy, req.ip, req.forwarded);
+    const perIp = this.config.maxConnectionsPerIp;
+    if (perIp !== undefined) {
+      let granted = false;
+      try {
+        granted = await this.limits.acquire(ipKey(ip), perIp);
+      } catch (err) {
+        this.log.warn({ err }, 'per-address slot unavailable');
+      }
+      if (!granted) {
+        this.stats.pending--;
+        return this.refuse('per_ip', 503, 'too many connections from this address');
+      }
+      if (this.draining) {
+        this.stats.pending--;
+        this.limits.release(ipKey(ip));
+        return this.refuse('draining', 503, 'server is shutting down');
+      }
+    }
+    return { ok: true, conn: new Conn(this.nextId++, userId, ip, Date.now(), this.config.wsPublishPerS * 2) };
   }
 
   /**
@@ -156,7 +183,7 @@ export class Gateway {
     if (conn.sock !== null || conn.closing) return;
     conn.closing = true;
     this.stats.pending--;
-    this.releaseIp(conn.ip);
+    this.releaseIp(conn);
   }
 
   open(conn: Conn, sock: unknown): void {
@@ -208,7 +235,7 @@ export class Gateway {
     if (conn.sock !== null) {
       conn.sock = null;
       this.stats.open--;
-      this.releaseIp(conn.ip);
+      this.releaseIp(conn);
     }
     if (this.stats.open === 0 && this.emptyWaiters.length > 0) {
       for (const w of this.emptyWaiters.splice(0)) w();
@@ -359,10 +386,9 @@ export class Gateway {
     this.registry.unsubscribeAll(conn);
   }
 
-  private releaseIp(ip: string): void {
-    const n = (this.perIp.get(ip) ?? 1) - 1;
-    if (n <= 0) this.perIp.delete(ip);
-    else this.perIp.set(ip, n);
+  /** The one place a per-address slot is given back (abort, or close of an open socket). */
+  private releaseIp(conn: Conn): void {
+    if (this.config.maxConnectionsPerIp !== undefined) this.limits.release(ipKey(conn.ip));
   }
 
   private refuse(reason: string, status: number, message: string, code?: string, extra?: Record<string, string>): UpgradeDecision {

@@ -155,7 +155,7 @@ export function api(
   base: string,
   method: string,
   path: string,
-  opts: { token?: string; body?: unknown; raw?: string; headers?: Record<string, string> } = {},
+  opts: { token?: string; body?: unknown; raw?: string; headers?: Record<string, string>; localAddress?: string } = {},
 ): Promise<ApiResponse> {
   const headers: Record<string, string> = { ...opts.headers };
   if (opts.token) headers.authorization = `Bearer ${opts.token}`;
@@ -165,7 +165,7 @@ export function api(
     headers['content-type'] ??= 'application/json';
   }
   return new Promise((resolve, reject) => {
-    const req = httpRequest(base + path, { method, headers, agent: false }, (res) => {
+    const req = httpRequest(base + path, { method, headers, agent: false, localAddress: opts.localAddress }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('error', reject);

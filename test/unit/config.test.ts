@@ -40,3 +40,13 @@ test('lists are split on commas', () => {
     'https://b.example',
   ]);
 });
+
+test('TRUST_PROXY accepts false, true (one hop), a hop count or proxy addresses, and names itself otherwise', () => {
+  assert.equal(loadConfig({}).trustProxy.kind, 'off');
+  assert.deepEqual(loadConfig({ TRUST_PROXY: 'true' }).trustProxy, { kind: 'hops', hops: 1 });
+  assert.deepEqual(loadConfig({ TRUST_PROXY: '2' }).trustProxy, { kind: 'hops', hops: 2 });
+  assert.equal(loadConfig({ TRUST_PROXY: '127.0.0.1,10.0.0.0/8' }).trustProxy.kind, 'proxies');
+  for (const bad of ['yes', '10.0.0.0/40', '99']) {
+    assert.throws(() => loadConfig({ TRUST_PROXY: bad }), (e: unknown) => e instanceof ConfigError && /TRUST_PROXY/.test(e.message), bad);
+  }
+});

@@ -1,38 +1,29 @@
 /**
- * Fixed-window counters per key (client address, email). One unref'd timer sweeps expired
- * windows, so the map stays bounded by the number of keys seen in one window.
+ * A named fixed-window rate limit over the box's `Limits` (in-process with WORKERS=1, the
+ * supervisor's table with WORKERS>1), so the limit holds per box whichever worker serves.
  */
+import type { Limits } from '../../lib/limits.js';
 import { AppError } from '../errors.js';
 
 export class RateLimiter {
-  private readonly windows = new Map<string, { count: number; resetAt: number }>();
-  private readonly timer: ReturnType<typeof setInterval>;
+  /**
+   * @param limits the box's counters.
+   * @param name prefix of the keys, so limiters sharing the table do not mix.
+   * @param limit hits per window.
+   * @param windowMs window length in milliseconds.
+   */
+  constructor(
+    private readonly limits: Limits,
+    private readonly name: string,
+    private readonly limit: number,
+    private readonly windowMs: number,
+  ) {}
 
-  /** @param limit hits per window. @param windowMs window length in milliseconds. */
-  constructor(private readonly limit: number, private readonly windowMs: number) {
-    this.timer = setInterval(() => this.sweep(), windowMs);
-    this.timer.unref?.();
-  }
-
-  /** Count a hit for key; throws AppError 429 with Retry-After when over the limit. */
-  hit(key: string, now = Date.now()): void {
-    let w = this.windows.get(key);
-    if (!w || w.resetAt <= now) {
-      w = { count: 0, resetAt: now + this.windowMs };
-      this.windows.set(key, w);
+  /** Count a hit for key; rejects with AppError 429 `rate_limited` and Retry-After when over the limit. */
+  async hit(key: string): Promise<void> {
+    const r = await this.limits.hit(`${this.name}:${key}`, this.limit, this.windowMs);
+    if (!r.allowed) {
+      throw new AppError('rate_limited', 'too many attempts, retry later', { headers: { 'Retry-After': String(r.retryAfterS) } });
     }
-    w.count++;
-    if (w.count > this.limit) {
-      const retry = Math.max(1, Math.ceil((w.resetAt - now) / 1000));
-      throw new AppError('rate_limited', 'too many attempts, retry later', { headers: { 'Retry-After': String(retry) } });
-    }
-  }
-
-  private sweep(now = Date.now()): void {
-    for (const [k, w] of this.windows) if (w.resetAt <= now) this.windows.delete(k);
-  }
-
-  close(): void {
-    clearInterval(this.timer);
   }
 }

@@ -1,4 +1,4 @@
-/** Signup and login. Both are rate limited per client address and per email. */
+/** Signup and login. Both are rate limited per client address and per email, per box. */
 import { Hono } from 'hono';
 import { z } from 'zod';
 import { hashPassword, verifyPassword } from '../auth/passwords.js';
@@ -18,20 +18,20 @@ export const SignupBody = z.strictObject({
 });
 export const LoginBody = z.strictObject({ email, password: z.string().min(1).max(256) });
 
-export function authRoutes(s: Services): { routes: Hono<AppEnv>; close(): void } {
-  const byIp = new RateLimiter(s.config.authRatePerMin, 60_000);
-  const byEmail = new RateLimiter(s.config.authRatePerMin, 60_000);
+export function authRoutes(s: Services): Hono<AppEnv> {
+  const byIp = new RateLimiter(s.limits, 'auth-ip', s.config.authRatePerMin, 60_000);
+  const byEmail = new RateLimiter(s.limits, 'auth-email', s.config.authRatePerMin, 60_000);
   const app = new Hono<AppEnv>();
 
-  const limit = (ip: string, mail: string) => {
-    byIp.hit(ip);
-    byEmail.hit(mail);
+  const limit = async (ip: string, mail: string) => {
+    await byIp.hit(ip);
+    await byEmail.hit(mail);
   };
 
   app.post('/v1/auth/signup', async (c) => {
     const ip = clientIp(s.config.trustProxy, c.env.ip, c.req.header('x-forwarded-for'));
     const body = await readJson(c, SignupBody, s.config.maxJsonDepth);
-    limit(ip, body.email);
+    await limit(ip, body.email);
     const user = await s.users.create(body.email, await hashPassword(body.password), body.displayName ?? null);
     if (!user) throw new AppError('email_taken', 'an account with this email exists');
     return c.json({ token: await s.tokens.issue(user.id), user: toPublicUser(user) }, 201);
@@ -40,7 +40,7 @@ export function authRoutes(s: Services): { routes: Hono<AppEnv>; close(): void }
   app.post('/v1/auth/login', async (c) => {
     const ip = clientIp(s.config.trustProxy, c.env.ip, c.req.header('x-forwarded-for'));
     const body = await readJson(c, LoginBody, s.config.maxJsonDepth);
-    limit(ip, body.email);
+    await limit(ip, body.email);
     const user = await s.users.byEmail(body.email);
     if (!(await verifyPassword(body.password, user?.password_hash)) || !user) {
       throw new AppError('invalid_credentials', 'wrong email or password');
@@ -48,11 +48,5 @@ export function authRoutes(s: Services): { routes: Hono<AppEnv>; close(): void }
     return c.json({ token: await s.tokens.issue(user.id), user: toPublicUser(user) });
   });
 
-  return {
-    routes: app,
-    close() {
-      byIp.close();
-      byEmail.close();
-    },
-  };
+  return app;
 }
