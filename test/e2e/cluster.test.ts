@@ -3,7 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { ADMIN_TOKEN, api, ENGINES, signup, startServer, type Running } from '../helpers/server.js';
 import { connectWs, type Client } from '../helpers/ws.js';
 import { startRedis, type RedisServer } from '../helpers/redis.js';
-import { createTestDatabase, PG_SKIP } from '../helpers/pg.js';
+import { createTestDatabase } from '../helpers/pg.js';
 
 const admin = { token: ADMIN_TOKEN };
 
@@ -75,7 +75,7 @@ for (const engine of ENGINES) {
     });
   });
 
-  describe(`two instances sharing Redis and PostgreSQL on ${engine}`, { skip: PG_SKIP }, () => {
+  describe(`two instances sharing Redis and PostgreSQL on ${engine}`, () => {
     let redis: RedisServer;
     let x: Running;
     let y: Running;

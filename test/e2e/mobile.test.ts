@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import { ADMIN_TOKEN, api, ENGINES, signup, startServer, type Running } from '../helpers/server.js';
 import { startFakePush, type FakePush } from '../helpers/fake-push.js';
 import { connectWs } from '../helpers/ws.js';
-import { createTestDatabase, PG_SKIP } from '../helpers/pg.js';
+import { createTestDatabase } from '../helpers/pg.js';
 
 const metric = async (url: string, pattern: RegExp): Promise<number> => {
   const body = (await api(url, 'GET', '/metrics')).body as string;
@@ -16,7 +16,7 @@ const admin = { token: ADMIN_TOKEN };
 
 for (const engine of ENGINES) {
  for (const store of ['sqlite', 'postgres'] as const) {
-  describe(`mobile API on ${engine} with ${store}`, { skip: store === 'postgres' && PG_SKIP }, () => {
+  describe(`mobile API on ${engine} with ${store}`, () => {
     let s: Running;
     let push: FakePush;
     let u: { token: string; id: string };

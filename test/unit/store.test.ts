@@ -10,12 +10,12 @@ import { countEvents, EventWriter } from '../../src/store/events.js';
 import { migrateToLatest } from '../../src/store/migrations.js';
 import { OutboxStore } from '../../src/store/outbox.js';
 import { UserStore } from '../../src/store/users.js';
-import { createTestDatabase, PG_SKIP } from '../helpers/pg.js';
+import { createTestDatabase } from '../helpers/pg.js';
 
 const DAY = 86_400_000;
 
 for (const dialect of ['sqlite', 'postgres'] as const) {
-  describe(`store on ${dialect}`, { skip: dialect === 'postgres' && PG_SKIP }, () => {
+  describe(`store on ${dialect}`, () => {
     let db: Db;
     let db2: Db;
     let cleanup: () => Promise<void>;
