@@ -393,7 +393,8 @@ export class Gateway {
 
   private refuse(reason: string, status: number, message: string, code?: string, extra?: Record<string, string>): UpgradeDecision {
     this.stats.refused.set(reason, (this.stats.refused.get(reason) ?? 0) + 1);
-    const headers: Record<string, string> = { 'Content-Type': 'application/json', 'X-Content-Type-Options': 'nosniff', ...extra };
+    // The client asked to leave HTTP: a refused upgrade ends the connection rather than keep it.
+    const headers: Record<string, string> = { 'Content-Type': 'application/json', 'X-Content-Type-Options': 'nosniff', Connection: 'close', ...extra };
     if (status === 503) headers['Retry-After'] = String(1 + Math.floor(Math.random() * 10));
     const errCode = code ?? 'over_capacity';
     return { ok: false, status, headers, body: errorBody(errCode as never, message) };
