@@ -58,6 +58,12 @@ export interface OneboxApp {
 }
 
 export async function createApp(config: Config, log: Logger): Promise<OneboxApp> {
+  if (config.testMode) {
+    log.warn(
+      { testMode: true, faultStoreDelayMs: config.faultStoreDelayMs, faultBlockRoute: config.faultBlockRoute },
+      'TEST_MODE=true: test-only behaviour is on (push endpoints on loopback, FAULT_* fault injection); never run production like this',
+    );
+  }
   const db = await openDb(config);
   await migrateToLatest(db);
   const metrics = createMetrics();
@@ -150,7 +156,7 @@ export async function createApp(config: Config, log: Logger): Promise<OneboxApp>
   app.route('/', eventRoutes(s));
   app.route('/', deviceRoutes(s));
   app.route('/', statusRoutes(s, { gateway, live: s.live, cluster: () => cluster }));
-  if (config.faultBlockRoute) {
+  if (config.testMode && config.faultBlockRoute) {
     // Fault injection for tests of the watchdog and the block detector.
     app.post('/debug/block', requireAdmin(s), async (c) => {
       const ms = Math.min(60_000, Number((await c.req.json<{ ms?: number }>()).ms) || 0);
