@@ -57,6 +57,7 @@ const env = z.object({
   WS_PUBLISH_PREFIXES: csv.default([]),
   WS_PUBLISH_PER_S: int('WS_PUBLISH_PER_S', 1, 1_000_000).default(10),
   DASHBOARD_TIMEOUT_MS: int('DASHBOARD_TIMEOUT_MS', 10, 600_000).default(2000),
+  TEST_MODE: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
   FAULT_STORE_DELAY_MS: int('FAULT_STORE_DELAY_MS', 0, 600_000).default(0),
   FAULT_BLOCK_ROUTE: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
   BLOCK_WARN_MS: int('BLOCK_WARN_MS', 1, 600_000).default(200),
@@ -64,6 +65,9 @@ const env = z.object({
   PUSH_LEASE_MS: int('PUSH_LEASE_MS', 100, 3_600_000).default(30_000),
   PUSH_MAX_ATTEMPTS: int('PUSH_MAX_ATTEMPTS', 1, 100).default(10),
   PUSH_BACKOFF_BASE_MS: int('PUSH_BACKOFF_BASE_MS', 1, 3_600_000).default(1000),
+  PUSH_SEND_TIMEOUT_MS: int('PUSH_SEND_TIMEOUT_MS', 10, 600_000).default(5000),
+  PUSH_CONCURRENCY: int('PUSH_CONCURRENCY', 1, 1024).default(16),
+  MAX_DEVICES_PER_USER: int('MAX_DEVICES_PER_USER', 1, 10_000).default(20),
   APNS_KEY_FILE: z.string().min(1).optional(),
   APNS_KEY_ID: z.string().min(1).optional(),
   APNS_TEAM_ID: z.string().min(1).optional(),
@@ -125,17 +129,33 @@ export type Config = Readonly<{
   wsPublishPerS: number;
   /** Deadline of the dashboard's concurrent loads. @default 2000 ms */
   dashboardTimeoutMs: number;
-  /** Fault injection for tests: an abortable delay before each dashboard load. @default 0 */
+  /**
+   * The one switch for every test-only behaviour: push endpoints on loopback, and the
+   * `FAULT_*` settings (which refuse to load without it). Logged as a warning at boot.
+   * @default false
+   */
+  testMode: boolean;
+  /** Fault injection for tests (needs testMode): an abortable delay before each dashboard load. @default 0 */
   faultStoreDelayMs: number;
-  /** Fault injection for tests: `POST /debug/block {ms}` (admin) holds the event loop. @default false */
+  /** Fault injection for tests (needs testMode): `POST /debug/block {ms}` (admin) holds the event loop. @default false */
   faultBlockRoute: boolean;
+  /** Push targets one user may hold; registering one more replaces their least recently registered. @default 20 */
+  maxDevicesPerUser: number;
   /** Event-loop stall that is logged with what was running. @default 200 ms */
   blockWarnMs: number;
   push: {
+    /** @default 1000 ms */
     pollMs: number;
+    /** How long a claimed outbox row is owned; at least twice sendTimeoutMs. @default 30000 ms */
     leaseMs: number;
+    /** @default 10 */
     maxAttempts: number;
+    /** @default 1000 ms */
     backoffBaseMs: number;
+    /** Deadline of one send to a provider (connect, TLS, request, response); then it is retried. @default 5000 ms */
+    sendTimeoutMs: number;
+    /** Sends in flight at once on this box, split evenly over WORKERS (at least one each). @default 16 */
+    concurrency: number;
     apns: { keyFile: string; keyId: string; teamId: string; topic: string; origin: string } | undefined;
     fcm: { serviceAccountFile: string; origin: string } | undefined;
     webPush: { publicKey: string; privateKey: string; subject: string } | undefined;
@@ -172,6 +192,20 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   if (e.WORKERS > 1 && !e.REDIS_URL) {
     throw new ConfigError(
       `invalid configuration:\n  WORKERS=${e.WORKERS}: several workers need REDIS_URL for the backplane`,
+    );
+  }
+  if (!e.TEST_MODE) {
+    const faults = ['FAULT_STORE_DELAY_MS', 'FAULT_BLOCK_ROUTE'].filter((k) => raw[k] !== undefined);
+    if (faults.length > 0) {
+      throw new ConfigError(
+        `invalid configuration:\n${faults.map((k) => `  ${k}=${JSON.stringify(raw[k])}: a fault-injection setting, allowed only with TEST_MODE=true`).join('\n')}`,
+      );
+    }
+  }
+  if (e.PUSH_LEASE_MS < 2 * e.PUSH_SEND_TIMEOUT_MS) {
+    // A lease that ends while its send may still be running lets another claimer send it too.
+    throw new ConfigError(
+      `invalid configuration:\n  PUSH_LEASE_MS=${e.PUSH_LEASE_MS}: must be at least twice PUSH_SEND_TIMEOUT_MS (${e.PUSH_SEND_TIMEOUT_MS})`,
     );
   }
   const apnsSet = [e.APNS_KEY_FILE, e.APNS_KEY_ID, e.APNS_TEAM_ID, e.APNS_TOPIC].filter(Boolean).length;
@@ -211,14 +245,18 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     wsPublishPrefixes: Object.freeze(e.WS_PUBLISH_PREFIXES),
     wsPublishPerS: e.WS_PUBLISH_PER_S,
     dashboardTimeoutMs: e.DASHBOARD_TIMEOUT_MS,
+    testMode: e.TEST_MODE,
     faultStoreDelayMs: e.FAULT_STORE_DELAY_MS,
     faultBlockRoute: e.FAULT_BLOCK_ROUTE,
     blockWarnMs: e.BLOCK_WARN_MS,
+    maxDevicesPerUser: e.MAX_DEVICES_PER_USER,
     push: Object.freeze({
       pollMs: e.PUSH_POLL_MS,
       leaseMs: e.PUSH_LEASE_MS,
       maxAttempts: e.PUSH_MAX_ATTEMPTS,
       backoffBaseMs: e.PUSH_BACKOFF_BASE_MS,
+      sendTimeoutMs: e.PUSH_SEND_TIMEOUT_MS,
+      concurrency: e.PUSH_CONCURRENCY,
       apns: apnsSet
         ? { keyFile: e.APNS_KEY_FILE!, keyId: e.APNS_KEY_ID!, teamId: e.APNS_TEAM_ID!, topic: e.APNS_TOPIC!, origin: e.APNS_ORIGIN }
         : undefined,

@@ -71,6 +71,12 @@ function hasBody(req: Request): boolean {
  *   worker. @default in-process counters
  */
 export async function createApp(config: Config, log: Logger, limits: Limits = new LocalLimits()): Promise<OneboxApp> {
+  if (config.testMode) {
+    log.warn(
+      { testMode: true, faultStoreDelayMs: config.faultStoreDelayMs, faultBlockRoute: config.faultBlockRoute },
+      'TEST_MODE=true: test-only behaviour is on (push endpoints on loopback, FAULT_* fault injection); never run production like this',
+    );
+  }
   const db = await openDb(config);
   await migrateToLatest(db);
   const metrics = createMetrics();
@@ -170,7 +176,7 @@ export async function createApp(config: Config, log: Logger, limits: Limits = ne
   app.route('/', eventRoutes(s));
   app.route('/', deviceRoutes(s));
   app.route('/', statusRoutes(s, { gateway, live: s.live, cluster: () => cluster }));
-  if (config.faultBlockRoute) {
+  if (config.testMode && config.faultBlockRoute) {
     // Fault injection for tests of the watchdog and the block detector.
     app.post('/debug/block', requireAdmin(s), async (c) => {
       const ms = Math.min(60_000, Number((await c.req.json<{ ms?: number }>()).ms) || 0);

@@ -10,6 +10,7 @@ export const ERROR_CODES = {
   bad_json: 400,
   validation_failed: 400,
   json_too_deep: 400,
+  push_endpoint_forbidden: 400,
   unauthorized: 401,
   invalid_token: 401,
   token_expired: 401,

@@ -2,9 +2,12 @@
  * APNs over HTTP/2 (node:http2; Bun implements it too) with an ES256 provider token
  * signed by jose. The token is shared and renewed through single-flight well inside
  * Apple's one-hour limit; a 403 ExpiredProviderToken drops it so the next send renews.
+ * A send whose deadline passes cancels its stream (RST_STREAM); if the session has not
+ * answered anything since that stream began, the session is silent (black-holed TCP, a
+ * handshake that never ends) and is dropped so the next send connects afresh.
  */
 import { readFileSync } from 'node:fs';
-import { connect, type ClientHttp2Session } from 'node:http2';
+import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
 import { importPKCS8, SignJWT } from 'jose';
 import { SingleFlight } from '../lib/single-flight.js';
 import type { DeviceRow } from '../store/devices.js';
@@ -25,6 +28,8 @@ const DEAD_REASONS = new Set(['Unregistered', 'BadDeviceToken', 'DeviceTokenNotF
 
 export class ApnsProvider implements PushProvider {
   private session: ClientHttp2Session | null = null;
+  /** When the current session last answered a stream (performance.now()). */
+  private answeredAt = 0;
   private readonly token: SingleFlight<string>;
 
   constructor(private readonly o: ApnsOptions) {
@@ -46,16 +51,37 @@ export class ApnsProvider implements PushProvider {
     });
     session.unref();
     this.session = session;
+    this.answeredAt = 0;
     return session;
   }
 
-  async send(device: DeviceRow, p: NotificationPayload): Promise<PushResult> {
+  async send(device: DeviceRow, p: NotificationPayload, signal: AbortSignal): Promise<PushResult> {
     const jwt = await this.token.get();
     const body = JSON.stringify({ aps: { alert: { title: p.title, body: p.body }, sound: 'default' }, data: p.data });
-    return new Promise<PushResult>((resolve) => {
-      let req;
+    if (signal.aborted) return { kind: 'retry', reason: 'apns: aborted before sending' };
+    return new Promise<PushResult>((outcome) => {
+      let req: ClientHttp2Stream;
+      let session: ClientHttp2Session;
+      const started = performance.now();
+      const onAbort = () => {
+        try {
+          req.close(constants.NGHTTP2_CANCEL);
+        } catch {
+          /* already closed */
+        }
+        if (this.session === session && this.answeredAt < started) {
+          session.destroy();
+          this.session = null;
+        }
+        outcome({ kind: 'retry', reason: `apns: ${String((signal.reason as Error | undefined)?.message ?? 'aborted')}` });
+      };
+      const resolve = (r: PushResult) => {
+        signal.removeEventListener('abort', onAbort);
+        outcome(r);
+      };
       try {
-        req = this.connect().request({
+        session = this.connect();
+        req = session.request({
           ':method': 'POST',
           ':path': `/3/device/${device.token}`,
           authorization: `bearer ${jwt}`,
@@ -68,10 +94,14 @@ export class ApnsProvider implements PushProvider {
         resolve({ kind: 'retry', reason: `apns connect: ${(err as Error).message}` });
         return;
       }
+      signal.addEventListener('abort', onAbort, { once: true });
       let status = 0;
       let text = '';
       req.setEncoding('utf8');
-      req.on('response', (h) => (status = Number(h[':status'])));
+      req.on('response', (h) => {
+        status = Number(h[':status']);
+        if (this.session === session) this.answeredAt = performance.now();
+      });
       req.on('data', (d: string) => (text += d));
       req.on('error', (err) => resolve({ kind: 'retry', reason: `apns: ${err.message}` }));
       req.on('end', () => {

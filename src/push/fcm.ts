@@ -15,6 +15,11 @@ export interface FcmOptions {
   serviceAccountFile: string;
   /** @default https://fcm.googleapis.com */
   origin: string;
+  /**
+   * Deadline of the OAuth token exchange, which every send waits on while it runs.
+   * @default 5000 ms (PUSH_SEND_TIMEOUT_MS)
+   */
+  tokenTimeoutMs?: number;
 }
 
 interface ServiceAccount {
@@ -46,6 +51,7 @@ export class FcmProvider implements PushProvider {
         method: 'POST',
         headers: { 'content-type': 'application/x-www-form-urlencoded' },
         body: new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion }),
+        signal: AbortSignal.timeout(o.tokenTimeoutMs ?? 5000),
       });
       if (!res.ok) throw new Error(`fcm token exchange: HTTP ${res.status}`);
       const t = (await res.json()) as { access_token: string; expires_in: number };
@@ -53,7 +59,7 @@ export class FcmProvider implements PushProvider {
     }, 5 * 60_000);
   }
 
-  async send(device: DeviceRow, p: NotificationPayload): Promise<PushResult> {
+  async send(device: DeviceRow, p: NotificationPayload, signal: AbortSignal): Promise<PushResult> {
     let token: string;
     try {
       token = await this.access.get();
@@ -68,12 +74,19 @@ export class FcmProvider implements PushProvider {
         method: 'POST',
         headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
         body: JSON.stringify({ message: { token: device.token, notification: { title: p.title, body: p.body }, data } }),
+        signal,
       });
     } catch (err) {
       return { kind: 'retry', reason: `fcm: ${(err as Error).message}` };
     }
+    let text: string;
+    try {
+      // Read on success too: an unread body holds the connection (and the signal bounds it).
+      text = await res.text();
+    } catch (err) {
+      return { kind: 'retry', reason: `fcm: ${(err as Error).message}` };
+    }
     if (res.ok) return { kind: 'sent' };
-    const text = await res.text();
     if (res.status === 404 || /UNREGISTERED/.test(text) || (res.status === 400 && /registration token/i.test(text))) {
       return { kind: 'dead', reason: `fcm ${res.status} UNREGISTERED` };
     }

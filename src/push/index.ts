@@ -13,10 +13,19 @@ export async function createPushWorker(config: Config, outbox: OutboxStore, devi
     devices,
     {
       ios: p.apns && new (await import('./apns.js')).ApnsProvider(p.apns),
-      android: p.fcm && new (await import('./fcm.js')).FcmProvider(p.fcm),
-      web: p.webPush && new (await import('./web-push.js')).WebPushProvider(p.webPush),
+      android: p.fcm && new (await import('./fcm.js')).FcmProvider({ ...p.fcm, tokenTimeoutMs: p.sendTimeoutMs }),
+      web: p.webPush && new (await import('./web-push.js')).WebPushProvider({ ...p.webPush, allowLoopback: config.testMode }),
     },
-    { pollMs: p.pollMs, leaseMs: p.leaseMs, maxAttempts: p.maxAttempts, backoffBaseMs: p.backoffBaseMs, batch: 50 },
+    {
+      pollMs: p.pollMs,
+      leaseMs: p.leaseMs,
+      maxAttempts: p.maxAttempts,
+      backoffBaseMs: p.backoffBaseMs,
+      batch: 50,
+      sendTimeoutMs: p.sendTimeoutMs,
+      // PUSH_CONCURRENCY holds per box: each worker process takes its share.
+      concurrency: Math.max(1, Math.floor(p.concurrency / config.workers)),
+    },
     log,
   );
 }

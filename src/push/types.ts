@@ -12,7 +12,11 @@ export type PushResult =
   | { kind: 'failed'; reason: string };
 
 export interface PushProvider {
-  send(device: DeviceRow, payload: NotificationPayload): Promise<PushResult>;
+  /**
+   * Send one notification. `signal` aborts at the worker's per-send deadline (or shutdown):
+   * release the request then; the worker has already counted the send as a retry.
+   */
+  send(device: DeviceRow, payload: NotificationPayload, signal: AbortSignal): Promise<PushResult>;
   close?(): void;
 }
 

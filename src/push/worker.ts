@@ -4,9 +4,16 @@
  * with full jitter; dead tokens remove the device; after `maxAttempts` a row is failed.
  * `kick()` runs a pass at once, so a notification accepted here goes out without waiting
  * for the next poll.
+ *
+ * Sends run in a pool of `concurrency` slots, each bounded by `sendTimeoutMs`: a pass claims
+ * only as many rows as there are free slots (a claimed row never waits in memory while its
+ * lease runs out) and returns without waiting for the sends; each finished send frees its
+ * slot and, while more rows may be due, claims again. One endpoint that never answers holds
+ * one slot until its deadline, then is retried like any other failure; every other row
+ * keeps flowing through the remaining slots.
  */
 import type { Logger } from '../ops/logger.js';
-import type { DeviceStore } from '../store/devices.js';
+import type { DeviceRow, DeviceStore } from '../store/devices.js';
 import type { ClaimedPush, OutboxStore } from '../store/outbox.js';
 import type { PushProvider, PushResult } from './types.js';
 
@@ -19,8 +26,12 @@ export interface PushWorkerOptions {
   maxAttempts: number;
   /** First retry delay; doubles each attempt, capped at one hour. @default 1000 ms */
   backoffBaseMs: number;
-  /** Rows per claim. @default 50 */
+  /** Most rows per claim. @default 50 */
   batch: number;
+  /** Deadline of one send; past it the send is aborted and retried. @default 5000 ms */
+  sendTimeoutMs: number;
+  /** Sends in flight at once in this process. @default 16 */
+  concurrency: number;
 }
 
 export class PushWorkerStats {
@@ -35,6 +46,10 @@ export class PushWorker {
   private timer: ReturnType<typeof setInterval> | null = null;
   private running: Promise<void> | null = null;
   private again = false;
+  private stopped = false;
+  /** The last claim filled what it asked for: more rows may be due. */
+  private more = false;
+  private readonly inflight = new Set<Promise<void>>();
 
   constructor(
     private readonly outbox: OutboxStore,
@@ -45,13 +60,20 @@ export class PushWorker {
   ) {}
 
   start(): void {
+    this.stopped = false;
     this.timer ??= setInterval(() => this.kick(), this.o.pollMs);
     this.timer.unref?.();
     this.kick();
   }
 
+  /** Sends in flight now. */
+  get busy(): number {
+    return this.inflight.size;
+  }
+
   /** Run a pass now (or right after the current one). */
   kick(): void {
+    if (this.stopped) return;
     if (this.running) {
       this.again = true;
       return;
@@ -67,20 +89,58 @@ export class PushWorker {
       });
   }
 
+  /** Stop claiming; sends in flight finish (each within its deadline) and are recorded. */
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     this.again = false;
+    this.stopped = true;
     await this.running;
+    await Promise.all(this.inflight);
     for (const p of Object.values(this.providers)) p?.close?.();
   }
 
+  /** Claim rows into the free slots and start their sends; does not wait for them. */
   private async pass(): Promise<void> {
-    for (;;) {
-      const rows = await this.outbox.claim(Date.now(), this.o.batch, this.o.leaseMs);
-      if (rows.length === 0) return;
-      await Promise.all(rows.map((r) => this.deliver(r)));
-      if (rows.length < this.o.batch || !this.timer) return;
+    while (!this.stopped) {
+      const want = Math.min(this.o.batch, this.o.concurrency - this.inflight.size);
+      if (want <= 0) return;
+      const rows = await this.outbox.claim(Date.now(), want, this.o.leaseMs);
+      this.more = rows.length === want;
+      for (const row of rows) this.launch(row);
+      if (!this.more) return;
+    }
+  }
+
+  private launch(row: ClaimedPush): void {
+    const done: Promise<void> = this.deliver(row)
+      .catch((err: unknown) => this.log.error({ err, outbox: row.id }, 'push delivery failed'))
+      .finally(() => {
+        this.inflight.delete(done);
+        if (this.more) this.kick();
+      });
+    this.inflight.add(done);
+  }
+
+  /** The provider's answer, or a retry once `sendTimeoutMs` has passed (the send is aborted). */
+  private async sendWithDeadline(provider: PushProvider, row: ClaimedPush & { device: DeviceRow }): Promise<PushResult> {
+    const ac = new AbortController();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<PushResult>((resolve) => {
+      timer = setTimeout(() => {
+        const reason = `timed out after ${this.o.sendTimeoutMs} ms`;
+        ac.abort(new Error(reason));
+        resolve({ kind: 'retry', reason });
+      }, this.o.sendTimeoutMs);
+    });
+    // Raced, not just signalled: a provider that ignores the signal still frees its slot.
+    const sent = provider
+      .send(row.device, row.payload, ac.signal)
+      .catch((err: unknown): PushResult => ({ kind: 'retry', reason: (err as Error).message }));
+    try {
+      return await Promise.race([sent, deadline]);
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -90,15 +150,9 @@ export class PushWorker {
       return;
     }
     const provider = this.providers[row.device.platform];
-    let result: PushResult;
-    if (!provider) result = { kind: 'failed', reason: `no ${row.device.platform} provider configured` };
-    else {
-      try {
-        result = await provider.send(row.device, row.payload);
-      } catch (err) {
-        result = { kind: 'retry', reason: (err as Error).message };
-      }
-    }
+    const result: PushResult = provider
+      ? await this.sendWithDeadline(provider, { ...row, device: row.device })
+      : { kind: 'failed', reason: `no ${row.device.platform} provider configured` };
     const attempts = row.attempts + 1;
     switch (result.kind) {
       case 'sent':

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { ADMIN_TOKEN, api, ENGINES, signup, startServer, type Running } from '../helpers/server.js';
 import { startFakePush, type FakePush } from '../helpers/fake-push.js';
 import { connectWs } from '../helpers/ws.js';
 import { createTestDatabase } from '../helpers/pg.js';
+import { eventually } from '../helpers/eventually.js';
 
 const metric = async (url: string, pattern: RegExp): Promise<number> => {
   const body = (await api(url, 'GET', '/metrics')).body as string;
@@ -30,7 +32,8 @@ for (const engine of ENGINES) {
         dbEnv.DATABASE_URL = t.url;
         dropDb = t.drop;
       }
-      s = await startServer(engine, { ...push.env, ...dbEnv, PUSH_POLL_MS: '100', PUSH_BACKOFF_BASE_MS: '50' });
+      // TEST_MODE: the fake push services listen on loopback.
+      s = await startServer(engine, { ...push.env, ...dbEnv, TEST_MODE: 'true', PUSH_POLL_MS: '100', PUSH_BACKOFF_BASE_MS: '50' });
       u = await signup(s.url);
       other = await signup(s.url);
     });
@@ -112,6 +115,36 @@ for (const engine of ENGINES) {
         assert.equal(r.status, 400, JSON.stringify(bad));
         assert.equal(r.body.error.field, field, JSON.stringify(bad));
       }
+    });
+
+    test('TEST_MODE warns at boot; it allows loopback push endpoints but never private ones', async () => {
+      const warn = await s.waitForLine((l) => l.level === 'warn' && l.testMode === true);
+      assert.match(String(warn.msg), /TEST_MODE/);
+      const sub = push.webSubscription();
+      assert.equal((await api(s.url, 'POST', '/v1/devices', { token: u.token, body: { platform: 'web', token: sub } })).status, 201);
+      for (const endpoint of ['https://10.0.0.1/push', 'https://169.254.169.254/latest', 'https://[fd00::1]/push']) {
+        const r = await api(s.url, 'POST', '/v1/devices', { token: u.token, body: { platform: 'web', token: { ...sub, endpoint } } });
+        assert.equal(r.status, 400, endpoint);
+        assert.equal(r.body.error.code, 'push_endpoint_forbidden', endpoint);
+      }
+    });
+
+    test('devices: past MAX_DEVICES_PER_USER (20) the least recently registered is replaced, also under concurrent registrations', async () => {
+      const v = await signup(s.url);
+      const register = (token: string) => api(s.url, 'POST', '/v1/devices', { token: v.token, body: { platform: 'android', token } });
+      const tok = (i: number) => `cap-fcm-registration-token-${String(i).padStart(4, '0')}`;
+      for (let i = 0; i < 20; i++) assert.equal((await register(tok(i))).status, 201);
+      assert.equal((await register(tok(0))).status, 201); // a refresh: token 0 is now the newest
+      assert.equal((await register(tok(20))).status, 201);
+      let tokens = (await api(s.url, 'GET', '/v1/devices', { token: v.token })).body.devices.map((d: any) => d.token);
+      assert.equal(tokens.length, 20);
+      assert.ok(!tokens.includes(tok(1)), 'the least recently registered device was replaced');
+      assert.ok(tokens.includes(tok(0)) && tokens.includes(tok(20)));
+      const results = await Promise.all(Array.from({ length: 12 }, (_, i) => register(tok(100 + i))));
+      assert.deepEqual([...new Set(results.map((r) => r.status))], [201]);
+      tokens = (await api(s.url, 'GET', '/v1/devices', { token: v.token })).body.devices.map((d: any) => d.token);
+      assert.equal(tokens.length, 20);
+      for (let i = 0; i < 12; i++) assert.ok(tokens.includes(tok(100 + i)), tok(100 + i));
     });
 
     test('notify: admin only, validated', async () => {
@@ -205,7 +238,7 @@ for (const engine of ENGINES) {
     let s: Running;
     let u: { token: string; id: string };
     before(async () => {
-      s = await startServer(engine, { FAULT_STORE_DELAY_MS: '1500', DASHBOARD_TIMEOUT_MS: '5000' });
+      s = await startServer(engine, { TEST_MODE: 'true', FAULT_STORE_DELAY_MS: '1500', DASHBOARD_TIMEOUT_MS: '5000' });
       u = await signup(s.url);
     });
     after(() => s.stop());
@@ -230,7 +263,7 @@ for (const engine of ENGINES) {
   describe(`dashboard deadline on ${engine}`, () => {
     let s: Running;
     before(async () => {
-      s = await startServer(engine, { FAULT_STORE_DELAY_MS: '2000', DASHBOARD_TIMEOUT_MS: '200' });
+      s = await startServer(engine, { TEST_MODE: 'true', FAULT_STORE_DELAY_MS: '2000', DASHBOARD_TIMEOUT_MS: '200' });
     });
     after(() => s.stop());
 
@@ -256,7 +289,8 @@ for (const engine of ENGINES) {
         await push.close();
       });
       // First life: APNs unreachable, so nothing can be delivered before the kill.
-      const first = await startServer(engine, { ...push.env, APNS_ORIGIN: 'http://127.0.0.1:9', PUSH_LEASE_MS: '300', PUSH_BACKOFF_BASE_MS: '50' });
+      const lease = { TEST_MODE: 'true', PUSH_LEASE_MS: '1000', PUSH_SEND_TIMEOUT_MS: '500' };
+      const first = await startServer(engine, { ...push.env, ...lease, APNS_ORIGIN: 'http://127.0.0.1:9', PUSH_BACKOFF_BASE_MS: '50' });
       servers.push(first);
       const u = await signup(first.url);
       await api(first.url, 'POST', '/v1/devices', { token: u.token, body: { platform: 'ios', token: hex('4') } });
@@ -264,10 +298,122 @@ for (const engine of ENGINES) {
       assert.equal(r.status, 202);
       first.proc.kill('SIGKILL');
       await first.exited;
-      const second = await startServer(engine, { ...push.env, DATA_DIR: first.dataDir, PUSH_POLL_MS: '100', PUSH_LEASE_MS: '300' });
+      const second = await startServer(engine, { ...push.env, ...lease, DATA_DIR: first.dataDir, PUSH_POLL_MS: '100' });
       servers.push(second);
       const got = await push.waitFor((x) => x.token === hex('4') && x.status === 200);
       assert.equal(got.payload.aps.alert.title, 'durable');
+    });
+  });
+  describe(`push send deadline on ${engine}`, () => {
+    let s: Running;
+    let push: FakePush;
+    before(async () => {
+      push = await startFakePush();
+      s = await startServer(engine, {
+        ...push.env,
+        TEST_MODE: 'true',
+        PUSH_SEND_TIMEOUT_MS: '3000',
+        PUSH_LEASE_MS: '6000',
+        PUSH_POLL_MS: '100',
+        PUSH_BACKOFF_BASE_MS: '50',
+      });
+    });
+    after(async () => {
+      await s.stop();
+      await push.close();
+    });
+
+    test("silent APNs, FCM and Web Push endpoints of one user hold up no other user's pushes; at PUSH_SEND_TIMEOUT_MS they are retried", async () => {
+      const quiet = await signup(s.url);
+      const quietWeb = push.webSubscription();
+      const silent = [hex('5'), 'silent-fcm-token-0123456789', quietWeb.endpoint.split('/').pop()!];
+      for (const token of silent) push.silence(token);
+      for (const body of [
+        { platform: 'ios', token: silent[0] },
+        { platform: 'android', token: silent[1] },
+        { platform: 'web', token: quietWeb },
+      ]) {
+        assert.equal((await api(s.url, 'POST', '/v1/devices', { token: quiet.token, body })).status, 201);
+      }
+      const retriedBefore = await metric(s.url, /^onebox_push_total\{outcome="retried"\} (\d+)/m);
+      assert.equal((await api(s.url, 'POST', '/v1/notify', { ...admin, body: { userId: quiet.id, title: 'quiet' } })).status, 202);
+      for (const token of silent) await push.waitFor((x) => x.token === token && x.status === 0);
+
+      // Every silent send is in flight now; another user's pushes must not wait for them.
+      const other = await signup(s.url);
+      const otherWeb = push.webSubscription();
+      const prompt = [hex('6'), 'prompt-fcm-token-0123456789', otherWeb.endpoint.split('/').pop()!];
+      for (const body of [
+        { platform: 'ios', token: prompt[0] },
+        { platform: 'android', token: prompt[1] },
+        { platform: 'web', token: otherWeb },
+      ]) {
+        assert.equal((await api(s.url, 'POST', '/v1/devices', { token: other.token, body })).status, 201);
+      }
+      assert.equal((await api(s.url, 'POST', '/v1/notify', { ...admin, body: { userId: other.id, title: 'prompt' } })).status, 202);
+      for (const token of prompt) await push.waitFor((x) => x.token === token && x.status >= 200 && x.status < 300);
+      assert.deepEqual(
+        push.received.filter((x) => x.status === 499),
+        [],
+        'the other user was served while every silent send was still pending',
+      );
+
+      // At the deadline each silent send is abandoned (its request closed) and tried again.
+      for (const token of silent) {
+        await push.waitFor((x) => x.token === token && x.status === 499);
+        await eventually(() => push.received.filter((x) => x.token === token && x.status === 0).length >= 2, {
+          what: `a second attempt to ${token}`,
+        });
+      }
+      const retried = await metric(s.url, /^onebox_push_total\{outcome="retried"\} (\d+)/m);
+      assert.ok(retried - retriedBefore >= 3, `retried ${retried - retriedBefore}`);
+    });
+  });
+
+  describe(`push endpoint policy without TEST_MODE on ${engine}`, () => {
+    let s: Running;
+    let u: { token: string; id: string };
+    before(async () => {
+      s = await startServer(engine);
+      u = await signup(s.url);
+    });
+    after(() => s.stop());
+
+    // Strings only: registration never connects or resolves, and no push is sent here.
+    const keys = { p256dh: Buffer.concat([Buffer.from([4]), randomBytes(64)]).toString('base64url'), auth: randomBytes(16).toString('base64url') };
+    const register = (endpoint: string) => api(s.url, 'POST', '/v1/devices', { token: u.token, body: { platform: 'web', token: { endpoint, keys } } });
+
+    test('web endpoints on private, loopback, link-local, CGNAT and reserved addresses are refused with push_endpoint_forbidden', async () => {
+      const refused = [
+        'https://169.254.169.254/latest/meta-data/',
+        'https://10.0.0.1/push',
+        'https://172.16.5.4/push',
+        'https://192.168.1.1/push',
+        'https://100.64.0.1/push',
+        'https://0.0.0.0/push',
+        'https://224.0.0.1/push',
+        'https://localhost:8443/push',
+        'https://127.0.0.1/push',
+        'http://127.0.0.1:8443/push',
+        'https://2130706433/push',
+        'https://[::1]/push',
+        'https://[::ffff:10.0.0.1]/push',
+        'https://[::ffff:169.254.169.254]/push',
+        'https://[fd00::1]/push',
+        'https://[fe80::1]/push',
+        'https://[ff02::1]/push',
+        'https://printer.local/push',
+        'https://metadata.google.internal/computeMetadata',
+      ];
+      for (const endpoint of refused) {
+        const r = await register(endpoint);
+        assert.equal(r.status, 400, endpoint);
+        assert.equal(r.body.error.code, 'push_endpoint_forbidden', endpoint);
+        assert.equal(r.body.error.field, 'token.endpoint', endpoint);
+      }
+      assert.deepEqual((await api(s.url, 'GET', '/v1/devices', { token: u.token })).body.devices, []);
+      // A public push service's name is accepted (it is resolved and checked at each send).
+      assert.equal((await register('https://fcm.googleapis.com/fcm/send/abc123')).status, 201);
     });
   });
 }

@@ -43,6 +43,7 @@ for (const engine of ENGINES) {
       const s = await startServer(engine, {
         NOTIFY_SOCKET: sock.path,
         WATCHDOG_USEC: '400000',
+        TEST_MODE: 'true',
         FAULT_BLOCK_ROUTE: 'true',
         BLOCK_WARN_MS: '300',
       });

@@ -4,6 +4,8 @@
  * service-account assertion exchanged for an access token, then the message), and a Web
  * Push endpoint (VAPID JWT checked against `k`, the aes128gcm body decrypted per RFC 8291).
  * Tokens starting with `dead` answer as the real service does for an unregistered device.
+ * Tokens passed to `silence()` are never answered: the request is recorded with status 0
+ * when it arrives and again with status 499 when the client gives up on it.
  */
 import { createECDH, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -21,6 +23,7 @@ export interface Received {
   service: 'apns' | 'fcm' | 'web';
   token: string;
   payload: any;
+  /** The status answered; 0: held unanswered (a silenced token); 499: the client gave up on it. */
   status: number;
 }
 
@@ -43,6 +46,8 @@ export interface FakePush {
   webSubscription(dead?: boolean): { endpoint: string; keys: { p256dh: string; auth: string } };
   /** Answer the next n APNs requests with 429. */
   throttleApns(n: number): void;
+  /** Never answer requests for this token (APNs or FCM token, or a Web Push subscription's last path segment). */
+  silence(token: string): void;
   close(): Promise<void>;
 }
 
@@ -50,6 +55,7 @@ export async function startFakePush(): Promise<FakePush> {
   const dir = mkdtempSync(join(tmpdir(), 'onebox-push-'));
   const received: Received[] = [];
   const waiters: Array<{ pred: (r: Received) => boolean; resolve: (r: Received) => void }> = [];
+  const silenced = new Set<string>();
   const record = (r: Received) => {
     received.push(r);
     for (const w of [...waiters]) {
@@ -90,6 +96,11 @@ export async function startFakePush(): Promise<FakePush> {
         return answer(403, { reason: 'InvalidProviderToken' });
       }
       const payload = JSON.parse(Buffer.concat(chunks).toString());
+      if (silenced.has(token)) {
+        record({ service: 'apns', token, payload, status: 0 });
+        stream.on('close', () => record({ service: 'apns', token, payload, status: 499 }));
+        return;
+      }
       if (throttle > 0) {
         throttle--;
         record({ service: 'apns', token, payload, status: 429 });
@@ -133,6 +144,11 @@ export async function startFakePush(): Promise<FakePush> {
     if (req.url === '/v1/projects/demo/messages:send' && req.method === 'POST') {
       if (!issued.has(String(req.headers.authorization).replace('Bearer ', ''))) return json(401, { error: { status: 'UNAUTHENTICATED' } });
       const { message } = JSON.parse(body.toString());
+      if (silenced.has(message.token)) {
+        record({ service: 'fcm', token: message.token, payload: message, status: 0 });
+        res.on('close', () => record({ service: 'fcm', token: message.token, payload: message, status: 499 }));
+        return;
+      }
       const status = String(message.token).startsWith('dead') ? 404 : 200;
       record({ service: 'fcm', token: message.token, payload: message, status });
       if (status === 404) return json(404, { error: { code: 404, status: 'NOT_FOUND', details: [{ errorCode: 'UNREGISTERED' }] } });
@@ -179,6 +195,12 @@ export async function startFakePush(): Promise<FakePush> {
       return end(403);
     }
     const plain = ece.decrypt(body, { version: 'aes128gcm', privateKey: sub.ecdh, authSecret: sub.auth }) as Buffer;
+    if (silenced.has(id)) {
+      const payload = JSON.parse(plain.toString());
+      record({ service: 'web', token: id, payload, status: 0 });
+      res.on('close', () => record({ service: 'web', token: id, payload, status: 499 }));
+      return;
+    }
     const status = id.startsWith('dead') ? 410 : 201;
     record({ service: 'web', token: id, payload: JSON.parse(plain.toString()), status });
     end(status);
@@ -217,6 +239,9 @@ export async function startFakePush(): Promise<FakePush> {
     },
     throttleApns(n) {
       throttle = n;
+    },
+    silence(token) {
+      silenced.add(token);
     },
     async close() {
       await Promise.all([

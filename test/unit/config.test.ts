@@ -50,3 +50,32 @@ test('TRUST_PROXY accepts false, true (one hop), a hop count or proxy addresses,
     assert.throws(() => loadConfig({ TRUST_PROXY: bad }), (e: unknown) => e instanceof ConfigError && /TRUST_PROXY/.test(e.message), bad);
   }
 });
+
+test('push hardening defaults: send deadline, concurrency, device cap, test mode off', () => {
+  const c = loadConfig({});
+  assert.equal(c.push.sendTimeoutMs, 5000);
+  assert.equal(c.push.concurrency, 16);
+  assert.equal(c.maxDevicesPerUser, 20);
+  assert.equal(c.testMode, false);
+});
+
+test('FAULT_* settings need TEST_MODE=true; the error names the variable', () => {
+  for (const env of [{ FAULT_STORE_DELAY_MS: '100' }, { FAULT_BLOCK_ROUTE: 'true' }, { FAULT_BLOCK_ROUTE: 'true', TEST_MODE: 'false' }]) {
+    const name = Object.keys(env)[0]!;
+    assert.throws(() => loadConfig(env), (e: unknown) => e instanceof ConfigError && e.message.includes(name), JSON.stringify(env));
+  }
+  const c = loadConfig({ TEST_MODE: 'true', FAULT_STORE_DELAY_MS: '100', FAULT_BLOCK_ROUTE: 'true' });
+  assert.deepEqual([c.testMode, c.faultStoreDelayMs, c.faultBlockRoute], [true, 100, true]);
+  assert.throws(() => loadConfig({ TEST_MODE: 'yes' }), (e: unknown) => e instanceof ConfigError && /TEST_MODE/.test(e.message));
+});
+
+test('the push lease must outlast twice the send deadline', () => {
+  assert.throws(
+    () => loadConfig({ PUSH_SEND_TIMEOUT_MS: '20000' }),
+    (e: unknown) => e instanceof ConfigError && /PUSH_LEASE_MS/.test(e.message),
+  );
+  assert.equal(loadConfig({ PUSH_SEND_TIMEOUT_MS: '500', PUSH_LEASE_MS: '1000' }).push.leaseMs, 1000);
+  for (const env of [{ PUSH_CONCURRENCY: '0' }, { MAX_DEVICES_PER_USER: '0' }, { PUSH_SEND_TIMEOUT_MS: 'soon' }]) {
+    assert.throws(() => loadConfig(env), (e: unknown) => e instanceof ConfigError && e.message.includes(Object.keys(env)[0]!));
+  }
+});

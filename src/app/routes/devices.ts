@@ -1,6 +1,7 @@
 /** Push targets of the signed-in user. */
 import { Hono } from 'hono';
 import { z } from 'zod';
+import { forbiddenEndpoint } from '../../push/endpoint-policy.js';
 import { toPublicDevice } from '../../store/devices.js';
 import type { AppEnv, Services } from '../context.js';
 import { AppError } from '../errors.js';
@@ -15,7 +16,10 @@ const base64url = (bytes: number) =>
 
 const LOOPBACK = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])$/;
 
-/** The JSON of a browser PushSubscription (RFC 8030 endpoint, RFC 8291 keys). */
+/**
+ * The JSON of a browser PushSubscription (RFC 8030 endpoint, RFC 8291 keys). Plain http is
+ * only for loopback, which the route then allows in test mode only (endpoint-policy.ts).
+ */
 export const WebSubscription = z.strictObject({
   endpoint: z
     .url()
@@ -40,13 +44,22 @@ export const DeviceBody = z.discriminatedUnion('platform', [
 export function deviceRoutes(s: Services): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   const user = requireUser(s);
+  const max = s.config.maxDevicesPerUser;
   app.post('/v1/devices', user, async (c) => {
     const body = await readJson(c, DeviceBody, s.config.maxJsonDepth);
-    const row =
+    const userId = c.get('userId');
+    if (body.platform === 'web') {
+      // No DNS here: a name is resolved and checked again on every send (safe-lookup.ts).
+      const reason = forbiddenEndpoint(new URL(body.token.endpoint), s.config.testMode);
+      if (reason) {
+        throw new AppError('push_endpoint_forbidden', `the endpoint is on a ${reason} address`, { field: 'token.endpoint' });
+      }
+    }
+    const device =
       body.platform === 'web'
-        ? await s.devices.upsert(c.get('userId'), 'web', body.token.endpoint, JSON.stringify(body.token.keys))
-        : await s.devices.upsert(c.get('userId'), body.platform, body.token, null);
-    return c.json({ device: toPublicDevice(row) }, 201);
+        ? await s.devices.upsert(userId, 'web', body.token.endpoint, JSON.stringify(body.token.keys), max)
+        : await s.devices.upsert(userId, body.platform, body.token, null, max);
+    return c.json({ device: toPublicDevice(device) }, 201);
   });
   app.get('/v1/devices', user, async (c) => {
     const rows = await s.devices.list(c.get('userId'));
