@@ -126,6 +126,9 @@ export type Config = Readonly<{
   };
 }>;
 
+/** Settings whose values are credentials: a configuration error names them, never quotes them. */
+const SECRET_VARS = new Set(['JWT_SECRET', 'ADMIN_TOKEN', 'DATABASE_URL', 'REDIS_URL', 'VAPID_PRIVATE_KEY']);
+
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
@@ -142,7 +145,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => {
       const name = String(i.path[0] ?? '');
-      return `  ${name}=${JSON.stringify(raw[name] ?? '')}: ${i.message}`;
+      const shown = SECRET_VARS.has(name) ? '[redacted]' : JSON.stringify(raw[name] ?? '');
+      return `  ${name}=${shown}: ${i.message}`;
     });
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
