@@ -47,6 +47,7 @@ const env = z.object({
   WS_PUBLISH_PREFIXES: csv.default([]),
   WS_PUBLISH_PER_S: int('WS_PUBLISH_PER_S', 1, 1_000_000).default(10),
   DASHBOARD_TIMEOUT_MS: int('DASHBOARD_TIMEOUT_MS', 10, 600_000).default(2000),
+  USER_CHECK_TTL_MS: int('USER_CHECK_TTL_MS', 0, 600_000).default(5000),
   FAULT_STORE_DELAY_MS: int('FAULT_STORE_DELAY_MS', 0, 600_000).default(0),
   FAULT_BLOCK_ROUTE: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
   BLOCK_WARN_MS: int('BLOCK_WARN_MS', 1, 600_000).default(200),
@@ -109,6 +110,12 @@ export type Config = Readonly<{
   wsPublishPerS: number;
   /** Deadline of the dashboard's concurrent loads. @default 2000 ms */
   dashboardTimeoutMs: number;
+  /**
+   * How long this process trusts that a token's user still exists before asking the store
+   * again; a user deleted elsewhere keeps a working token here for at most this long.
+   * 0 asks on every request. @default 5000 ms
+   */
+  userCheckTtlMs: number;
   /** Fault injection for tests: an abortable delay before each dashboard load. @default 0 */
   faultStoreDelayMs: number;
   /** Fault injection for tests: `POST /debug/block {ms}` (admin) holds the event loop. @default false */
@@ -198,6 +205,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     wsPublishPrefixes: Object.freeze(e.WS_PUBLISH_PREFIXES),
     wsPublishPerS: e.WS_PUBLISH_PER_S,
     dashboardTimeoutMs: e.DASHBOARD_TIMEOUT_MS,
+    userCheckTtlMs: e.USER_CHECK_TTL_MS,
     faultStoreDelayMs: e.FAULT_STORE_DELAY_MS,
     faultBlockRoute: e.FAULT_BLOCK_ROUTE,
     blockWarnMs: e.BLOCK_WARN_MS,

@@ -13,6 +13,7 @@ import type { PushWorker } from '../push/worker.js';
 import type { LiveStats } from '../ops/live-stats.js';
 import type { LoopMonitor } from '../ops/loop-monitor.js';
 import type { TokenService } from './auth/tokens.js';
+import type { KnownUsers } from './auth/known-users.js';
 
 /** What the engine hands the app with each request. */
 export interface Bindings {
@@ -36,6 +37,8 @@ export interface Services {
   db: Db;
   users: UserStore;
   tokens: TokenService;
+  /** The cached does-this-user-still-exist check behind `tokens`. */
+  knownUsers: KnownUsers;
   metrics: Metrics;
   lifecycle: Lifecycle;
   devices: DeviceStore;

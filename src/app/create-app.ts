@@ -30,6 +30,7 @@ import { deviceRoutes } from './routes/devices.js';
 import { eventRoutes } from './routes/events.js';
 import { resolveJwtSecret } from './auth/secret.js';
 import { TokenService } from './auth/tokens.js';
+import { KnownUsers } from './auth/known-users.js';
 import type { AppEnv, Bindings, Services } from './context.js';
 import { AppError } from './errors.js';
 import { handleError, jsonError } from './error-handler.js';
@@ -62,7 +63,11 @@ export async function createApp(config: Config, log: Logger): Promise<OneboxApp>
   await migrateToLatest(db);
   const metrics = createMetrics();
   const lifecycle = new Lifecycle();
-  const tokens = new TokenService(resolveJwtSecret(config.jwtSecret, config.dataDir, log), config.jwtTtlS);
+  const users = new UserStore(db);
+  const knownUsers = new KnownUsers((id) => users.exists(id), config.userCheckTtlMs);
+  const tokens = new TokenService(resolveJwtSecret(config.jwtSecret, config.dataDir, log), config.jwtTtlS, (id) =>
+    knownUsers.check(id),
+  );
   const gateway = new Gateway(config, tokens, log);
   const backplane = config.redisUrl
     ? new (await import('../realtime/backplane.js')).RedisHub(config.redisUrl, gateway.local, gateway.registry, log)
@@ -77,8 +82,9 @@ export async function createApp(config: Config, log: Logger): Promise<OneboxApp>
     config,
     log,
     db,
-    users: new UserStore(db),
+    users,
     tokens,
+    knownUsers,
     metrics,
     lifecycle,
     devices,
@@ -108,7 +114,7 @@ export async function createApp(config: Config, log: Logger): Promise<OneboxApp>
   exposeIntegers(metrics.registry, 'gauge', 'onebox_http_requests_in_flight', 'HTTP requests being served', () => lifecycle.inflight);
 
   const app = new Hono<AppEnv>();
-  app.onError(handleError(log));
+  app.onError(handleError(log, { userGone: knownUsers }));
   app.notFound(() => jsonError('not_found', 'no such route'));
 
   app.use(requestId());
