@@ -48,6 +48,7 @@ const env = z.object({
   WS_PUBLISH_PER_S: int('WS_PUBLISH_PER_S', 1, 1_000_000).default(10),
   DASHBOARD_TIMEOUT_MS: int('DASHBOARD_TIMEOUT_MS', 10, 600_000).default(2000),
   USER_CHECK_TTL_MS: int('USER_CHECK_TTL_MS', 0, 600_000).default(5000),
+  READY_STORE_TIMEOUT_MS: int('READY_STORE_TIMEOUT_MS', 10, 60_000).default(1000),
   FAULT_STORE_DELAY_MS: int('FAULT_STORE_DELAY_MS', 0, 600_000).default(0),
   FAULT_BLOCK_ROUTE: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
   BLOCK_WARN_MS: int('BLOCK_WARN_MS', 1, 600_000).default(200),
@@ -116,6 +117,8 @@ export type Config = Readonly<{
    * 0 asks on every request. @default 5000 ms
    */
   userCheckTtlMs: number;
+  /** `/readyz` answers 503 when a store ping takes longer than this (one ping serves 1 s of probes). @default 1000 ms */
+  readyStoreTimeoutMs: number;
   /** Fault injection for tests: an abortable delay before each dashboard load. @default 0 */
   faultStoreDelayMs: number;
   /** Fault injection for tests: `POST /debug/block {ms}` (admin) holds the event loop. @default false */
@@ -206,6 +209,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     wsPublishPerS: e.WS_PUBLISH_PER_S,
     dashboardTimeoutMs: e.DASHBOARD_TIMEOUT_MS,
     userCheckTtlMs: e.USER_CHECK_TTL_MS,
+    readyStoreTimeoutMs: e.READY_STORE_TIMEOUT_MS,
     faultStoreDelayMs: e.FAULT_STORE_DELAY_MS,
     faultBlockRoute: e.FAULT_BLOCK_ROUTE,
     blockWarnMs: e.BLOCK_WARN_MS,

@@ -14,6 +14,7 @@ import type { LiveStats } from '../ops/live-stats.js';
 import type { LoopMonitor } from '../ops/loop-monitor.js';
 import type { TokenService } from './auth/tokens.js';
 import type { KnownUsers } from './auth/known-users.js';
+import type { StoreProbe } from './store-probe.js';
 
 /** What the engine hands the app with each request. */
 export interface Bindings {
@@ -39,6 +40,8 @@ export interface Services {
   tokens: TokenService;
   /** The cached does-this-user-still-exist check behind `tokens`. */
   knownUsers: KnownUsers;
+  /** The store's reachability, for `/readyz`. */
+  storeProbe: StoreProbe;
   metrics: Metrics;
   lifecycle: Lifecycle;
   devices: DeviceStore;

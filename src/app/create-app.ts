@@ -31,6 +31,7 @@ import { eventRoutes } from './routes/events.js';
 import { resolveJwtSecret } from './auth/secret.js';
 import { TokenService } from './auth/tokens.js';
 import { KnownUsers } from './auth/known-users.js';
+import { StoreProbe } from './store-probe.js';
 import type { AppEnv, Bindings, Services } from './context.js';
 import { AppError } from './errors.js';
 import { handleError, jsonError } from './error-handler.js';
@@ -85,6 +86,7 @@ export async function createApp(config: Config, log: Logger): Promise<OneboxApp>
     users,
     tokens,
     knownUsers,
+    storeProbe: new StoreProbe(() => users.ping(), config.readyStoreTimeoutMs, log),
     metrics,
     lifecycle,
     devices,

@@ -60,6 +60,11 @@ export class UserStore {
     return row !== undefined;
   }
 
+  /** A cheap round trip through the users table, for readiness (the caller bounds it with a deadline). */
+  async ping(): Promise<void> {
+    await this.db.selectFrom('users').select('id').limit(1).execute();
+  }
+
   byId(id: string): Promise<UserRow | undefined> {
     return this.db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
   }

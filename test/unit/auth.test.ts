@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { KnownUsers } from '../../src/app/auth/known-users.js';
 import { TokenService } from '../../src/app/auth/tokens.js';
+import { StoreProbe } from '../../src/app/store-probe.js';
 import { loadConfig } from '../../src/config.js';
 import { Gateway } from '../../src/realtime/gateway.js';
 import { createLogger } from '../../src/ops/logger.js';
@@ -62,6 +63,37 @@ test('TokenService: a valid token of a vanished user is invalid_token; a lookup 
   await assert.rejects(tokens.verify(t, false), { code: 'invalid_token' });
   failing = true;
   await assert.rejects(tokens.verify(t), (err: { code?: string }) => err.code === undefined);
+});
+
+test('StoreProbe: one ping serves a second of probes; a hung ping fails at the deadline, alone', async () => {
+  let pings = 0;
+  let mode: 'ok' | 'fail' | 'hang' = 'ok';
+  const probe = new StoreProbe(
+    () => {
+      pings++;
+      if (mode === 'ok') return Promise.resolve();
+      if (mode === 'fail') return Promise.reject(new Error('refused'));
+      return new Promise(() => undefined);
+    },
+    50,
+    createLogger('silent'),
+  );
+  assert.equal(await probe.reachable(), true);
+  assert.equal(await probe.reachable(), true);
+  assert.equal(pings, 1, 'cached');
+  // Force staleness without sleeping out the cache: reach into the clock field.
+  const stale = () => ((probe as unknown as { checkedAt: number }).checkedAt = 0);
+  mode = 'fail';
+  stale();
+  assert.equal(await probe.reachable(), false);
+  mode = 'hang';
+  stale();
+  const t0 = performance.now();
+  assert.equal(await probe.reachable(), false);
+  assert.ok(performance.now() - t0 < 1000, 'answered by the deadline');
+  stale();
+  assert.equal(await probe.reachable(), false);
+  assert.equal(pings, 3, 'no second ping joins a hung one');
 });
 
 test('Gateway: an upgrade whose user is gone is 401 invalid_token; one the store cannot check is 503 store_unavailable', async () => {
