@@ -58,6 +58,8 @@ const env = z.object({
   WS_PUBLISH_PER_S: int('WS_PUBLISH_PER_S', 1, 1_000_000).default(10),
   DASHBOARD_TIMEOUT_MS: int('DASHBOARD_TIMEOUT_MS', 10, 600_000).default(2000),
   TEST_MODE: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
+  USER_CHECK_TTL_MS: int('USER_CHECK_TTL_MS', 0, 600_000).default(5000),
+  READY_STORE_TIMEOUT_MS: int('READY_STORE_TIMEOUT_MS', 10, 60_000).default(1000),
   FAULT_STORE_DELAY_MS: int('FAULT_STORE_DELAY_MS', 0, 600_000).default(0),
   FAULT_BLOCK_ROUTE: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
   BLOCK_WARN_MS: int('BLOCK_WARN_MS', 1, 600_000).default(200),
@@ -135,6 +137,14 @@ export type Config = Readonly<{
    * @default false
    */
   testMode: boolean;
+  /**
+   * How long this process trusts that a token's user still exists before asking the store
+   * again; a user deleted elsewhere keeps a working token here for at most this long.
+   * 0 asks on every request. @default 5000 ms
+   */
+  userCheckTtlMs: number;
+  /** `/readyz` answers 503 when a store ping takes longer than this (one ping serves 1 s of probes). @default 1000 ms */
+  readyStoreTimeoutMs: number;
   /** Fault injection for tests (needs testMode): an abortable delay before each dashboard load. @default 0 */
   faultStoreDelayMs: number;
   /** Fault injection for tests (needs testMode): `POST /debug/block {ms}` (admin) holds the event loop. @default false */
@@ -162,6 +172,9 @@ export type Config = Readonly<{
   };
 }>;
 
+/** Settings whose values are credentials: a configuration error names them, never quotes them. */
+const SECRET_VARS = new Set(['JWT_SECRET', 'ADMIN_TOKEN', 'DATABASE_URL', 'REDIS_URL', 'VAPID_PRIVATE_KEY']);
+
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
@@ -178,7 +191,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => {
       const name = String(i.path[0] ?? '');
-      return `  ${name}=${JSON.stringify(raw[name] ?? '')}: ${i.message}`;
+      const shown = SECRET_VARS.has(name) ? '[redacted]' : JSON.stringify(raw[name] ?? '');
+      return `  ${name}=${shown}: ${i.message}`;
     });
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
@@ -246,6 +260,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     wsPublishPerS: e.WS_PUBLISH_PER_S,
     dashboardTimeoutMs: e.DASHBOARD_TIMEOUT_MS,
     testMode: e.TEST_MODE,
+    userCheckTtlMs: e.USER_CHECK_TTL_MS,
+    readyStoreTimeoutMs: e.READY_STORE_TIMEOUT_MS,
     faultStoreDelayMs: e.FAULT_STORE_DELAY_MS,
     faultBlockRoute: e.FAULT_BLOCK_ROUTE,
     blockWarnMs: e.BLOCK_WARN_MS,

@@ -15,6 +15,8 @@ import type { LoopMonitor } from '../ops/loop-monitor.js';
 import type { TokenService } from './auth/tokens.js';
 import { clientAddress, type TrustProxy } from '../lib/client-address.js';
 import type { Limits } from '../lib/limits.js';
+import type { KnownUsers } from './auth/known-users.js';
+import type { StoreProbe } from './store-probe.js';
 
 /** What the engine hands the app with each request. */
 export interface Bindings {
@@ -38,6 +40,10 @@ export interface Services {
   db: Db;
   users: UserStore;
   tokens: TokenService;
+  /** The cached does-this-user-still-exist check behind `tokens`. */
+  knownUsers: KnownUsers;
+  /** The store's reachability, for `/readyz`. */
+  storeProbe: StoreProbe;
   metrics: Metrics;
   lifecycle: Lifecycle;
   devices: DeviceStore;

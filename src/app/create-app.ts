@@ -33,6 +33,8 @@ import { deviceRoutes } from './routes/devices.js';
 import { eventRoutes } from './routes/events.js';
 import { resolveJwtSecret } from './auth/secret.js';
 import { TokenService } from './auth/tokens.js';
+import { KnownUsers } from './auth/known-users.js';
+import { StoreProbe } from './store-probe.js';
 import type { AppEnv, Bindings, Services } from './context.js';
 import { AppError } from './errors.js';
 import { handleError, jsonError } from './error-handler.js';
@@ -81,7 +83,11 @@ export async function createApp(config: Config, log: Logger, limits: Limits = ne
   await migrateToLatest(db);
   const metrics = createMetrics();
   const lifecycle = new Lifecycle();
-  const tokens = new TokenService(resolveJwtSecret(config.jwtSecret, config.dataDir, log), config.jwtTtlS);
+  const users = new UserStore(db);
+  const knownUsers = new KnownUsers((id) => users.exists(id), config.userCheckTtlMs);
+  const tokens = new TokenService(resolveJwtSecret(config.jwtSecret, config.dataDir, log), config.jwtTtlS, (id) =>
+    knownUsers.check(id),
+  );
   const gateway = new Gateway(config, tokens, log, limits);
   const backplane = config.redisUrl
     ? new (await import('../realtime/backplane.js')).RedisHub(config.redisUrl, gateway.local, gateway.registry, log)
@@ -96,8 +102,10 @@ export async function createApp(config: Config, log: Logger, limits: Limits = ne
     config,
     log,
     db,
-    users: new UserStore(db),
+    users,
     tokens,
+    knownUsers,
+    storeProbe: new StoreProbe(() => users.ping(), config.readyStoreTimeoutMs, log),
     metrics,
     lifecycle,
     devices,
@@ -131,7 +139,7 @@ export async function createApp(config: Config, log: Logger, limits: Limits = ne
   exposeIntegers(metrics.registry, 'gauge', 'onebox_http_requests_in_flight', 'HTTP requests being served', () => lifecycle.inflight);
 
   const app = new Hono<AppEnv>();
-  app.onError(handleError(log));
+  app.onError(handleError(log, { userGone: knownUsers }));
   app.notFound(() => jsonError('not_found', 'no such route'));
 
   app.use(requestId());

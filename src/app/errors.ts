@@ -28,6 +28,7 @@ export const ERROR_CODES = {
   internal: 500,
   load_failed: 502,
   not_ready: 503,
+  store_unavailable: 503,
   over_capacity: 503,
   deadline_exceeded: 504,
 } as const;

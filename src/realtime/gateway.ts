@@ -143,8 +143,14 @@ export class Gateway {
     try {
       userId = await this.tokens.verify(token, false);
     } catch (err) {
-      const code = (err as { code?: string }).code === 'token_expired' ? 'token_expired' : 'invalid_token';
-      return this.refuse('unauthorized', 401, 'invalid token', code);
+      const code = (err as { code?: string }).code;
+      if (code === 'token_expired' || code === 'invalid_token') return this.refuse('unauthorized', 401, 'invalid token', code);
+      // The user-existence check could not reach the store: not the client's fault, so no
+      // 401 that would sign it out; 503 + Retry-After, like any capacity refusal.
+      // Debug only: in a reconnect storm this is one line per upgrade; the readiness probe
+      // logs the store's loss once, and the refusals are counted by reason.
+      this.log.debug({ err: (err as Error).message }, 'upgrade refused: cannot check the token now');
+      return this.refuse('store', 503, 'cannot check the token now', 'store_unavailable');
     }
     // Re-check after the await: other upgrades may have been admitted meanwhile.
     if (this.draining) return this.refuse('draining', 503, 'server is shutting down');

@@ -2,9 +2,11 @@
  * App analytics events. Writes from concurrent requests are grouped: each request queues its
  * batch and awaits the commit of the transaction that carries it, so ingestion costs one
  * transaction per flush instead of one per request. A failed transaction fails every
- * request in it and writes none of their rows.
+ * request in it and writes none of their rows, except a foreign-key failure (a user deleted
+ * meanwhile): then each request is retried alone, so only the vanished user's fails.
  */
 import type { Db } from './db.js';
+import { isForeignKeyViolation } from './db-errors.js';
 import type { EventsTable } from './schema.js';
 
 const ROWS_PER_INSERT = 100;
@@ -66,35 +68,44 @@ export class EventWriter {
         batch.push(p);
         n += p.rows.length;
       }
-      const rows = batch.flatMap((p) => p.rows);
       try {
-        await this.db.transaction().execute(async (tx) => {
-          for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) {
-            await tx.insertInto('events').values(rows.slice(i, i + ROWS_PER_INSERT)).execute();
-          }
-          const counts = new Map<string, { user_id: string; type: string; day: number; n: number }>();
-          for (const r of rows) {
-            const day = dayOf(r.ts);
-            const key = `${r.user_id}\u0000${r.type}\u0000${day}`;
-            const c = counts.get(key);
-            if (c) c.n++;
-            else counts.set(key, { user_id: r.user_id, type: r.type, day, n: 1 });
-          }
-          const all = [...counts.values()];
-          for (let i = 0; i < all.length; i += ROWS_PER_INSERT) {
-            await tx
-              .insertInto('event_counts')
-              .values(all.slice(i, i + ROWS_PER_INSERT))
-              .onConflict((oc) => oc.columns(['user_id', 'day', 'type']).doUpdateSet((eb) => ({ n: eb('event_counts.n', '+', eb.ref('excluded.n')) })))
-              .execute();
-          }
-        });
-        this.flushes++;
+        await this.commit(batch.flatMap((p) => p.rows));
         for (const p of batch) p.resolve();
       } catch (err) {
-        for (const p of batch) p.reject(err);
+        if (batch.length > 1 && isForeignKeyViolation(err)) {
+          // One request's user is gone (deleted since its token was checked); the others
+          // must not fail with it. Rare, so each goes alone and meets its own fate.
+          for (const p of batch) await this.commit(p.rows).then(p.resolve, p.reject);
+        } else {
+          for (const p of batch) p.reject(err);
+        }
       }
     }
+  }
+
+  private async commit(rows: EventsTable[]): Promise<void> {
+    await this.db.transaction().execute(async (tx) => {
+      for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) {
+        await tx.insertInto('events').values(rows.slice(i, i + ROWS_PER_INSERT)).execute();
+      }
+      const counts = new Map<string, { user_id: string; type: string; day: number; n: number }>();
+      for (const r of rows) {
+        const day = dayOf(r.ts);
+        const key = `${r.user_id}\u0000${r.type}\u0000${day}`;
+        const c = counts.get(key);
+        if (c) c.n++;
+        else counts.set(key, { user_id: r.user_id, type: r.type, day, n: 1 });
+      }
+      const all = [...counts.values()];
+      for (let i = 0; i < all.length; i += ROWS_PER_INSERT) {
+        await tx
+          .insertInto('event_counts')
+          .values(all.slice(i, i + ROWS_PER_INSERT))
+          .onConflict((oc) => oc.columns(['user_id', 'day', 'type']).doUpdateSet((eb) => ({ n: eb('event_counts.n', '+', eb.ref('excluded.n')) })))
+          .execute();
+      }
+    });
+    this.flushes++;
   }
 }
 

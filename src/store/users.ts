@@ -54,6 +54,17 @@ export class UserStore {
     return this.db.selectFrom('users').selectAll().where('email', '=', email).executeTakeFirst();
   }
 
+  /** Whether the user row exists (a primary-key probe; the token check's cache miss). */
+  async exists(id: string): Promise<boolean> {
+    const row = await this.db.selectFrom('users').select('id').where('id', '=', id).executeTakeFirst();
+    return row !== undefined;
+  }
+
+  /** A cheap round trip through the users table, for readiness (the caller bounds it with a deadline). */
+  async ping(): Promise<void> {
+    await this.db.selectFrom('users').select('id').limit(1).execute();
+  }
+
   byId(id: string): Promise<UserRow | undefined> {
     return this.db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
   }

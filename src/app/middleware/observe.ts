@@ -9,6 +9,18 @@ import type { AppEnv, Services } from '../context.js';
 
 const SLOW_MS = 1000;
 
+/**
+ * The path and query of an absolute request URL, without building a URL object: parsing
+ * can throw, and a parse error's message quotes the whole URL, query secrets included.
+ */
+function pathAndQuery(url: string): string {
+  const scheme = url.indexOf('://');
+  const start = scheme < 0 ? 0 : url.indexOf('/', scheme + 3);
+  if (start < 0) return '/';
+  const hash = url.indexOf('#', start);
+  return hash < 0 ? url.slice(start) : url.slice(start, hash);
+}
+
 export function observe(s: Services): MiddlewareHandler<AppEnv> {
   const debug = s.log.isLevelEnabled('debug');
   return async (c, next) => {
@@ -27,13 +39,12 @@ export function observe(s: Services): MiddlewareHandler<AppEnv> {
       s.metrics.httpRequests.inc({ route, method, status });
       s.metrics.httpDuration.observe({ route, method }, ms / 1000);
       if (debug || ms > SLOW_MS) {
-        const url = new URL(c.req.url);
         s.log[ms > SLOW_MS ? 'warn' : 'debug'](
           {
             reqId: c.get('requestId'),
             method,
             route,
-            path: redactUrl(url.pathname + url.search),
+            path: redactUrl(pathAndQuery(c.req.url)),
             status,
             ms: Math.round(ms * 100) / 100,
           },

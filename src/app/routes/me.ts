@@ -28,7 +28,7 @@ export function meRoutes(s: Services): Hono<AppEnv> {
   const user = requireUser(s);
   app.get('/v1/me', user, async (c) => {
     const user = await s.users.byId(c.get('userId'));
-    if (!user) throw new AppError('not_found', 'user not found');
+    if (!user) throw new AppError('invalid_token', "the token's user no longer exists");
     return c.json({ user: toPublicUser(user) });
   });
   app.patch('/v1/me', user, async (c) => {
@@ -38,7 +38,7 @@ export function meRoutes(s: Services): Hono<AppEnv> {
       ...(body.avatarUrl !== undefined && { avatar_url: body.avatarUrl }),
       ...(body.locale !== undefined && { locale: body.locale }),
     });
-    if (!user) throw new AppError('not_found', 'user not found');
+    if (!user) throw new AppError('invalid_token', "the token's user no longer exists");
     return c.json({ user: toPublicUser(user) });
   });
   return app;
