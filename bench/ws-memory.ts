@@ -11,9 +11,9 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { sleep } from '../src/lib/scope.js';
-import { sampleProc } from '../src/bench/sampler.js';
-import { signToken } from '../src/bench/target.js';
-import { ADMIN_TOKEN, JWT_SECRET, ROOT, startServer, type EngineName } from '../test/helpers/server.js';
+import { sampleProc } from '../src/cli/bench/sampler.js';
+import { signToken } from '../src/cli/bench/target.js';
+import { ADMIN_TOKEN, JWT_SECRET, ROOT, startServer, type EngineName } from '../test/kit/server.js';
 
 const { values } = parseArgs({
   options: {

@@ -4,7 +4,7 @@
 #
 # The suites start their own redis-server, nginx, Chromium, systemd-notify/systemd-analyze
 # and python3 listener on ports and paths they pick; PostgreSQL is the one server they
-# expect running: a cluster on loopback with the role of test/helpers/pg.ts's default URL.
+# expect running: a cluster on loopback with the role of test/kit/pg.ts's default URL.
 #
 # As root with apt-get: installs the missing Debian packages (apt-get update only then),
 # starts the cluster and creates the role. Otherwise: names the missing packages on one
@@ -50,7 +50,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 [ -n "${ONEBOX_TEST_PG_URL:-}" ] && exit 0
-url=postgres://onebox:onebox@127.0.0.1:5432/postgres   # test/helpers/pg.ts's default
+url=postgres://onebox:onebox@127.0.0.1:5432/postgres   # test/kit/pg.ts's default
 PGCONNECT_TIMEOUT=5 psql "$url" -qtAc 'select 1' >/dev/null 2>&1 && exit 0
 if ! $root; then
   echo "npm test cannot reach PostgreSQL at $url (run it once as root: it starts the cluster" \

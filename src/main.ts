@@ -4,10 +4,10 @@
  */
 import { spawn } from 'node:child_process';
 import { loadConfig, ConfigError, type Config } from './config.js';
-import { createLogger, type Logger } from './ops/logger.js';
-import { CLOSE } from './realtime/protocol.js';
-import { reportToSupervisor, supervise, supervisorPort, workerIndex } from './engine/cluster.js';
-import { SystemdNotifier } from './ops/systemd.js';
+import { createLogger, type Logger } from './observability/logger.js';
+import { CLOSE } from './errors.js';
+import { reportToSupervisor, supervise, supervisorPort, workerIndex } from './process/supervisor.js';
+import { SystemdNotifier } from './process/systemd.js';
 import { SupervisorLimits } from './lib/supervisor-limits.js';
 
 // The app, store and engine load lazily: a WORKERS>1 supervisor only supervises and
@@ -45,12 +45,12 @@ async function serve(config: Config, log: Logger): Promise<void> {
   // one is a bug to log, not a reason to drop every connection of this process.
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
   const { loadEngine } = await import('./engine/index.js');
-  const { createApp } = await import('./app/create-app.js');
+  const { buildServer } = await import('./server.js');
   const engine = await loadEngine(config);
   // A supervised worker counts box-wide limits in the supervisor's tables.
   const port = workerIndex() === undefined ? undefined : supervisorPort();
   const limits = port && new SupervisorLimits(port);
-  const app = await createApp(config, log, limits);
+  const app = await buildServer(config, log, limits);
   const server = await engine(config, { fetch: app.fetch, gateway: app.gateway }, log);
   app.lifecycle.ready();
   app.startBackground();
@@ -127,8 +127,8 @@ function migrateInChild(log: Logger): Promise<void> {
 
 async function main(argv: string[]): Promise<number> {
   const [command = 'serve', ...rest] = argv;
-  if (command === 'bench') return (await import('./bench/run.js')).runBench(rest);
-  if (command === 'deploy') return (await import('./ops/deploy.js')).deploy(rest);
+  if (command === 'bench') return (await import('./cli/bench/run.js')).runBench(rest);
+  if (command === 'deploy') return (await import('./cli/deploy.js')).deploy(rest);
   if (command === '--help' || command === '-h' || command === 'help') {
     console.log(HELP.main);
     return 0;
@@ -160,7 +160,7 @@ async function main(argv: string[]): Promise<number> {
       await migrate(config, log);
       return 0;
     case 'doctor':
-      return (await import('./ops/doctor.js')).doctor(rest, config.engine);
+      return (await import('./cli/doctor.js')).doctor(rest, config.engine);
     default:
       console.error(`onebox: unknown command "${command}"\n\n${HELP.main}`);
       return 2;

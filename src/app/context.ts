@@ -1,8 +1,8 @@
 /** The Hono environment shared by every route, and the services routes reach. */
 import type { Config } from '../config.js';
-import type { Logger } from '../ops/logger.js';
-import type { Lifecycle } from '../ops/lifecycle.js';
-import type { Metrics } from '../ops/metrics.js';
+import type { Logger } from '../observability/logger.js';
+import type { Lifecycle } from '../process/lifecycle.js';
+import type { Metrics } from '../observability/metrics.js';
 import type { Db } from '../store/db.js';
 import type { UserStore } from '../store/users.js';
 import type { DeviceStore } from '../store/devices.js';
@@ -10,8 +10,8 @@ import type { EventWriter } from '../store/events.js';
 import type { OutboxStore } from '../store/outbox.js';
 import type { Hub } from '../realtime/hub.js';
 import type { PushWorker } from '../push/worker.js';
-import type { LiveStats } from '../ops/live-stats.js';
-import type { LoopMonitor } from '../ops/loop-monitor.js';
+import type { LiveStats } from '../observability/live-stats.js';
+import type { LoopMonitor } from '../observability/loop-monitor.js';
 import type { TokenService } from './auth/tokens.js';
 import { clientAddress, type TrustProxy } from '../lib/client-address.js';
 import type { Limits } from '../lib/limits.js';

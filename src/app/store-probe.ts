@@ -6,7 +6,7 @@
  * the ping started, and then counts the store as unreachable. Transitions are logged once.
  */
 
-import type { Logger } from '../ops/logger.js';
+import type { Logger } from '../observability/logger.js';
 
 /** How long one ping's answer serves later probes. */
 const CACHE_MS = 1000;

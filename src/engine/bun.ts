@@ -4,10 +4,10 @@
  * Bun's own idle timeout and automatic pings are off: the gateway's heartbeat drives both,
  * so the behaviour (and the figures) match the Node engine.
  */
+import { errorResponse } from '../errors.js';
 import type { ServerWebSocket } from 'bun';
 import type { Conn } from '../realtime/conn.js';
 import type { SocketOps } from '../realtime/gateway.js';
-import { jsonError } from '../app/error-handler.js';
 import { WS_PATH, type Engine } from './types.js';
 
 type Sock = ServerWebSocket<Conn>;
@@ -65,7 +65,7 @@ export const startBun: Engine = async (config, target, log) => {
       if (!decision.ok) return new Response(decision.body, { status: decision.status, headers: decision.headers });
       if (srv.upgrade(req, { data: decision.conn })) return undefined;
       gateway.abort(decision.conn);
-      return jsonError('bad_request', 'upgrade failed');
+      return errorResponse('bad_request', 'upgrade failed');
     },
     websocket: {
       maxPayloadLength: config.maxMessageBytes,
@@ -82,7 +82,7 @@ export const startBun: Engine = async (config, target, log) => {
     },
     error(err) {
       log.error({ err }, 'unhandled server error');
-      return jsonError('internal', 'internal error');
+      return errorResponse('internal', 'internal error');
     },
   });
   return {

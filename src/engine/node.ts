@@ -12,7 +12,7 @@ import { getRequestListener } from '@hono/node-server';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Conn } from '../realtime/conn.js';
 import type { Gateway, SocketOps } from '../realtime/gateway.js';
-import { ERROR_CODES, errorBody, type ErrorCode } from '../app/errors.js';
+import { ERROR_CODES, errorBody, type ErrorCode } from '../errors.js';
 import { WS_PATH, type Engine } from './types.js';
 
 const CONN = Symbol('onebox.conn');

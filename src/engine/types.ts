@@ -1,7 +1,7 @@
 /** The seam between the runtime-neutral app/gateway and a runtime's server. */
 import type { Bindings } from '../app/context.js';
 import type { Config } from '../config.js';
-import type { Logger } from '../ops/logger.js';
+import type { Logger } from '../observability/logger.js';
 import type { Gateway } from '../realtime/gateway.js';
 
 /** Path of the WebSocket endpoint. */

@@ -1,6 +1,6 @@
 /** Build the configured providers and the outbox worker. */
 import type { Config } from '../config.js';
-import type { Logger } from '../ops/logger.js';
+import type { Logger } from '../observability/logger.js';
 import type { DeviceStore } from '../store/devices.js';
 import type { OutboxStore } from '../store/outbox.js';
 import { PushWorker } from './worker.js';

@@ -12,7 +12,7 @@
  * one slot until its deadline, then is retried like any other failure; every other row
  * keeps flowing through the remaining slots.
  */
-import type { Logger } from '../ops/logger.js';
+import type { Logger } from '../observability/logger.js';
 import type { DeviceRow, DeviceStore } from '../store/devices.js';
 import type { ClaimedPush, OutboxStore } from '../store/outbox.js';
 import type { PushProvider, PushResult } from './types.js';

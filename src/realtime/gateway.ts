@@ -14,19 +14,18 @@
  * close, the only two ends of an authorized upgrade.
  */
 import type { Config } from '../config.js';
-import { errorBody } from '../app/errors.js';
-import { extractToken, type TokenService } from '../app/auth/tokens.js';
+import { CLOSE, errorBody, type ErrorCode } from '../errors.js';
 import { clientAddress } from '../lib/client-address.js';
 import type { Limits } from '../lib/limits.js';
-import type { Logger } from '../ops/logger.js';
-import { exposeIntegers } from '../ops/metrics.js';
+import type { Logger } from '../observability/logger.js';
+import { exposeIntegers } from '../observability/metrics.js';
 import type { Registry as PromRegistry } from 'prom-client';
 import { Conn, holds, topicCount } from './conn.js';
 import { deriveCeiling, openFileLimit } from './ceiling.js';
 import { Heartbeat } from './heartbeat.js';
 import { LocalHub, type Hub } from './hub.js';
 import { Registry } from './registry.js';
-import { CLOSE, FrameError, frames, parseFrame, type ClientFrame } from './protocol.js';
+import { FrameError, frames, parseFrame, type ClientFrame } from './protocol.js';
 
 /** What the engine provides to act on its sockets. */
 export interface SocketOps {
@@ -52,6 +51,39 @@ export interface UpgradeRequest {
 
 /** A Sec-WebSocket-Key is the base64 of 16 bytes (RFC 6455 section 4.1). */
 const WS_KEY = /^[+/0-9A-Za-z]{21}[AQgw]==$/;
+
+/** Who is upgrading: a user id, or why not (401 codes; `store_unavailable` is a 503). */
+export type Authentication =
+  | { ok: true; userId: string }
+  | { ok: false; code: 'unauthorized' | 'invalid_token' | 'token_expired' | 'store_unavailable'; message: string };
+
+/** The settings the gateway reads. */
+export type GatewayOptions = Pick<
+  Config,
+  | 'maxConnections'
+  | 'maxConnectionsPerIp'
+  | 'trustProxy'
+  | 'pingIntervalMs'
+  | 'idleTimeoutMs'
+  | 'maxBufferedBytes'
+  | 'maxSubscriptions'
+  | 'maxJsonDepth'
+  | 'wsPublishPrefixes'
+  | 'wsPublishPerS'
+>;
+
+/** What the gateway is given by its owner. */
+export interface GatewayDeps {
+  /** Decide who is upgrading (the token, checked however the app checks tokens). */
+  authenticate(req: UpgradeRequest): Promise<Authentication>;
+  /** The box's per-address slot table. */
+  limits: Limits;
+  log: Logger;
+  /** Build the hub over this process's registry: a backplane wraps the local hub. @default the local hub */
+  createHub?: (local: LocalHub, registry: Registry) => Hub;
+  /** Told which op starts running (the loop-block detector's label). */
+  onActivity?: (label: string) => void;
+}
 
 export type UpgradeDecision =
   | { ok: true; conn: Conn }
@@ -80,8 +112,8 @@ export class Gateway {
   readonly stats = new GatewayStats();
   readonly registry = new Registry();
   readonly local: LocalHub;
-  /** Local by default; a backplane replaces it (useHub). */
-  hub: Hub;
+  /** Delivers to users and topics: the local hub, or a backplane around it. */
+  readonly hub: Hub;
   readonly ceiling: number;
   private readonly heartbeat: Heartbeat;
   /**
@@ -94,15 +126,16 @@ export class Gateway {
   private draining = false;
   private emptyWaiters: Array<() => void> = [];
   private ops: SocketOps | null = null;
-  /** Told which op starts running (the loop-block detector's label). */
-  activity: ((label: string) => void) | null = null;
+  private readonly log: Logger;
+  private readonly limits: Limits;
+  private readonly authenticate: GatewayDeps['authenticate'];
+  private readonly activity: (label: string) => void;
 
-  constructor(
-    private readonly config: Config,
-    private readonly tokens: TokenService,
-    private readonly log: Logger,
-    private readonly limits: Limits,
-  ) {
+  constructor(private readonly config: GatewayOptions, deps: GatewayDeps) {
+    this.log = deps.log;
+    this.limits = deps.limits;
+    this.authenticate = deps.authenticate;
+    this.activity = deps.onActivity ?? (() => undefined);
     this.ceiling = config.maxConnections ?? deriveCeiling(openFileLimit());
     this.heartbeat = new Heartbeat(config.pingIntervalMs, config.idleTimeoutMs, {
       ping: (conn) => {
@@ -117,7 +150,7 @@ export class Gateway {
       tick: (now) => this.cutOffClosing(now),
     });
     this.local = new LocalHub(this.registry, (conn, text) => this.deliver(conn, text));
-    this.hub = this.local;
+    this.hub = deps.createHub?.(this.local, this.registry) ?? this.local;
   }
 
   /** Bind the engine's socket operations and start the heartbeat. */
@@ -137,21 +170,14 @@ export class Gateway {
     if (this.stats.open + this.stats.pending >= this.ceiling) {
       return this.refuse('ceiling', 503, 'connection ceiling reached');
     }
-    const token = extractToken(req.authorization, new URL(req.url, 'http://localhost'));
-    if (!token) return this.refuse('unauthorized', 401, 'missing token', 'unauthorized');
-    let userId: string;
-    try {
-      userId = await this.tokens.verify(token, false);
-    } catch (err) {
-      const code = (err as { code?: string }).code;
-      if (code === 'token_expired' || code === 'invalid_token') return this.refuse('unauthorized', 401, 'invalid token', code);
-      // The user-existence check could not reach the store: not the client's fault, so no
-      // 401 that would sign it out; 503 + Retry-After, like any capacity refusal.
-      // Debug only: in a reconnect storm this is one line per upgrade; the readiness probe
-      // logs the store's loss once, and the refusals are counted by reason.
-      this.log.debug({ err: (err as Error).message }, 'upgrade refused: cannot check the token now');
-      return this.refuse('store', 503, 'cannot check the token now', 'store_unavailable');
+    const auth = await this.authenticate(req);
+    if (!auth.ok) {
+      // A store that cannot be asked is not the client's fault: 503 + Retry-After, never a
+      // 401 that would sign it out.
+      if (auth.code === 'store_unavailable') return this.refuse('store', 503, auth.message, auth.code);
+      return this.refuse('unauthorized', 401, auth.message, auth.code);
     }
+    const userId = auth.userId;
     // Re-check after the await: other upgrades may have been admitted meanwhile.
     if (this.draining) return this.refuse('draining', 503, 'server is shutting down');
     if (this.stats.open + this.stats.pending >= this.ceiling) {
@@ -297,7 +323,7 @@ export class Gateway {
   }
 
   private handle(conn: Conn, f: ClientFrame): void {
-    this.activity?.(OP_LABEL[f.op]);
+    this.activity(OP_LABEL[f.op]);
     switch (f.op) {
       case 'ping':
         this.send(conn, frames.pong(f.id, Date.now()));
@@ -397,12 +423,11 @@ export class Gateway {
     if (this.config.maxConnectionsPerIp !== undefined) this.limits.release(ipKey(conn.ip));
   }
 
-  private refuse(reason: string, status: number, message: string, code?: string, extra?: Record<string, string>): UpgradeDecision {
+  private refuse(reason: string, status: number, message: string, code: ErrorCode = 'over_capacity', extra?: Record<string, string>): UpgradeDecision {
     this.stats.refused.set(reason, (this.stats.refused.get(reason) ?? 0) + 1);
     // The client asked to leave HTTP: a refused upgrade ends the connection rather than keep it.
     const headers: Record<string, string> = { 'Content-Type': 'application/json', 'X-Content-Type-Options': 'nosniff', Connection: 'close', ...extra };
     if (status === 503) headers['Retry-After'] = String(1 + Math.floor(Math.random() * 10));
-    const errCode = code ?? 'over_capacity';
-    return { ok: false, status, headers, body: errorBody(errCode as never, message) };
+    return { ok: false, status, headers, body: errorBody(code, message) };
   }
 }

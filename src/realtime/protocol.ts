@@ -5,35 +5,8 @@
  * `error {code, message, id?}`, `pong {id, ts}`.
  */
 
+import type { WsErrorCode } from '../errors.js';
 import { checkJsonBounds } from '../lib/json.js';
-
-/** Codes of `error` frames; docs/errors.md lists the same set. */
-export const WS_ERROR_CODES = [
-  'bad_json',
-  'json_too_deep',
-  'bad_frame',
-  'internal',
-  'unknown_op',
-  'invalid_topic',
-  'forbidden_topic',
-  'too_many_subscriptions',
-  'publish_forbidden',
-  'rate_limited',
-] as const;
-export type WsErrorCode = (typeof WS_ERROR_CODES)[number];
-
-/** Close codes the server uses (RFC 6455 section 7.4.1 and the IANA registry). */
-export const CLOSE = {
-  goingAway: 1001,
-  unsupportedData: 1003,
-  abnormal: 1006,
-  invalidPayload: 1007,
-  policy: 1008,
-  tooBig: 1009,
-  internal: 1011,
-  restart: 1012,
-  tryAgainLater: 1013,
-} as const;
 
 export type ClientFrame =
   | { op: 'sub' | 'unsub'; topic: string; id: unknown }

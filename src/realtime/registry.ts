@@ -1,5 +1,7 @@
 import { holds, type Conn } from './conn.js';
 
+export type InterestListener = (kind: 'user' | 'topic', key: string, present: boolean) => void;
+
 /**
  * Who is where: connections by topic and by user, on this process. A user with one
  * connection maps straight to it; a Set appears only from the second connection on.
@@ -7,17 +9,26 @@ import { holds, type Conn } from './conn.js';
 export class Registry {
   readonly topics = new Map<string, Set<Conn>>();
   readonly users = new Map<string, Conn | Set<Conn>>();
+  private readonly interest = new Set<InterestListener>();
+
   /**
-   * Told when this process gains or loses its first/last connection of a user or topic
-   * (the backplane subscribes only to channels with local interest).
+   * Be told when this process gains or loses its first/last connection of a user or topic
+   * (the backplane subscribes only to channels with local interest). Returns the unsubscribe.
    */
-  onInterest: ((kind: 'user' | 'topic', key: string, present: boolean) => void) | null = null;
+  onInterest(listener: InterestListener): () => void {
+    this.interest.add(listener);
+    return () => this.interest.delete(listener);
+  }
+
+  private tell(kind: 'user' | 'topic', key: string, present: boolean): void {
+    for (const l of this.interest) l(kind, key, present);
+  }
 
   addUser(conn: Conn): void {
     const cur = this.users.get(conn.userId);
     if (cur === undefined) {
       this.users.set(conn.userId, conn);
-      this.onInterest?.('user', conn.userId, true);
+      this.tell('user', conn.userId, true);
     }
     else if (cur instanceof Set) cur.add(conn);
     else this.users.set(conn.userId, new Set([cur, conn]));
@@ -28,7 +39,7 @@ export class Registry {
     const cur = this.users.get(conn.userId);
     if (cur === conn || (cur instanceof Set && cur.delete(conn) && cur.size === 0)) {
       this.users.delete(conn.userId);
-      this.onInterest?.('user', conn.userId, false);
+      this.tell('user', conn.userId, false);
     }
   }
 
@@ -56,7 +67,7 @@ export class Registry {
     let set = this.topics.get(topic);
     if (!set) {
       this.topics.set(topic, (set = new Set()));
-      this.onInterest?.('topic', topic, true);
+      this.tell('topic', topic, true);
     }
     set.add(conn);
     return true;
@@ -70,7 +81,7 @@ export class Registry {
     const set = this.topics.get(topic);
     if (set && set.delete(conn) && set.size === 0) {
       this.topics.delete(topic);
-      this.onInterest?.('topic', topic, false);
+      this.tell('topic', topic, false);
     }
     return true;
   }

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { BIN } from '../helpers/server.js';
+import { BIN } from '../kit/server.js';
 
 const out = mkdtempSync(join(tmpdir(), 'onebox-benchq-'));
 after(() => rmSync(out, { recursive: true, force: true }));

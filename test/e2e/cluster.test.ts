@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { ADMIN_TOKEN, api, ENGINES, signup, startServer, type Running } from '../helpers/server.js';
-import { connectWs, type Client } from '../helpers/ws.js';
-import { startRedis, type RedisServer } from '../helpers/redis.js';
-import { createTestDatabase } from '../helpers/pg.js';
+import { ADMIN_TOKEN, api, ENGINES, signup, startServer, type Running } from '../kit/server.js';
+import { connectWs, type Client } from '../kit/ws.js';
+import { startRedis, type RedisServer } from '../kit/redis.js';
+import { createTestDatabase } from '../kit/pg.js';
 
 const admin = { token: ADMIN_TOKEN };
 

@@ -8,10 +8,10 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import pg from 'pg';
-import { eventually } from '../helpers/eventually.js';
-import { createTestDatabase } from '../helpers/pg.js';
-import { api, ENGINES, signup, startServer } from '../helpers/server.js';
-import { connectWs, refusedUpgrade } from '../helpers/ws.js';
+import { eventually } from '../kit/eventually.js';
+import { createTestDatabase } from '../kit/pg.js';
+import { api, ENGINES, signup, startServer } from '../kit/server.js';
+import { connectWs, refusedUpgrade } from '../kit/ws.js';
 
 type Store = 'sqlite' | 'postgres';
 const ANDROID = (n: number) => ({ platform: 'android', token: `fcm-token-${n}-${'x'.repeat(24)}` });

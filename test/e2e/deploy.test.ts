@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
-import { BIN, JWT_SECRET, ROOT, api, signup } from '../helpers/server.js';
+import { BIN, JWT_SECRET, ROOT, api, signup } from '../kit/server.js';
 
 const nginxBin = spawnSync('sh', ['-c', 'command -v nginx || ls /usr/sbin/nginx'], { encoding: 'utf8' }).stdout.trim().split('\n')[0];
 

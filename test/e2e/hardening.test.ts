@@ -10,10 +10,10 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ADMIN_TOKEN, api, ENGINES, runCli, signup, startServer, type Running } from '../helpers/server.js';
-import { connectWs, type Client } from '../helpers/ws.js';
-import { eventually } from '../helpers/eventually.js';
-import { startRedis, type RedisServer } from '../helpers/redis.js';
+import { ADMIN_TOKEN, api, ENGINES, runCli, signup, startServer, type Running } from '../kit/server.js';
+import { connectWs, type Client } from '../kit/ws.js';
+import { eventually } from '../kit/eventually.js';
+import { startRedis, type RedisServer } from '../kit/redis.js';
 
 const metric = async (url: string, name: string): Promise<number> => {
   const r = await api(url, 'GET', '/metrics');

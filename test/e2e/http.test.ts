@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { api, ENGINES, JWT_SECRET, rawJwt, runCli, signup, startServer, type Running } from '../helpers/server.js';
+import { api, ENGINES, JWT_SECRET, rawJwt, runCli, signup, startServer, type Running } from '../kit/server.js';
 
 /** Raw GET so the test sees Content-Encoding as sent (fetch would decode it). */
 function rawGet(url: string, headers: Record<string, string>): Promise<{ status: number; headers: Record<string, unknown>; body: Buffer }> {

@@ -6,10 +6,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
-import { api, ENGINES, startServer, type Running } from '../helpers/server.js';
-import { connectWs, Client, refusedUpgrade } from '../helpers/ws.js';
-import { startRedis, type RedisServer } from '../helpers/redis.js';
-import { eventually } from '../helpers/eventually.js';
+import { api, ENGINES, startServer, type Running } from '../kit/server.js';
+import { connectWs, Client, refusedUpgrade } from '../kit/ws.js';
+import { startRedis, type RedisServer } from '../kit/redis.js';
+import { eventually } from '../kit/eventually.js';
 
 /** Sign up from an address the test does not rate-limit otherwise. */
 async function signupFrom(url: string, from: { localAddress?: string; forwardedFor?: string }): Promise<string> {

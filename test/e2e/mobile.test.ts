@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
-import { ADMIN_TOKEN, api, ENGINES, signup, startServer, type Running } from '../helpers/server.js';
-import { startFakePush, type FakePush } from '../helpers/fake-push.js';
-import { connectWs } from '../helpers/ws.js';
-import { createTestDatabase } from '../helpers/pg.js';
-import { eventually } from '../helpers/eventually.js';
+import { ADMIN_TOKEN, api, ENGINES, signup, startServer, type Running } from '../kit/server.js';
+import { startFakePush, type FakePush } from '../kit/fake-push.js';
+import { connectWs } from '../kit/ws.js';
+import { createTestDatabase } from '../kit/pg.js';
+import { eventually } from '../kit/eventually.js';
 
 const metric = async (url: string, pattern: RegExp): Promise<number> => {
   const body = (await api(url, 'GET', '/metrics')).body as string;

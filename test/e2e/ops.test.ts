@@ -5,13 +5,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, test } from 'node:test';
-import { ADMIN_TOKEN, api, BIN, ENGINES, ROOT, runCli, signup, startServer } from '../helpers/server.js';
-import { connectWs } from '../helpers/ws.js';
+import { ADMIN_TOKEN, api, BIN, ENGINES, ROOT, runCli, signup, startServer } from '../kit/server.js';
+import { connectWs } from '../kit/ws.js';
 
 /** The python datagram listener; resolves once bound. */
 async function notifyListener() {
   const path = join(mkdtempSync(join(tmpdir(), 'onebox-notify-')), 'notify.sock');
-  const proc = spawn('python3', [join(ROOT, 'test', 'helpers', 'notify-socket.py'), path], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const proc = spawn('python3', [join(ROOT, 'test', 'kit', 'notify-socket.py'), path], { stdio: ['pipe', 'pipe', 'inherit'] });
   const datagrams: Array<{ t: number; msg: string }> = [];
   const waiters: Array<{ pred: (m: string) => boolean; resolve: () => void }> = [];
   await new Promise<void>((resolve) => {

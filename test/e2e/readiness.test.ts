@@ -7,9 +7,9 @@
 import assert from 'node:assert/strict';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { eventually } from '../helpers/eventually.js';
-import { createTestDatabase, PG_URL } from '../helpers/pg.js';
-import { api, ENGINES, startServer, type Running } from '../helpers/server.js';
+import { eventually } from '../kit/eventually.js';
+import { createTestDatabase, PG_URL } from '../kit/pg.js';
+import { api, ENGINES, startServer, type Running } from '../kit/server.js';
 
 type Mode = 'up' | 'refuse' | 'blackhole';
 

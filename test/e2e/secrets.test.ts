@@ -9,8 +9,8 @@ import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
-import { ADMIN_TOKEN, api, ENGINES, runCli, startServer, type Running } from '../helpers/server.js';
-import { Client, refusedUpgrade } from '../helpers/ws.js';
+import { ADMIN_TOKEN, api, ENGINES, runCli, startServer, type Running } from '../kit/server.js';
+import { Client, refusedUpgrade } from '../kit/ws.js';
 
 /** Open a WebSocket at exactly this URL (the query is sent as written). */
 function openWs(url: string, headers: Record<string, string> = {}): Promise<Client> {

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
-import { ADMIN_TOKEN, api, ENGINES, signup, startServer, type Running } from '../helpers/server.js';
-import { connectWs, refusedUpgrade, type Client } from '../helpers/ws.js';
+import { ADMIN_TOKEN, api, ENGINES, signup, startServer, type Running } from '../kit/server.js';
+import { connectWs, refusedUpgrade, type Client } from '../kit/ws.js';
 
 const metric = async (url: string, name: string): Promise<number> => {
   const r = await api(url, 'GET', '/metrics');

@@ -4,16 +4,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Hono } from 'hono';
-import { createApp, type OneboxApp } from '../../src/app/create-app.js';
+import { buildServer, type OneboxServer } from '../../src/server.js';
 import { handleError } from '../../src/app/error-handler.js';
 import { loadConfig } from '../../src/config.js';
-import { createLogger } from '../../src/ops/logger.js';
+import { createLogger } from '../../src/observability/logger.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'onebox-unit-'));
-let app: OneboxApp;
+let app: OneboxServer;
 const env = { ip: '127.0.0.1' };
 before(async () => {
-  app = await createApp(loadConfig({ DATA_DIR: dir }), createLogger('silent'));
+  app = await buildServer(loadConfig({ DATA_DIR: dir }), createLogger('silent'));
 });
 after(async () => {
   await app.close();

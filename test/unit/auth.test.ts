@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { KnownUsers } from '../../src/app/auth/known-users.js';
-import { TokenService } from '../../src/app/auth/tokens.js';
+import { TokenService, upgradeAuthenticator } from '../../src/app/auth/tokens.js';
 import { StoreProbe } from '../../src/app/store-probe.js';
 import { loadConfig } from '../../src/config.js';
 import { Gateway } from '../../src/realtime/gateway.js';
 import { LocalLimits } from '../../src/lib/local-limits.js';
-import { createLogger } from '../../src/ops/logger.js';
+import { createLogger } from '../../src/observability/logger.js';
 
 test('KnownUsers: a seen user costs no lookup within the TTL; a gone user stays gone; forget asks again', async () => {
   const rows = new Set(['alice', 'bob']);
@@ -100,7 +100,7 @@ test('StoreProbe: one ping serves a second of probes; a hung ping fails at the d
 test('Gateway: an upgrade whose user is gone is 401 invalid_token; one the store cannot check is 503 store_unavailable', async () => {
   let mode: 'gone' | 'down' = 'gone';
   const tokens = new TokenService('k'.repeat(40), 3600, () => (mode === 'gone' ? false : Promise.reject(new Error('store down'))));
-  const gw = new Gateway(loadConfig({ MAX_CONNECTIONS: '10' }), tokens, createLogger('silent'), new LocalLimits());
+  const gw = new Gateway(loadConfig({ MAX_CONNECTIONS: '10' }), { authenticate: upgradeAuthenticator(tokens), log: createLogger('silent'), limits: new LocalLimits() });
   const token = await tokens.issue('alice');
   const upgrade = () => gw.authorize({ url: `/v1/ws?to%6Ben=${token}`, authorization: undefined, ip: '127.0.0.1', forwarded: undefined, version: '13', key: 'dGhlIHNhbXBsZSBub25jZQ==' });
   const gone = await upgrade();

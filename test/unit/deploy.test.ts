@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseAllDocuments } from 'yaml';
-import { ROOT } from '../helpers/server.js';
+import { ROOT } from '../kit/server.js';
 
 const docs = parseAllDocuments(readFileSync(join(ROOT, 'deploy', 'k8s', 'onebox.yaml'), 'utf8')).map((d) => d.toJS());
 const byKind = (kind: string) => docs.find((d) => d.kind === kind);

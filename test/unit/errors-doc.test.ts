@@ -2,9 +2,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { ERROR_CODES } from '../../src/app/errors.js';
-import { WS_ERROR_CODES } from '../../src/realtime/protocol.js';
-import { ROOT } from '../helpers/server.js';
+import { CLOSE, ERROR_CODES, WS_ERROR_CODES } from '../../src/errors.js';
+import { ROOT } from '../kit/server.js';
 
 const doc = readFileSync(join(ROOT, 'docs', 'errors.md'), 'utf8');
 const section = (title: string) => doc.split(/^## /m).find((s) => s.startsWith(title)) ?? '';
@@ -20,4 +19,10 @@ test('docs/errors.md lists exactly the HTTP error codes, with their statuses', (
 
 test('docs/errors.md lists exactly the WebSocket error codes', () => {
   assert.deepEqual([...codesIn(section('WebSocket `error`'))].sort(), [...WS_ERROR_CODES].sort());
+});
+
+test('docs/errors.md lists exactly the close codes a client can see', () => {
+  const table = section('WebSocket close codes').split(/\n\n/)[1] ?? '';
+  const documented = [...table.matchAll(/^\| (\d{4}) \|/gm)].map((m) => Number(m[1]));
+  assert.deepEqual(documented.sort(), Object.values(CLOSE).sort());
 });

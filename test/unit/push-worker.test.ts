@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createLogger } from '../../src/ops/logger.js';
+import { createLogger } from '../../src/observability/logger.js';
 import type { PushProvider, PushResult } from '../../src/push/types.js';
 import { PushWorker, type PushWorkerOptions } from '../../src/push/worker.js';
 import { openDb, type Db } from '../../src/store/db.js';
@@ -13,7 +13,7 @@ import { DeviceStore, type DeviceRow } from '../../src/store/devices.js';
 import { migrateToLatest } from '../../src/store/migrations.js';
 import { OutboxStore } from '../../src/store/outbox.js';
 import { UserStore } from '../../src/store/users.js';
-import { eventually } from '../helpers/eventually.js';
+import { eventually } from '../kit/eventually.js';
 
 /**
  * A provider scripted by token prefix: `ok` answers after a few ms, `hang` never answers

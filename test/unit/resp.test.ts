@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { encode, parse, RespConnection, type Reply } from '../../src/realtime/resp.js';
-import { startRedis, type RedisServer } from '../helpers/redis.js';
+import { encode, parse, RespConnection, type Reply } from '../../src/realtime/backplane/resp.js';
+import { startRedis, type RedisServer } from '../kit/redis.js';
 
 test('encode writes bulk strings with their byte length', () => {
   assert.equal(encode(['PUBLISH', 'ob:t:é', 'a b']), '*3\r\n$7\r\nPUBLISH\r\n$7\r\nob:t:é\r\n$3\r\na b\r\n');

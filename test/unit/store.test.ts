@@ -10,7 +10,7 @@ import { countEvents, EventWriter } from '../../src/store/events.js';
 import { migrateToLatest } from '../../src/store/migrations.js';
 import { OutboxStore } from '../../src/store/outbox.js';
 import { UserStore } from '../../src/store/users.js';
-import { createTestDatabase } from '../helpers/pg.js';
+import { createTestDatabase } from '../kit/pg.js';
 
 const DAY = 86_400_000;
 

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from '../../config.js';
-import type { Logger } from '../../ops/logger.js';
+import type { Logger } from '../../observability/logger.js';
 
 /** Resolve the signing secret. */
 export function resolveJwtSecret(configured: string | undefined, dataDir: string, log: Logger): string {

@@ -6,7 +6,8 @@
  * needs the store.
  */
 import { SignJWT, errors, jwtVerify } from 'jose';
-import { AppError } from '../errors.js';
+import { AppError } from '../../errors.js';
+import type { Authentication } from '../../realtime/gateway.js';
 
 const ISSUER = 'onebox';
 
@@ -99,4 +100,24 @@ export function extractToken(authorization: string | null | undefined, url?: URL
     return m?.[1];
   }
   return url?.searchParams.get('token') ?? undefined;
+}
+
+/**
+ * The gateway's `authenticate`: the token of a WebSocket upgrade (header, or `?token=` as
+ * browsers cannot set headers), verified without the HTTP cache.
+ */
+export function upgradeAuthenticator(tokens: TokenService): (req: { url: string; authorization: string | null | undefined }) => Promise<Authentication> {
+  return async (req) => {
+    const token = extractToken(req.authorization, new URL(req.url, 'http://localhost'));
+    if (!token) return { ok: false, code: 'unauthorized', message: 'missing token' };
+    try {
+      return { ok: true, userId: await tokens.verify(token, false) };
+    } catch (err) {
+      if (err instanceof AppError && (err.code === 'token_expired' || err.code === 'invalid_token')) {
+        return { ok: false, code: err.code, message: err.message };
+      }
+      // The user-existence check could not reach the store.
+      return { ok: false, code: 'store_unavailable', message: 'cannot check the token now' };
+    }
+  };
 }

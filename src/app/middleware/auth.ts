@@ -3,7 +3,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { MiddlewareHandler } from 'hono';
 import { extractToken } from '../auth/tokens.js';
 import { clientIp, isLoopback, type AppEnv, type Services } from '../context.js';
-import { AppError } from '../errors.js';
+import { AppError } from '../../errors.js';
 
 export function requireUser(s: Services): MiddlewareHandler<AppEnv> {
   return async (c, next) => {

@@ -8,7 +8,7 @@
 import type { Context } from 'hono';
 import type { z } from 'zod';
 import { checkJsonBounds } from '../../lib/json.js';
-import { AppError } from '../errors.js';
+import { AppError } from '../../errors.js';
 
 export async function readJson<S extends z.ZodType>(c: Context, schema: S, maxDepth: number): Promise<z.output<S>> {
   const type = c.req.header('content-type') ?? '';

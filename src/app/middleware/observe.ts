@@ -4,7 +4,7 @@
  * except server errors (logged by the error handler) and slow requests.
  */
 import type { MiddlewareHandler } from 'hono';
-import { redactUrl } from '../../ops/logger.js';
+import { redactUrl } from '../../observability/logger.js';
 import type { AppEnv, Services } from '../context.js';
 
 const SLOW_MS = 1000;

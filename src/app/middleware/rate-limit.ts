@@ -3,7 +3,7 @@
  * supervisor's table with WORKERS>1), so the limit holds per box whichever worker serves.
  */
 import type { Limits } from '../../lib/limits.js';
-import { AppError } from '../errors.js';
+import { AppError } from '../../errors.js';
 
 export class RateLimiter {
   /**

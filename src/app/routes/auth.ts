@@ -3,7 +3,7 @@ import { Hono } from 'hono';
 import { z } from 'zod';
 import { hashPassword, verifyPassword } from '../auth/passwords.js';
 import { clientIp, type AppEnv, type Services } from '../context.js';
-import { AppError } from '../errors.js';
+import { AppError } from '../../errors.js';
 import { readJson } from '../middleware/json-body.js';
 import { RateLimiter } from '../middleware/rate-limit.js';
 import { toPublicUser } from '../../store/users.js';

@@ -8,7 +8,7 @@ import { CancelledError, DeadlineError, scoped, sleep } from '../../lib/scope.js
 import { countEvents } from '../../store/events.js';
 import { toPublicUser } from '../../store/users.js';
 import type { AppEnv, Services } from '../context.js';
-import { AppError } from '../errors.js';
+import { AppError } from '../../errors.js';
 import { requireUserOrAdmin } from '../middleware/auth.js';
 
 export function dashboardRoutes(s: Services): Hono<AppEnv> {

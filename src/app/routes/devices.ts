@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { forbiddenEndpoint } from '../../push/endpoint-policy.js';
 import { toPublicDevice } from '../../store/devices.js';
 import type { AppEnv, Services } from '../context.js';
-import { AppError } from '../errors.js';
+import { AppError } from '../../errors.js';
 import { requireUser } from '../middleware/auth.js';
 import { readJson } from '../middleware/json-body.js';
 

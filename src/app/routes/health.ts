@@ -2,8 +2,7 @@
 import { Hono } from 'hono';
 import { requireLoopbackOrAdmin } from '../middleware/auth.js';
 import type { AppEnv, Services } from '../context.js';
-import { jsonError } from '../error-handler.js';
-import { AppError } from '../errors.js';
+import { AppError, errorResponse } from '../../errors.js';
 
 export function healthRoutes(s: Services): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
@@ -13,7 +12,7 @@ export function healthRoutes(s: Services): Hono<AppEnv> {
     // Answered here rather than thrown: the error handler logs every 5xx, and a balancer
     // probing an unreachable store each second would fill the log (the probe logs changes).
     if (!(await s.storeProbe.reachable())) {
-      return jsonError('store_unavailable', 'the database does not answer', undefined, { 'Retry-After': '1' });
+      return errorResponse('store_unavailable', 'the database does not answer', undefined, { 'Retry-After': '1' });
     }
     return c.json({ status: 'ready' });
   });

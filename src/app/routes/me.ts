@@ -2,7 +2,7 @@
 import { Hono } from 'hono';
 import { z } from 'zod';
 import type { AppEnv, Services } from '../context.js';
-import { AppError } from '../errors.js';
+import { AppError } from '../../errors.js';
 import { requireUser } from '../middleware/auth.js';
 import { readJson } from '../middleware/json-body.js';
 import { toPublicUser } from '../../store/users.js';

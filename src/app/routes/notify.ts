@@ -8,7 +8,7 @@ import { Hono } from 'hono';
 import { z } from 'zod';
 import { isValidTopic } from '../../realtime/protocol.js';
 import type { AppEnv, Services } from '../context.js';
-import { AppError } from '../errors.js';
+import { AppError } from '../../errors.js';
 import { requireAdmin } from '../middleware/auth.js';
 import { readJson } from '../middleware/json-body.js';
 

@@ -1,8 +1,8 @@
 /** `/status` (live page) and `/status.json`: loopback, or the admin token elsewhere. */
 import { Hono } from 'hono';
-import type { WorkerFigures } from '../../engine/cluster.js';
-import { STATUS_HTML } from '../../ops/status-page.js';
-import type { LiveStats } from '../../ops/live-stats.js';
+import type { WorkerFigures } from '../../process/supervisor.js';
+import { STATUS_HTML } from '../status-page.js';
+import type { LiveStats } from '../../observability/live-stats.js';
 import type { Gateway } from '../../realtime/gateway.js';
 import type { AppEnv, Services } from '../context.js';
 import { requireLoopbackOrAdmin } from '../middleware/auth.js';

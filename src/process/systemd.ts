@@ -13,7 +13,7 @@
  * half the interval) also skips its ping: better a restart than a box that answers nothing.
  */
 import { spawn } from 'node:child_process';
-import type { Logger } from './logger.js';
+import type { Logger } from '../observability/logger.js';
 
 export class SystemdNotifier {
   readonly enabled: boolean;

@@ -13,7 +13,7 @@ import { cpus, setPriority, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { sleep } from '../lib/scope.js';
+import { sleep } from '../../lib/scope.js';
 import { DEFAULT_CONNECTIONS, HttpLoad, pct } from './http-load.js';
 import { P99_BOUND_MS, writeReport, type Point, type Row } from './report.js';
 import { boxCpu, processTree, pssOf, sampleProc, sockstat } from './sampler.js';

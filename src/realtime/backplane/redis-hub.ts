@@ -13,11 +13,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Registry as PromRegistry } from 'prom-client';
-import type { Logger } from '../ops/logger.js';
-import { exposeIntegers } from '../ops/metrics.js';
-import type { Hub, LocalHub } from './hub.js';
-import { frames } from './protocol.js';
-import type { Registry } from './registry.js';
+import type { Logger } from '../../observability/logger.js';
+import { exposeIntegers } from '../../observability/metrics.js';
+import type { Hub, LocalHub } from '../hub.js';
+import { frames } from '../protocol.js';
+import type { Registry } from '../registry.js';
 import { RespConnection, type Reply } from './resp.js';
 
 export class BackplaneStats {
@@ -40,6 +40,7 @@ export class RedisHub implements Hub {
   private readonly pub: RespConnection;
   private readonly sub: RespConnection;
   private down = false;
+  private readonly stopListening: () => void;
 
   constructor(
     url: string,
@@ -60,9 +61,9 @@ export class RedisHub implements Hub {
       onDown: (err) => this.lost('subscriber', err),
       onPush: (push) => this.pushed(push),
     });
-    registry.onInterest = (kind, key, present) => {
+    this.stopListening = registry.onInterest((kind, key, present) => {
       this.sub.send(present ? 'SUBSCRIBE' : 'UNSUBSCRIBE', channelOf(kind, key));
-    };
+    });
   }
 
   /** Register the backplane's figures with Prometheus (read at scrape time). */
@@ -82,7 +83,7 @@ export class RedisHub implements Hub {
   }
 
   async stop(): Promise<void> {
-    this.registry.onInterest = null;
+    this.stopListening();
     await Promise.all([this.pub.close(), this.sub.close()]);
   }
 

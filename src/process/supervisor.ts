@@ -18,8 +18,8 @@ import { freePort } from '../lib/free-port.js';
 import type { Config } from '../config.js';
 import { LocalLimits } from '../lib/local-limits.js';
 import { answerLimits, isLimitsRequest, type IpcPort, type LimitsReply, type LimitsRequest } from '../lib/supervisor-limits.js';
-import type { Logger } from '../ops/logger.js';
-import type { SystemdNotifier } from '../ops/systemd.js';
+import type { Logger } from '../observability/logger.js';
+import type { SystemdNotifier } from './systemd.js';
 
 export interface WorkerFigures {
   index: number;

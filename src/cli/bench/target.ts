@@ -5,14 +5,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
 import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
-import { freePort } from '../lib/free-port.js';
+import { freePort } from '../../lib/free-port.js';
 import { startRedis, type RedisServer } from './redis-server.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
-const BIN = fileURLToPath(new URL('../../../bin/onebox', import.meta.url));
+const BIN = fileURLToPath(new URL('../../../../bin/onebox', import.meta.url));
 
 function waitForLine(proc: ChildProcess, match: (line: string) => boolean, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {

@@ -3,7 +3,7 @@
  * bench's backplane for WORKERS>1 runs, and the tests' Redis.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { freePort } from '../lib/free-port.js';
+import { freePort } from '../../lib/free-port.js';
 
 export interface RedisServer {
   url: string;

@@ -1,2 +1,0 @@
-/** The tests' Redis: the same real redis-server the bench starts. */
-export { startRedis, type RedisServer } from '../../src/bench/redis-server.js';
