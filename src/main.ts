@@ -1,6 +1,7 @@
 /**
  * The onebox CLI: `serve` (default), `migrate`, `bench`, `doctor`, `deploy`. This is the
- * only module that listens, handles signals and exits.
+ * only module that starts an engine, handles signals and exits the process; server.ts
+ * builds what the engine serves.
  */
 import { spawn } from 'node:child_process';
 import { loadConfig, ConfigError, type Config } from './config.js';

@@ -17,7 +17,7 @@ import { SupervisorLimits } from './lib/supervisor-limits.js';
 import { LiveStats } from './observability/live-stats.js';
 import type { Logger } from './observability/logger.js';
 import { LoopMonitor } from './observability/loop-monitor.js';
-import { createMetrics, exposeIntegers, type Metrics } from './observability/metrics.js';
+import { createMetrics, registerFigures, type Metrics } from './observability/metrics.js';
 import { Lifecycle } from './process/lifecycle.js';
 import type { WorkerFigures } from './process/supervisor.js';
 import { createPushWorker } from './push/index.js';
@@ -76,7 +76,6 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
     createHub: Backplane ? (local, registry) => new Backplane(config.redisUrl!, local, registry, log) : undefined,
   });
   const backplane: RedisHub | null = Backplane && gateway.hub instanceof Backplane ? gateway.hub : null;
-  backplane?.exposeMetrics(metrics.registry);
   const devices = new DeviceStore(db);
   const outbox = new OutboxStore(db);
   const s: Services = {
@@ -100,7 +99,18 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
     loopMonitor,
   };
   let cluster: WorkerFigures[] = [];
-  exposeFigures(s, gateway, () => cluster);
+  registerFigures(metrics.registry, {
+    ws: gateway.stats,
+    wsCeiling: gateway.ceiling,
+    backplane,
+    push: s.push.stats,
+    dashboardAborts: s.dashboardAborts,
+    loopStalls: () => loopMonitor.stalls,
+    eventFlushes: () => s.events.flushes,
+    httpInFlight: () => lifecycle.inflight,
+    limitsIpcTimeouts: limits instanceof SupervisorLimits ? () => limits.stats.timeouts : null,
+    cluster: () => cluster,
+  });
   const app = createHttpApp(s, gateway, () => cluster);
 
   return {
@@ -131,27 +141,4 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
       await db.destroy();
     },
   };
-}
-
-/** Register the figures the services keep as plain integers (read at scrape time). */
-function exposeFigures(s: Services, gateway: Gateway, cluster: () => WorkerFigures[]): void {
-  const { registry } = s.metrics;
-  gateway.exposeMetrics(registry);
-  exposeIntegers(registry, 'counter', 'onebox_event_loop_stalls_total', `Event-loop stalls over BLOCK_WARN_MS`, () => s.loopMonitor.stalls);
-  exposeIntegers(registry, 'counter', 'onebox_dashboard_loads_aborted_total', 'Dashboard loads that observed an abort',
-    () => Object.entries(s.dashboardAborts).map(([load, n]) => [{ load }, n] as const), ['load']);
-  exposeIntegers(registry, 'counter', 'onebox_push_total', 'Push outbox outcomes',
-    () => Object.entries(s.push.stats).map(([outcome, n]) => [{ outcome }, n] as const), ['outcome']);
-  const perWorker = (pick: (w: WorkerFigures) => number) => () =>
-    cluster().map((w) => [{ worker: String(w.index), pid: String(w.pid) }, pick(w)] as const);
-  exposeIntegers(registry, 'gauge', 'onebox_cluster_ws_connections', 'Open WebSockets per worker (WORKERS>1)', perWorker((w) => w.connections), ['worker', 'pid']);
-  exposeIntegers(registry, 'gauge', 'onebox_cluster_resident_memory_bytes', 'RSS per worker (WORKERS>1)', perWorker((w) => w.rssBytes), ['worker', 'pid']);
-  exposeIntegers(registry, 'gauge', 'onebox_cluster_heap_used_bytes', 'JavaScript heap used per worker (WORKERS>1)', perWorker((w) => w.heapBytes), ['worker', 'pid']);
-  exposeIntegers(registry, 'counter', 'onebox_cluster_worker_restarts_total', 'Restarts per worker slot (WORKERS>1)', perWorker((w) => w.restarts), ['worker', 'pid']);
-  exposeIntegers(registry, 'counter', 'onebox_event_flushes_total', 'Event ingestion transactions', () => s.events.flushes);
-  const { limits } = s;
-  if (limits instanceof SupervisorLimits) {
-    exposeIntegers(registry, 'counter', 'onebox_limits_ipc_timeouts_total', 'Limit requests the supervisor did not answer in time (WORKERS>1)', () => limits.stats.timeouts);
-  }
-  exposeIntegers(registry, 'gauge', 'onebox_http_requests_in_flight', 'HTTP requests being served', () => s.lifecycle.inflight);
 }

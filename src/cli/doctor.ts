@@ -5,7 +5,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
-import { deriveCeiling, openFileLimit } from '../realtime/ceiling.js';
+import { openFileLimits } from '../lib/open-files.js';
+import { deriveCeiling } from '../realtime/ceiling.js';
 
 export type Verdict = 'PASS' | 'WARN' | 'FAIL';
 export interface Check {
@@ -28,15 +29,11 @@ const read = (path: string): string | undefined => {
   }
 };
 
-function hardNofile(): number | undefined {
-  const m = /^Max open files\s+\S+\s+(\d+|unlimited)/m.exec(read('/proc/self/limits') ?? '');
-  return m ? (m[1] === 'unlimited' ? Infinity : Number(m[1])) : undefined;
-}
-
 export function runChecks(engine: 'bun' | 'node'): { checks: Check[]; capacity: Record<string, number>; sysctl: string } {
   const checks: Check[] = [];
-  const soft = openFileLimit();
-  const hard = hardNofile();
+  const limits = openFileLimits();
+  const soft = limits?.soft;
+  const hard = limits?.hard;
   checks.push({
     name: 'open files (soft limit, this process)',
     value: String(soft ?? 'unknown'),

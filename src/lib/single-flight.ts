@@ -14,8 +14,6 @@ export interface Expiring<T> {
 export class SingleFlight<T> {
   private current: Expiring<T> | null = null;
   private pending: Promise<T> | null = null;
-  /** Loads started, for tests and metrics. */
-  loads = 0;
 
   /** @param refreshMarginMs reload this long before expiry. @default 60000 ms */
   constructor(
@@ -27,7 +25,6 @@ export class SingleFlight<T> {
     const cur = this.current;
     if (cur && cur.expiresAt - this.refreshMarginMs > now) return Promise.resolve(cur.value);
     if (!this.pending) {
-      this.loads++;
       this.pending = this.load().then(
         (r) => {
           this.current = r;

@@ -6,6 +6,7 @@
  * cannot inspect the loop while it is blocked, so this is the last thing that began, which
  * for a synchronous hog is the culprit.
  */
+import { lateTimer } from './late-timer.js';
 import type { Logger } from './logger.js';
 
 const TICK_MS = 50;
@@ -16,7 +17,6 @@ export class LoopMonitor {
   private detail = '';
   private since = 0;
   stalls = 0;
-  maxStallMs = 0;
   private timer: ReturnType<typeof setInterval> | null = null;
 
   constructor(
@@ -35,21 +35,15 @@ export class LoopMonitor {
   }
 
   start(): void {
-    let expected = performance.now() + TICK_MS;
-    this.timer = setInterval(() => {
-      const now = performance.now();
-      const late = now - expected;
-      expected = now + TICK_MS;
+    this.timer = lateTimer(TICK_MS, (late, now) => {
       if (late > this.warnMs) {
         this.stalls++;
-        this.maxStallMs = Math.max(this.maxStallMs, late);
         this.log.warn(
           { blockedMs: Math.round(late), running: this.detail ? `${this.current} ${this.detail}` : this.current, startedMsAgo: Math.round(now - this.since) },
           'event loop blocked',
         );
       }
-    }, TICK_MS);
-    this.timer.unref();
+    });
   }
 
   stop(): void {

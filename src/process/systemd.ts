@@ -13,14 +13,13 @@
  * half the interval) also skips its ping: better a restart than a box that answers nothing.
  */
 import { spawn } from 'node:child_process';
+import { lateTimer } from '../observability/late-timer.js';
 import type { Logger } from '../observability/logger.js';
 
 export class SystemdNotifier {
   readonly enabled: boolean;
   private readonly watchdogMs: number | undefined;
   private timer: ReturnType<typeof setInterval> | null = null;
-  sent = 0;
-  failed = 0;
 
   constructor(
     private readonly log: Logger,
@@ -35,29 +34,21 @@ export class SystemdNotifier {
   notify(...states: string[]): void {
     if (!this.enabled) return;
     const child = spawn('systemd-notify', [`--pid=${process.pid}`, ...states], { stdio: 'ignore' });
-    child.once('error', (err) => {
-      this.failed++;
-      this.log.warn({ err: err.message }, 'systemd-notify failed');
-    });
-    child.once('exit', (code) => (code === 0 ? this.sent++ : this.failed++));
+    child.once('error', (err) => this.log.warn({ err: err.message }, 'systemd-notify failed'));
   }
 
   /** READY=1, then WATCHDOG=1 every half WATCHDOG_USEC and STATUS= every 10 s. */
   ready(status: () => string): void {
     if (!this.enabled) return;
     this.notify('READY=1', `STATUS=${status()}`);
-    let lastStatus = Date.now();
+    let lastStatus = performance.now();
     if (this.watchdogMs === undefined) {
       this.timer = setInterval(() => this.notify(`STATUS=${status()}`), 10_000);
       this.timer.unref();
       return;
     }
     const period = this.watchdogMs / 2;
-    let expected = Date.now() + period;
-    this.timer = setInterval(() => {
-      const now = Date.now();
-      const late = now - expected;
-      expected = now + period;
+    this.timer = lateTimer(period, (late, now) => {
       if (late > period) {
         this.log.warn({ lateMs: late }, 'event loop stalled: withholding the watchdog ping');
         return;
@@ -68,8 +59,7 @@ export class SystemdNotifier {
         lastStatus = now;
       }
       this.notify(...states);
-    }, period);
-    this.timer.unref();
+    });
   }
 
   stopping(): void {

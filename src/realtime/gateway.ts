@@ -18,10 +18,9 @@ import { CLOSE, errorBody, type ErrorCode } from '../errors.js';
 import { clientAddress } from '../lib/client-address.js';
 import type { Limits } from '../lib/limits.js';
 import type { Logger } from '../observability/logger.js';
-import { exposeIntegers } from '../observability/metrics.js';
-import type { Registry as PromRegistry } from 'prom-client';
 import { Conn, holds, topicCount } from './conn.js';
-import { deriveCeiling, openFileLimit } from './ceiling.js';
+import { openFileLimits } from '../lib/open-files.js';
+import { deriveCeiling } from './ceiling.js';
 import { Heartbeat } from './heartbeat.js';
 import { LocalHub, type Hub } from './hub.js';
 import { Registry } from './registry.js';
@@ -136,7 +135,7 @@ export class Gateway {
     this.limits = deps.limits;
     this.authenticate = deps.authenticate;
     this.activity = deps.onActivity ?? (() => undefined);
-    this.ceiling = config.maxConnections ?? deriveCeiling(openFileLimit());
+    this.ceiling = config.maxConnections ?? deriveCeiling(openFileLimits()?.soft);
     this.heartbeat = new Heartbeat(config.pingIntervalMs, config.idleTimeoutMs, {
       ping: (conn) => {
         this.ops!.ping(conn.sock);
@@ -242,7 +241,7 @@ export class Gateway {
     const text = typeof data === 'string' ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8');
     const frame = parseFrame(text, this.config.maxJsonDepth);
     if (frame instanceof FrameError) {
-      this.send(conn, frames.error(frame.code, frame.message, frame.id));
+      this.deliver(conn, frames.error(frame.code, frame.message, frame.id));
       return;
     }
     // Nothing a client sends may reach the process: an exception here would be uncaught in
@@ -305,56 +304,39 @@ export class Gateway {
     this.heartbeat.stop();
   }
 
-  /** Register the gateway's figures with Prometheus (read at scrape time). */
-  exposeMetrics(registry: PromRegistry): void {
-    const s = this.stats;
-    exposeIntegers(registry, 'gauge', 'onebox_ws_connections', 'Open WebSocket connections', () => s.open);
-    exposeIntegers(registry, 'gauge', 'onebox_ws_connection_ceiling', 'Connection ceiling of this process', () => this.ceiling);
-    exposeIntegers(registry, 'counter', 'onebox_ws_upgrades_refused_total', 'Refused upgrades by reason',
-      () => [...s.refused].map(([reason, n]) => [{ reason }, n] as const), ['reason']);
-    exposeIntegers(registry, 'counter', 'onebox_ws_closes_total', 'Closed connections by close code',
-      () => [...s.closes].map(([code, n]) => [{ code }, n] as const), ['code']);
-    exposeIntegers(registry, 'counter', 'onebox_ws_messages_in_total', 'WebSocket messages received', () => s.messagesIn);
-    exposeIntegers(registry, 'counter', 'onebox_ws_messages_out_total', 'WebSocket messages sent', () => s.messagesOut);
-    exposeIntegers(registry, 'counter', 'onebox_ws_pings_sent_total', 'Protocol pings sent', () => s.pingsSent);
-    exposeIntegers(registry, 'counter', 'onebox_ws_slow_consumers_total', 'Connections dropped for backpressure', () => s.slowConsumers);
-    exposeIntegers(registry, 'counter', 'onebox_ws_idle_timeouts_total', 'Connections terminated for silence', () => s.idleTimeouts);
-    exposeIntegers(registry, 'counter', 'onebox_ws_frame_failures_total', 'Frames whose handling failed (answered with an internal error frame)', () => s.frameFailures);
-  }
-
   private handle(conn: Conn, f: ClientFrame): void {
     this.activity(OP_LABEL[f.op]);
     switch (f.op) {
       case 'ping':
-        this.send(conn, frames.pong(f.id, Date.now()));
+        this.deliver(conn, frames.pong(f.id, Date.now()));
         return;
       case 'sub': {
         if (f.topic.startsWith('user:') && f.topic !== `user:${conn.userId}`) {
-          this.send(conn, frames.error('forbidden_topic', 'only your own user topic', f.id));
+          this.deliver(conn, frames.error('forbidden_topic', 'only your own user topic', f.id));
           return;
         }
         if (!holds(conn, f.topic) && topicCount(conn) >= this.config.maxSubscriptions) {
-          this.send(conn, frames.error('too_many_subscriptions', `at most ${this.config.maxSubscriptions} topics`, f.id));
+          this.deliver(conn, frames.error('too_many_subscriptions', `at most ${this.config.maxSubscriptions} topics`, f.id));
           return;
         }
         this.registry.subscribe(conn, f.topic);
-        this.send(conn, frames.ack('sub', f.topic, f.id));
+        this.deliver(conn, frames.ack('sub', f.topic, f.id));
         return;
       }
       case 'unsub':
         this.registry.unsubscribe(conn, f.topic);
-        this.send(conn, frames.ack('unsub', f.topic, f.id));
+        this.deliver(conn, frames.ack('unsub', f.topic, f.id));
         return;
       case 'pub': {
         if (!this.config.wsPublishPrefixes.some((p) => f.topic.startsWith(p))) {
-          this.send(conn, frames.error('publish_forbidden', 'clients may not publish to this topic', f.id));
+          this.deliver(conn, frames.error('publish_forbidden', 'clients may not publish to this topic', f.id));
           return;
         }
         if (!this.takePublishToken(conn)) {
-          this.send(conn, frames.error('rate_limited', 'publish rate exceeded', f.id));
+          this.deliver(conn, frames.error('rate_limited', 'publish rate exceeded', f.id));
           return;
         }
-        this.send(conn, frames.ack('pub', f.topic, f.id));
+        this.deliver(conn, frames.ack('pub', f.topic, f.id));
         this.hub.publish(f.topic, f.data, conn.userId).catch((err: unknown) => this.failed(conn, err, f.op, f.id));
         return;
       }
@@ -365,7 +347,7 @@ export class Gateway {
   private failed(conn: Conn, err: unknown, op: string, id: unknown): void {
     this.stats.frameFailures++;
     this.log.error({ err, conn: conn.id, op }, 'websocket frame failed');
-    this.send(conn, frames.error('internal', 'the server could not handle this frame', id));
+    this.deliver(conn, frames.error('internal', 'the server could not handle this frame', id));
   }
 
   private takePublishToken(conn: Conn): boolean {
@@ -376,10 +358,6 @@ export class Gateway {
     if (conn.pubTokens < 1) return false;
     conn.pubTokens -= 1;
     return true;
-  }
-
-  private send(conn: Conn, text: string): void {
-    this.deliver(conn, text);
   }
 
   private deliver(conn: Conn, text: string): void {

@@ -74,10 +74,6 @@ export class DeviceStore {
     return this.db.selectFrom('devices').selectAll().where('user_id', '=', userId).orderBy('created_at').execute();
   }
 
-  byId(id: string): Promise<DeviceRow | undefined> {
-    return this.db.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirst();
-  }
-
   /** Delete a device of this user; false when it is not theirs or does not exist. */
   async remove(userId: string, id: string): Promise<boolean> {
     const r = await this.db.deleteFrom('devices').where('id', '=', id).where('user_id', '=', userId).executeTakeFirst();

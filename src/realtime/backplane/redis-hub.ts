@@ -12,9 +12,7 @@
  * sharded pub/sub (SPUBLISH/SSUBSCRIBE) so each message stays on one shard.
  */
 import { randomBytes } from 'node:crypto';
-import type { Registry as PromRegistry } from 'prom-client';
 import type { Logger } from '../../observability/logger.js';
-import { exposeIntegers } from '../../observability/metrics.js';
 import type { Hub, LocalHub } from '../hub.js';
 import { frames } from '../protocol.js';
 import type { Registry } from '../registry.js';
@@ -66,14 +64,9 @@ export class RedisHub implements Hub {
     });
   }
 
-  /** Register the backplane's figures with Prometheus (read at scrape time). */
-  exposeMetrics(registry: PromRegistry): void {
-    const b = this.stats;
-    exposeIntegers(registry, 'gauge', 'onebox_backplane_up', 'Redis backplane connected (1) or not (0)', () => b.up);
-    exposeIntegers(registry, 'gauge', 'onebox_backplane_channels', 'Redis channels subscribed for local interest', () => this.registry.users.size + this.registry.topics.size);
-    exposeIntegers(registry, 'counter', 'onebox_backplane_published_total', 'Messages published to Redis', () => b.published);
-    exposeIntegers(registry, 'counter', 'onebox_backplane_publish_errors_total', 'Publishes that failed (Redis down)', () => b.publishErrors);
-    exposeIntegers(registry, 'counter', 'onebox_backplane_received_total', 'Messages received from other instances', () => b.received);
+  /** Redis channels subscribed for local interest. */
+  get channels(): number {
+    return this.registry.users.size + this.registry.topics.size;
   }
 
   /** Connect in the background; startup does not wait for Redis. */
