@@ -3,13 +3,14 @@
  * each case once answered 500 (or 502) and must get the same 4xx code everywhere.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { ADMIN_TOKEN, api, ENGINES, signup, startServer, type Running } from '../helpers/server.js';
 import { createTestDatabase } from '../helpers/pg.js';
 
 for (const engine of ENGINES) {
   for (const store of ['sqlite', 'postgres'] as const) {
-    describe(`hostile ids on ${engine} with ${store}`, () => {
+    describe(`hostile ids and endpoints on ${engine} with ${store}`, () => {
       let s: Running;
       let u: { token: string; id: string };
       let dropDb: () => Promise<void> = async () => undefined;
@@ -42,6 +43,19 @@ for (const engine of ENGINES) {
         }
         // The same routes still answer for real ids.
         assert.equal((await api(s.url, 'GET', `/v1/users/${u.id}/dashboard`, { token: ADMIN_TOKEN })).status, 200);
+      });
+
+      test('a Web Push endpoint that is not a URL to the runtime is 400 validation_failed, not 500', async () => {
+        const keys = { p256dh: Buffer.concat([Buffer.from([4]), randomBytes(64)]).toString('base64url'), auth: randomBytes(16).toString('base64url') };
+        // Strings only: registration never connects or resolves.
+        for (const endpoint of ['https://1.2.3.4.5/push', 'https://4294967296/push', 'https://0x100000000/push', 'https://[fe80::1%25eth0]/push', 'https://127.0.0.1%00.example.com/push', 'https://xn--localhost-/push']) {
+          const r = await api(s.url, 'POST', '/v1/devices', { token: u.token, body: { platform: 'web', token: { endpoint, keys } } });
+          assert.equal(r.status, 400, `${endpoint}: ${JSON.stringify(r.body)}`);
+          assert.match(r.body.error.code, /^(validation_failed|push_endpoint_forbidden)$/, endpoint);
+          assert.equal(r.body.error.field, 'token.endpoint', endpoint);
+        }
+        assert.deepEqual((await api(s.url, 'GET', '/v1/devices', { token: u.token })).body.devices, []);
+        assert.ok(!s.lines.some((l) => l.level === 'error'), 'no error-level log line');
       });
     });
   }
