@@ -106,5 +106,14 @@ for (const engine of ENGINES) {
       }
       assert.equal(s.proc.exitCode, null);
     });
+
+    test('request metrics label a method outside the common set as other', async () => {
+      const methods = ['PROPFIND', 'MKCALENDAR', 'SEARCH', 'PURGE', 'LINK', 'SOURCE'];
+      for (const m of methods) assert.match(await rawExchange(s.port, `${m} /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`), /^HTTP\/1\.1 404 /);
+      const body = (await api(s.url, 'GET', '/metrics')).body as string;
+      const labels = new Set([...body.matchAll(/^onebox_http_request[^{]*\{[^}]*method="([^"]*)"/gm)].map((m) => m[1]));
+      for (const m of methods) assert.ok(!labels.has(m), `method label ${m}`);
+      assert.ok(labels.has('other'), [...labels].join(','));
+    });
   });
 }
