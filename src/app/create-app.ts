@@ -69,6 +69,12 @@ export function createHttpApp(s: Services, gateway: Gateway, cluster: () => Work
         errorResponse('method_not_allowed', 'method not allowed', undefined, { Allow: methods.join(', ') }),
     }),
   );
+  // No id, email or topic holds U+0000, and PostgreSQL refuses it in any text parameter
+  // (SQLite just finds nothing): a path that decodes to one names nothing, on either store.
+  app.use(async (c, next) => {
+    if (c.req.path.includes('\u0000')) throw new AppError('not_found', 'no such route or resource');
+    await next();
+  });
   // While draining or starting, API requests get 503 so a balancer retries elsewhere;
   // probes and metrics still answer.
   app.use('/v1/*', async (_c, next) => {

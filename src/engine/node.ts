@@ -8,11 +8,11 @@
  */
 import { createServer, STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { getRequestListener } from '@hono/node-server';
+import { getRequestListener, RequestError } from '@hono/node-server';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Conn } from '../realtime/conn.js';
 import type { Gateway, SocketOps } from '../realtime/gateway.js';
-import { ERROR_CODES, errorBody, type ErrorCode } from '../errors.js';
+import { ERROR_CODES, errorBody, errorResponse, type ErrorCode } from '../errors.js';
 import { WS_PATH, type Engine } from './types.js';
 
 const CONN = Symbol('onebox.conn');
@@ -72,8 +72,17 @@ export const startNode: Engine = async (config, target, log) => {
 
   const listener = getRequestListener(
     (req, env) => target.fetch(req, { ip: (env as { incoming: IncomingMessage }).incoming.socket.remoteAddress ?? '' }),
-    // HTTP/1.0 health checks send no Host: the request is built against the listen address.
-    { hostname: config.host.includes(':') ? `[${config.host}]` : config.host },
+    {
+      // HTTP/1.0 health checks send no Host: the request is built against the listen address.
+      hostname: config.host.includes(':') ? `[${config.host}]` : config.host,
+      // A Host or target no URL can be built from (`Host: a b`, `OPTIONS *`) fails before the
+      // app runs; the adapter's own answer is a bare 400 with no body.
+      errorHandler: (err) => {
+        if (err instanceof RequestError) return errorResponse('bad_request', 'malformed Host or request target', undefined, { Connection: 'close' });
+        log.error({ err }, 'unhandled request error');
+        return errorResponse('internal', 'internal error');
+      },
+    },
   );
   const server = createServer(
     { keepAliveTimeout: 75_000, headersTimeout: 20_000, requestTimeout: 60_000, requireHostHeader: false },

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseAllDocuments } from 'yaml';
+import { clientAddress, parseTrustProxy } from '../../src/lib/client-address.js';
 import { ROOT } from '../kit/server.js';
 
 const docs = parseAllDocuments(readFileSync(join(ROOT, 'deploy', 'k8s', 'onebox.yaml'), 'utf8')).map((d) => d.toJS());
@@ -52,3 +53,33 @@ test('the several-boxes nginx example passes nginx -t', () => {
   const r = spawnSync(nginx!, ['-t', '-c', conf, '-p', dir]);
   assert.equal(r.status, 0, r.stderr.toString());
 });
+
+/** The settings a unit's `Environment=` lines give the server (EnvironmentFile= aside). */
+function unitEnvironment(unit: string): Map<string, string> {
+  const env = new Map<string, string>();
+  for (const line of readFileSync(join(ROOT, 'deploy', 'systemd', unit), 'utf8').split('\n')) {
+    if (!line.startsWith('Environment=')) continue;
+    for (const pair of line.slice('Environment='.length).trim().split(/\s+/)) {
+      const eq = pair.indexOf('=');
+      env.set(pair.slice(0, eq), pair.slice(eq + 1));
+    }
+  }
+  return env;
+}
+
+for (const unit of ['onebox.service', 'onebox@.service']) {
+  test(`${unit} listens on loopback behind nginx and names the client nginx saw, not nginx`, () => {
+    const env = unitEnvironment(unit);
+    assert.equal(env.get('HOST'), '127.0.0.1');
+    const trust = parseTrustProxy(env.get('TRUST_PROXY') ?? 'false');
+    assert.ok(typeof trust !== 'string', String(trust));
+    // nginx (deploy/nginx) connects from loopback and appends $remote_addr; a client's own
+    // X-Forwarded-For entries are further left. Without this every client of the box is
+    // 127.0.0.1: one login limit and one MAX_CONNECTIONS_PER_IP for all, /metrics and
+    // /status open as "loopback".
+    for (const peer of ['127.0.0.1', '::1', '::ffff:127.0.0.1']) {
+      assert.equal(clientAddress(trust, peer, '198.51.100.7'), '198.51.100.7', peer);
+      assert.equal(clientAddress(trust, peer, '127.0.0.1, 198.51.100.7'), '198.51.100.7', peer);
+    }
+  });
+}

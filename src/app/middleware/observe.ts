@@ -10,6 +10,12 @@ import type { AppEnv, Services } from '../context.js';
 const SLOW_MS = 1000;
 
 /**
+ * Methods kept as a metric label; any other the HTTP parser accepts (PROPFIND, MKCALENDAR,
+ * SEARCH, … about 30 on Node and Bun) is `other`, so a client cannot multiply the series.
+ */
+const METHOD_LABELS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+
+/**
  * The path and query of an absolute request URL, without building a URL object: parsing
  * can throw, and a parse error's message quotes the whole URL, query secrets included.
  */
@@ -36,8 +42,9 @@ export function observe(s: Services): MiddlewareHandler<AppEnv> {
       const route = c.req.routePath || 'unmatched';
       const method = c.req.method;
       const status = c.res.status;
-      s.metrics.httpRequests.inc({ route, method, status });
-      s.metrics.httpDuration.observe({ route, method }, ms / 1000);
+      const label = METHOD_LABELS.has(method) ? method : 'other';
+      s.metrics.httpRequests.inc({ route, method: label, status });
+      s.metrics.httpDuration.observe({ route, method: label }, ms / 1000);
       if (debug || ms > SLOW_MS) {
         s.log[ms > SLOW_MS ? 'warn' : 'debug'](
           {

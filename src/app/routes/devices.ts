@@ -25,8 +25,10 @@ export const WebSubscription = z.strictObject({
     .url()
     .max(2048)
     .refine((u) => {
-      const url = new URL(u);
-      return url.protocol === 'https:' || (url.protocol === 'http:' && LOOPBACK.test(url.hostname));
+      // zod runs this refinement even when its own URL check has failed, and some strings
+      // that check lets through (`https://1.2.3.4.5/`) are still not URLs to this runtime.
+      const url = URL.canParse(u) ? new URL(u) : null;
+      return url !== null && (url.protocol === 'https:' || (url.protocol === 'http:' && LOOPBACK.test(url.hostname)));
     }, 'endpoint must be an https URL'),
   expirationTime: z.number().nullable().optional(),
   keys: z.strictObject({ p256dh: base64url(65), auth: base64url(16) }),
