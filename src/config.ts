@@ -54,6 +54,8 @@ const env = z.object({
   MAX_BUFFERED_BYTES: int('MAX_BUFFERED_BYTES', 1024, 256 * 1024 * 1024).default(512 * 1024),
   MAX_SUBSCRIPTIONS: int('MAX_SUBSCRIPTIONS', 1, 10_000).default(100),
   MAX_JSON_DEPTH: int('MAX_JSON_DEPTH', 2, 1000).default(32),
+  CHANNELS_FILE: z.string().min(1).optional(),
+  PUSH_FALLBACK_MS: int('PUSH_FALLBACK_MS', 0, 86_400_000).default(5000),
   WS_PUBLISH_PREFIXES: csv.default([]),
   WS_PUBLISH_PER_S: int('WS_PUBLISH_PER_S', 1, 1_000_000).default(10),
   DASHBOARD_TIMEOUT_MS: int('DASHBOARD_TIMEOUT_MS', 10, 600_000).default(2000),
@@ -125,6 +127,13 @@ export type Config = Readonly<{
   maxSubscriptions: number;
   /** Deepest nesting of client JSON (HTTP bodies and WebSocket frames). @default 32 levels */
   maxJsonDepth: number;
+  /** JSON file of namespace rules (history, recovery); built-in defaults when unset. */
+  channelsFile: string | undefined;
+  /**
+   * How long a notification to a connected user waits for a receipt before its pushes go out.
+   * @default 5000 ms
+   */
+  pushFallbackMs: number;
   /** Topic prefixes clients may publish to. @default none */
   wsPublishPrefixes: readonly string[];
   /** Client publishes per second per connection (burst of twice that). @default 10 */
@@ -256,6 +265,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     maxBufferedBytes: e.MAX_BUFFERED_BYTES,
     maxSubscriptions: e.MAX_SUBSCRIPTIONS,
     maxJsonDepth: e.MAX_JSON_DEPTH,
+    channelsFile: e.CHANNELS_FILE,
+    pushFallbackMs: e.PUSH_FALLBACK_MS,
     wsPublishPrefixes: Object.freeze(e.WS_PUBLISH_PREFIXES),
     wsPublishPerS: e.WS_PUBLISH_PER_S,
     dashboardTimeoutMs: e.DASHBOARD_TIMEOUT_MS,

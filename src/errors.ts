@@ -19,6 +19,7 @@ export const ERROR_CODES = {
   not_found: 404,
   method_not_allowed: 405,
   email_taken: 409,
+  idempotency_conflict: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
   upgrade_required: 426,
@@ -83,6 +84,8 @@ export const WS_ERROR_CODES = [
   'too_many_subscriptions',
   'publish_forbidden',
   'rate_limited',
+  'no_history',
+  'idempotency_conflict',
 ] as const;
 export type WsErrorCode = (typeof WS_ERROR_CODES)[number];
 

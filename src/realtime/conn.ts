@@ -19,6 +19,12 @@ export class Conn {
   /** Publish token bucket. */
   pubTokens: number;
   pubAt: number;
+  /**
+   * Topics this connection is replaying (value Infinity: live messages wait in the store) or
+   * has just replayed up to an offset (live messages up to it are repeats); null for almost
+   * every connection.
+   */
+  skip: Map<string, number> | null = null;
   /** Set once the server has started closing it, so nothing more is queued. */
   closing = false;
   /** The engine's socket, set on open. */

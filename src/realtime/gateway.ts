@@ -22,7 +22,11 @@ import { Conn, holds, topicCount } from './conn.js';
 import { openFileLimits } from '../lib/open-files.js';
 import { deriveCeiling } from './ceiling.js';
 import { Heartbeat } from './heartbeat.js';
+import { Channels } from './channels.js';
+import { Delivery, type HistoryLog } from './delivery.js';
 import { LocalHub, type Hub } from './hub.js';
+import type { ReceiptBatcher } from './receipts.js';
+import type { GapReader } from './topic-order.js';
 import { Registry } from './registry.js';
 import { FrameError, frames, parseFrame, type ClientFrame } from './protocol.js';
 
@@ -82,6 +86,11 @@ export interface GatewayDeps {
   createHub?: (local: LocalHub, registry: Registry) => Hub;
   /** Told which op starts running (the loop-block detector's label). */
   onActivity?: (label: string) => void;
+  /**
+   * The durable log and the namespace rules: with them, topics whose namespace keeps history
+   * get offsets, recovery, history and receipts. @default every topic fire-and-forget
+   */
+  history?: { log: HistoryLog; channels: Channels; receipts: ReceiptBatcher };
 }
 
 export type UpgradeDecision =
@@ -89,7 +98,7 @@ export type UpgradeDecision =
   | { ok: false; status: number; headers: Record<string, string>; body: string };
 
 /** Labels for the loop-block detector, made once rather than per message. */
-const OP_LABEL = { sub: 'ws:sub', unsub: 'ws:unsub', pub: 'ws:pub', ping: 'ws:ping' } as const;
+const OP_LABEL = { sub: 'ws:sub', unsub: 'ws:unsub', pub: 'ws:pub', history: 'ws:history', recv: 'ws:recv', ping: 'ws:ping' } as const;
 
 /** The key of an address's WebSocket slots in the box's limit tables. */
 const ipKey = (ip: string) => `ws-ip:${ip}`;
@@ -111,6 +120,8 @@ export class Gateway {
   readonly stats = new GatewayStats();
   readonly registry = new Registry();
   readonly local: LocalHub;
+  private readonly channels: Channels;
+  private readonly delivery: Delivery | null;
   /** Delivers to users and topics: the local hub, or a backplane around it. */
   readonly hub: Hub;
   readonly ceiling: number;
@@ -148,8 +159,30 @@ export class Gateway {
       },
       tick: (now) => this.cutOffClosing(now),
     });
-    this.local = new LocalHub(this.registry, (conn, text) => this.deliver(conn, text));
+    const h = deps.history;
+    this.channels = h?.channels ?? new Channels({ '*': { history: { size: 0, ttlS: 0 }, recover: false } });
+    const readGap: GapReader = async (topic, after, before) => {
+      if (!h) return [];
+      const page = await h.log.read(topic, after, before - after - 1, Number.MAX_SAFE_INTEGER);
+      return page.entries.map((e) => ({ offset: e.offset, text: frames.msgRaw(topic, e.data, e.from, e.offset, e.ts) }));
+    };
+    this.local = new LocalHub(this.registry, (conn, text) => this.deliver(conn, text), readGap, (err) =>
+      this.log.error({ err }, 'filling a gap from the log failed'),
+    );
     this.hub = deps.createHub?.(this.local, this.registry) ?? this.local;
+    this.delivery = h
+      ? new Delivery({
+          log: h.log,
+          channels: h.channels,
+          registry: this.registry,
+          local: this.local,
+          hub: this.hub,
+          send: (conn, text) => this.deliver(conn, text),
+          buffered: (conn) => (conn.sock === null ? 0 : this.ops!.buffered(conn.sock)),
+          maxBufferedBytes: config.maxBufferedBytes,
+          receipt: (userId, topic, offset) => h.receipts.add(userId, topic, offset),
+        })
+      : null;
   }
 
   /** Bind the engine's socket operations and start the heartbeat. */
@@ -249,7 +282,7 @@ export class Gateway {
     try {
       this.handle(conn, frame);
     } catch (err) {
-      this.failed(conn, err, frame.op, frame.id);
+      this.failed(conn, err, frame.op, 'id' in frame ? frame.id : undefined);
     }
   }
 
@@ -306,17 +339,19 @@ export class Gateway {
 
   private handle(conn: Conn, f: ClientFrame): void {
     this.activity(OP_LABEL[f.op]);
+    const durable = f.op !== 'ping' && this.delivery !== null && this.channels.durable(f.topic);
     switch (f.op) {
       case 'ping':
         this.deliver(conn, frames.pong(f.id, Date.now()));
         return;
       case 'sub': {
-        if (f.topic.startsWith('user:') && f.topic !== `user:${conn.userId}`) {
-          this.deliver(conn, frames.error('forbidden_topic', 'only your own user topic', f.id));
-          return;
-        }
+        if (!this.mayRead(conn, f.topic, f.id)) return;
         if (!holds(conn, f.topic) && topicCount(conn) >= this.config.maxSubscriptions) {
           this.deliver(conn, frames.error('too_many_subscriptions', `at most ${this.config.maxSubscriptions} topics`, f.id));
+          return;
+        }
+        if (durable) {
+          this.delivery!.subscribe(conn, f.topic, f.id, f.since).catch((err: unknown) => this.failed(conn, err, f.op, f.id));
           return;
         }
         this.registry.subscribe(conn, f.topic);
@@ -325,7 +360,19 @@ export class Gateway {
       }
       case 'unsub':
         this.registry.unsubscribe(conn, f.topic);
+        if (conn.skip?.delete(f.topic) && conn.skip.size === 0) conn.skip = null;
         this.deliver(conn, frames.ack('unsub', f.topic, f.id));
+        return;
+      case 'history':
+        if (!this.mayRead(conn, f.topic, f.id)) return;
+        if (!durable) {
+          this.deliver(conn, frames.error('no_history', 'this topic keeps no history', f.id));
+          return;
+        }
+        this.delivery!.history(conn, f.topic, f.id, f.since, f.limit).catch((err: unknown) => this.failed(conn, err, f.op, f.id));
+        return;
+      case 'recv':
+        if (durable) this.delivery!.recv(conn, f.topic, f.offset);
         return;
       case 'pub': {
         if (!this.config.wsPublishPrefixes.some((p) => f.topic.startsWith(p))) {
@@ -336,11 +383,23 @@ export class Gateway {
           this.deliver(conn, frames.error('rate_limited', 'publish rate exceeded', f.id));
           return;
         }
+        if (durable) {
+          this.delivery!.publish(conn, f.topic, f.data, f.id, f.key).catch((err: unknown) => this.failed(conn, err, f.op, f.id));
+          return;
+        }
+        const m = { topic: f.topic, dataJson: JSON.stringify(f.data ?? null), from: conn.userId, offset: null, ts: Date.now() };
         this.deliver(conn, frames.ack('pub', f.topic, f.id));
-        this.hub.publish(f.topic, f.data, conn.userId).catch((err: unknown) => this.failed(conn, err, f.op, f.id));
+        this.hub.publish(m).catch((err: unknown) => this.failed(conn, err, f.op, f.id));
         return;
       }
     }
+  }
+
+  /** Until channel rules land, nobody reads another user's `user:` channel. */
+  private mayRead(conn: Conn, topic: string, id: unknown): boolean {
+    if (!topic.startsWith('user:') || topic === `user:${conn.userId}`) return true;
+    this.deliver(conn, frames.error('forbidden_topic', 'only your own user topic', id));
+    return false;
   }
 
   /** A frame's handling threw or rejected: log it, tell that connection, keep serving. */

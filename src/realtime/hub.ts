@@ -1,54 +1,105 @@
 /**
- * The Hub delivers to a user (every connection of that user) or to a topic. `LocalHub`
- * reaches the connections of this process; `RedisHub` (backplane.ts) wraps it to reach
- * every process and box. A payload is serialized once per delivery, whatever the number
- * of receivers, and the same text crosses the backplane.
+ * The Hub fans a message out to a topic's connections; a user's channel `user:<id>` reaches
+ * every connection of that user. `LocalHub` reaches the connections of this process;
+ * `RedisHub` (backplane/redis-hub.ts) wraps it to reach every process and box. A message is
+ * serialized once, whatever the number of receivers, and the same text crosses the
+ * backplane. Messages with an offset pass through the per-topic order (topic-order.ts), so
+ * each connection sees a topic's messages at most once and in offset order.
  */
 import type { Conn } from './conn.js';
 import { frames } from './protocol.js';
 import type { Registry } from './registry.js';
+import { TopicOrder, type GapReader } from './topic-order.js';
+
+/** One message to fan out. */
+export interface Outgoing {
+  topic: string;
+  /** The payload as JSON text. */
+  dataJson: string;
+  from: string | null;
+  /** Its place in the topic's log; null where the namespace keeps no history. */
+  offset: number | null;
+  /** Server time of the publish, ms since the epoch. */
+  ts: number;
+}
 
 export interface Hub {
   /**
-   * Deliver `data` to every subscriber of `topic`. Resolves to the connections reached
-   * here plus the other processes that had subscribers; never rejects.
+   * Fan out one message. Resolves to the connections reached here plus the other processes
+   * that have connections for it (0 when nobody holds it anywhere).
    */
-  publish(topic: string, data: unknown, from?: string): Promise<number>;
-  /** Deliver `data` to every open connection of `userId` (as topic `user:<id>`); as above. */
-  sendToUser(userId: string, data: unknown): Promise<number>;
+  publish(m: Outgoing): Promise<number>;
+}
+
+const USER = 'user:';
+
+/** The connections a topic reaches on this process. */
+function targets(registry: Registry, topic: string): Iterable<Conn> | undefined {
+  return topic.startsWith(USER) ? registry.connsOf(topic.slice(USER.length)) : registry.topics.get(topic);
+}
+
+/**
+ * True when `conn` must not get `offset` of `topic` live: it is replaying that topic, or has
+ * just replayed past it (conn.skip). The mark goes once live delivery passes it.
+ */
+function skipped(conn: Conn, topic: string, offset: number): boolean {
+  const until = conn.skip!.get(topic);
+  if (until === undefined) return false;
+  if (offset <= until) return true;
+  if (until !== Infinity) {
+    conn.skip!.delete(topic);
+    if (conn.skip!.size === 0) conn.skip = null;
+  }
+  return false;
 }
 
 export class LocalHub implements Hub {
-  /** @param deliver queues one serialized frame on one connection. */
+  readonly order: TopicOrder;
+
+  /**
+   * @param deliver queues one serialized frame on one connection.
+   * @param readGap reads messages missing from the live stream out of the store.
+   */
   constructor(
     private readonly registry: Registry,
     private readonly deliver: (conn: Conn, text: string) => void,
-  ) {}
-
-  publish(topic: string, data: unknown, from?: string): Promise<number> {
-    return Promise.resolve(this.publishText(topic, frames.msg(topic, data, from)));
+    readGap: GapReader,
+    onError: (err: unknown) => void,
+  ) {
+    this.order = new TopicOrder((topic, text, offset) => this.fanout(topic, text, offset), readGap, onError);
+    registry.onInterest((kind, key, present) => {
+      const topic = kind === 'user' ? USER + key : key;
+      if (present) this.order.track(topic);
+      else this.order.untrack(topic);
+    });
   }
 
-  sendToUser(userId: string, data: unknown): Promise<number> {
-    return Promise.resolve(this.sendTextToUser(userId, frames.msg(`user:${userId}`, data)));
+  publish(m: Outgoing): Promise<number> {
+    return Promise.resolve(this.publishText(m.topic, frames.msgRaw(m.topic, m.dataJson, m.from, m.offset, m.ts), m.offset));
   }
 
-  /** Deliver an already serialized frame to a topic's local subscribers. */
-  publishText(topic: string, text: string): number {
-    const set = this.registry.topics.get(topic);
-    return set ? this.fanout(set, text) : 0;
+  /** Fan out an already serialized frame; returns the local connections it is for. */
+  publishText(topic: string, text: string, offset: number | null): number {
+    if (offset === null) return this.fanout(topic, text, null);
+    this.order.arrive(topic, offset, text);
+    return this.count(topic);
   }
 
-  /** Deliver an already serialized frame to a user's local connections. */
-  sendTextToUser(userId: string, text: string): number {
-    const conns = this.registry.connsOf(userId);
-    return conns ? this.fanout(conns, text) : 0;
+  /** Local connections a topic reaches. */
+  count(topic: string): number {
+    const t = targets(this.registry, topic);
+    return t === undefined ? 0 : Array.isArray(t) ? t.length : (t as Set<Conn>).size;
   }
 
-  private fanout(conns: Iterable<Conn>, text: string): number {
+  private fanout(topic: string, text: string, offset: number | null): number {
+    const conns = targets(this.registry, topic);
+    if (!conns) return 0;
     // Copy first: a slow consumer dropped during delivery leaves the set mid-iteration.
-    const targets = Array.isArray(conns) ? conns : [...conns];
-    for (const conn of targets) this.deliver(conn, text);
-    return targets.length;
+    const list = Array.isArray(conns) ? conns : [...conns];
+    for (const conn of list) {
+      if (offset !== null && conn.skip !== null && skipped(conn, topic, offset)) continue;
+      this.deliver(conn, text);
+    }
+    return list.length;
   }
 }

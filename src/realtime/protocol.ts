@@ -1,17 +1,41 @@
 /**
- * The WebSocket protocol: JSON text frames with an `op`.
- * Client: `sub {topic}`, `unsub {topic}`, `pub {topic, data}`, `ping`; each may carry an `id`
- * echoed in the answer. Server: `msg {topic, data, from?}`, `ack {id, op, topic}`,
- * `error {code, message, id?}`, `pong {id, ts}`.
+ * The WebSocket protocol: JSON text frames with an `op` (docs/protocol.md is the reference).
+ * Client: `sub {topic, since?}`, `unsub {topic}`, `pub {topic, data, key?}`,
+ * `history {topic, since, limit?}`, `recv {topic, offset}`, `ping`; each but `recv` may carry
+ * an `id` echoed in the answer. Server: `msg {topic, offset?, ts, data, from?}`,
+ * `ack {id, ack, topic, …}`, `error {code, message, id?}`, `pong {id, ts}`.
  */
 
 import type { WsErrorCode } from '../errors.js';
 import { checkJsonBounds } from '../lib/json.js';
 
+/** A position in a topic's log: the last offset seen, in the store's epoch. */
+export interface Since {
+  offset: number;
+  epoch: string;
+}
+
 export type ClientFrame =
-  | { op: 'sub' | 'unsub'; topic: string; id: unknown }
-  | { op: 'pub'; topic: string; data: unknown; id: unknown }
+  | { op: 'sub'; topic: string; id: unknown; since: Since | undefined }
+  | { op: 'unsub'; topic: string; id: unknown }
+  | { op: 'pub'; topic: string; data: unknown; id: unknown; key: string | undefined }
+  | { op: 'history'; topic: string; id: unknown; since: Since; limit: number }
+  | { op: 'recv'; topic: string; offset: number }
   | { op: 'ping'; id: unknown };
+
+/** Most messages one `history` answer carries. */
+export const HISTORY_MAX = 100;
+const KEY = /^[\x21-\x7e]{1,128}$/;
+
+const isOffset = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
+function parseSince(v: unknown, id: unknown): Since | FrameError {
+  const s = v as Record<string, unknown> | null;
+  if (typeof s !== 'object' || s === null || !isOffset(s.offset) || typeof s.epoch !== 'string' || s.epoch.length > 64) {
+    return new FrameError('bad_frame', 'since must be {offset: integer >= 0, epoch: string}', id);
+  }
+  return { offset: s.offset, epoch: s.epoch };
+}
 
 export class FrameError {
   constructor(
@@ -48,22 +72,49 @@ export function parseFrame(text: string, maxDepth: number): ClientFrame | FrameE
   if (id !== undefined && typeof id !== 'string' && typeof id !== 'number') {
     return new FrameError('bad_frame', 'id must be a string or a number');
   }
+  if (f.op === 'ping') return { op: 'ping', id };
+  if (f.op !== 'sub' && f.op !== 'unsub' && f.op !== 'pub' && f.op !== 'history' && f.op !== 'recv') {
+    return new FrameError('unknown_op', 'op must be sub, unsub, pub, history, recv or ping', id);
+  }
+  const topic = f.topic;
+  if (!isValidTopic(topic)) return new FrameError('invalid_topic', 'topic must match [A-Za-z0-9][A-Za-z0-9_.:-]{0,99}', id);
   switch (f.op) {
-    case 'ping':
-      return { op: 'ping', id };
-    case 'sub':
     case 'unsub':
-    case 'pub':
-      if (!isValidTopic(f.topic)) return new FrameError('invalid_topic', 'topic must match [A-Za-z0-9][A-Za-z0-9_.:-]{0,99}', id);
-      return f.op === 'pub' ? { op: 'pub', topic: f.topic, data: f.data ?? null, id } : { op: f.op, topic: f.topic, id };
-    default:
-      return new FrameError('unknown_op', 'op must be sub, unsub, pub or ping', id);
+      return { op: 'unsub', topic, id };
+    case 'sub': {
+      if (f.since === undefined) return { op: 'sub', topic, id, since: undefined };
+      const since = parseSince(f.since, id);
+      return since instanceof FrameError ? since : { op: 'sub', topic, id, since };
+    }
+    case 'pub': {
+      if (f.key !== undefined && (typeof f.key !== 'string' || !KEY.test(f.key))) {
+        return new FrameError('bad_frame', 'key must be 1-128 printable ASCII characters', id);
+      }
+      return { op: 'pub', topic, data: f.data ?? null, id, key: f.key };
+    }
+    case 'history': {
+      const since = parseSince(f.since, id);
+      if (since instanceof FrameError) return since;
+      const limit = f.limit === undefined ? HISTORY_MAX : f.limit;
+      if (!isOffset(limit) || limit < 1) return new FrameError('bad_frame', 'limit must be a positive integer', id);
+      return { op: 'history', topic, id, since, limit: Math.min(limit, HISTORY_MAX) };
+    }
+    case 'recv':
+      if (!isOffset(f.offset)) return new FrameError('bad_frame', 'offset must be an integer >= 0', id);
+      return { op: 'recv', topic, offset: f.offset };
   }
 }
 
 export const frames = {
-  error: (code: WsErrorCode, message: string, id?: unknown) => JSON.stringify({ op: 'error', code, message, id }),
-  ack: (op: string, topic: string | undefined, id: unknown) => JSON.stringify({ op: 'ack', id, ack: op, topic }),
+  error: (code: WsErrorCode, message: string, id?: unknown, topic?: string) => JSON.stringify({ op: 'error', code, message, id, topic }),
+  ack: (op: string, topic: string | undefined, id: unknown, extra?: Record<string, unknown>) =>
+    JSON.stringify({ op: 'ack', id, ack: op, topic, ...extra }),
   pong: (id: unknown, ts: number) => JSON.stringify({ op: 'pong', id, ts }),
-  msg: (topic: string, data: unknown, from?: string) => JSON.stringify({ op: 'msg', topic, data, from }),
+  /**
+   * A message whose `data` is already JSON text (serialized once, whatever the receivers).
+   * @param offset its place in the topic's log; null where the namespace keeps no history.
+   * @param ts server time of the publish, ms since the epoch.
+   */
+  msgRaw: (topic: string, dataJson: string, from: string | null | undefined, offset: number | null, ts: number) =>
+    `{"op":"msg","topic":${JSON.stringify(topic)}${offset === null ? '' : `,"offset":${offset}`},"ts":${ts},"data":${dataJson}${from ? `,"from":${JSON.stringify(from)}` : ''}}`,
 };

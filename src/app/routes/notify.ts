@@ -32,15 +32,15 @@ export function notifyRoutes(s: Services): Hono<AppEnv> {
     const n = await readJson(c, NotifyBody, s.config.maxJsonDepth);
     const id = randomUUID();
     const payload = { title: n.title, body: n.body, data: n.data ?? {} };
-    const frame = { id, ...payload };
+    const frame = { topic: '', dataJson: JSON.stringify({ id, ...payload }), from: null, offset: null, ts: Date.now() };
     if (n.topic !== undefined) {
-      const live = await s.hub.publish(n.topic, frame);
+      const live = await s.hub.publish({ ...frame, topic: n.topic });
       await s.outbox.create(id, { topic: n.topic }, payload, live, []);
       return c.json({ id, live, queued: 0 }, 202);
     }
     const userId = n.userId!;
     if (!(await s.users.byId(userId))) throw new AppError('not_found', 'no such user');
-    const live = await s.hub.sendToUser(userId, frame);
+    const live = await s.hub.publish({ ...frame, topic: `user:${userId}` });
     const devices = live === 0 || n.push ? await s.devices.list(userId) : [];
     const queued = await s.outbox.create(id, { userId }, payload, live, devices);
     if (queued > 0) s.push.kick();

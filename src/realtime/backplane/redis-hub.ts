@@ -13,7 +13,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../../observability/logger.js';
-import type { Hub, LocalHub } from '../hub.js';
+import type { Hub, LocalHub, Outgoing } from '../hub.js';
 import { frames } from '../protocol.js';
 import type { Registry } from '../registry.js';
 import { RespConnection, type Reply } from './resp.js';
@@ -84,19 +84,19 @@ export class RedisHub implements Hub {
   // while this one does: a topic held by 16,700 sockets per worker kept this worker's loop
   // for about 250 ms, and the others used to start only after it. Redis down: forward()
   // fails at once and local delivery goes on.
-  async publish(topic: string, data: unknown, from?: string): Promise<number> {
-    const text = frames.msg(topic, data, from);
-    const remote = this.forward(`ob:t:${topic}`, text, this.registry.topics.has(topic));
-    return this.local.publishText(topic, text) + (await remote);
+  async publish(m: Outgoing): Promise<number> {
+    const text = frames.msgRaw(m.topic, m.dataJson, m.from, m.offset, m.ts);
+    const user = m.topic.startsWith('user:');
+    const channel = user ? `ob:u:${m.topic.slice(5)}` : `ob:t:${m.topic}`;
+    const selfSubscribed = user ? this.registry.users.has(m.topic.slice(5)) : this.registry.topics.has(m.topic);
+    const remote = this.forward(channel, `${m.offset ?? '-'} ${text}`, selfSubscribed);
+    return this.local.publishText(m.topic, text, m.offset) + (await remote);
   }
 
-  async sendToUser(userId: string, data: unknown): Promise<number> {
-    const text = frames.msg(`user:${userId}`, data);
-    const remote = this.forward(`ob:u:${userId}`, text, this.registry.users.has(userId));
-    return this.local.sendTextToUser(userId, text) + (await remote);
-  }
-
-  /** Publish to the other instances; resolves to how many of them had subscribers. */
+  /**
+   * Publish `<offset or -> <frame>` to the other instances, prefixed with this instance's id;
+   * resolves to how many of them had subscribers.
+   */
   private async forward(channel: string, text: string, selfSubscribed: boolean): Promise<number> {
     try {
       const receivers = await this.pub.call('PUBLISH', channel, `${this.instanceId} ${text}`);
@@ -143,12 +143,15 @@ export class RedisHub implements Hub {
     if (kind === 'message' && typeof channel === 'string' && typeof message === 'string') this.receive(message, channel);
   }
 
+  /** `<instance> <offset or -> <frame>`: our own echoes are dropped. */
   private receive(message: string, channel: string): void {
-    const space = message.indexOf(' ');
-    if (message.slice(0, space) === this.instanceId) return;
+    const a = message.indexOf(' ');
+    if (message.slice(0, a) === this.instanceId) return;
+    const b = message.indexOf(' ', a + 1);
     this.stats.received++;
-    const text = message.slice(space + 1);
-    if (channel.startsWith('ob:u:')) this.local.sendTextToUser(channel.slice(5), text);
-    else this.local.publishText(channel.slice(5), text);
+    const offsetText = message.slice(a + 1, b);
+    const offset = offsetText === '-' ? null : Number(offsetText);
+    const topic = channel.startsWith('ob:u:') ? `user:${channel.slice(5)}` : channel.slice(5);
+    this.local.publishText(topic, message.slice(b + 1), offset);
   }
 }
