@@ -2,184 +2,270 @@
  * Every setting comes from the environment through one schema, is validated once at boot
  * and then frozen. A bad value stops the process before it listens, with a message that
  * names the variable and the form it accepts.
+ *
+ * The schema is written in the shape the code reads (camelCase, `push.apns.keyFile`); each
+ * leaf names its environment variable and its default as it would be written there, so the
+ * `Config` type, the docs on its fields (hover one), the variable names and the defaults
+ * all come from this one declaration. Rules that span variables run once every variable is
+ * valid on its own; `deriveDefaults` then fills what is computed from other settings. This
+ * is the only module that reads `process.env`; the supervisor gets its workers' environment
+ * from `workerEnvironment` below.
  */
 import { z } from 'zod';
-import { parseTrustProxy, type TrustProxy } from './lib/client-address.js';
+import { parseTrustProxy } from './lib/client-address.js';
 
-const int = (name: string, min: number, max: number) =>
+/** Where a setting comes from: its environment variable and its default as written there. */
+interface Variable {
+  env: string;
+  fallback: string | undefined;
+}
+
+const variables = new Map<z.ZodType, Variable>();
+
+/**
+ * The setting read from environment variable `env`, parsed by `schema`; unset (or empty) it
+ * takes `fallback`, or stays undefined without one.
+ */
+function setting<T extends z.ZodType<unknown, string>>(env: string, schema: T, fallback: string): z.ZodPrefault<T>;
+function setting<T extends z.ZodType<unknown, string>>(env: string, schema: T): z.ZodOptional<T>;
+function setting(env: string, schema: z.ZodType<unknown, string>, fallback?: string): z.ZodType {
+  const s = fallback === undefined ? schema.optional() : schema.prefault(fallback);
+  variables.set(s, { env, fallback });
+  return s;
+}
+
+const int = (min: number, max: number) =>
   z
     .string()
-    .regex(/^\d+$/, `${name} must be an integer`)
+    .regex(/^\d+$/, 'must be an integer')
     .transform(Number)
-    .refine((n) => n >= min && n <= max, `${name} must be between ${min} and ${max}`);
+    .refine((n) => n >= min && n <= max, `must be between ${min} and ${max}`);
 
-const csv = z
-  .string()
-  .transform((s) => s.split(',').map((p) => p.trim()).filter(Boolean));
+const flag = z.enum(['true', 'false']).transform((v) => v === 'true');
 
-const env = z.object({
-  PORT: int('PORT', 0, 65535).default(8080),
-  HOST: z.string().min(1).default('0.0.0.0'),
-  ENGINE: z.enum(['bun', 'node']).default('bun'),
-  WORKERS: int('WORKERS', 1, 256).default(1),
-  DATA_DIR: z.string().min(1).default('./data'),
-  DATABASE_URL: z
-    .string()
-    .regex(/^(postgres|postgresql):\/\//, 'DATABASE_URL must be a postgres:// URL')
-    .optional(),
-  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'REDIS_URL must be a redis:// URL').optional(),
-  JWT_SECRET: z.string().min(32, 'JWT_SECRET must be at least 32 characters').optional(),
-  JWT_TTL_S: int('JWT_TTL_S', 60, 31_536_000).default(86_400),
-  ADMIN_TOKEN: z.string().min(16, 'ADMIN_TOKEN must be at least 16 characters').optional(),
-  TRUST_PROXY: z
-    .string()
-    .default('false')
-    .transform((v, ctx) => {
-      const t = parseTrustProxy(v);
-      if (typeof t !== 'string') return t;
-      ctx.addIssue({ code: 'custom', message: `TRUST_PROXY: ${t}` });
-      return z.NEVER;
-    }),
-  CORS_ORIGINS: csv.default([]),
-  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
-  SHUTDOWN_GRACE_MS: int('SHUTDOWN_GRACE_MS', 0, 600_000).default(10_000),
-  BODY_LIMIT_BYTES: int('BODY_LIMIT_BYTES', 1024, 64 * 1024 * 1024).default(1024 * 1024),
-  COMPRESS_MIN_BYTES: int('COMPRESS_MIN_BYTES', 0, 1 << 30).default(1024),
-  AUTH_RATE_PER_MIN: int('AUTH_RATE_PER_MIN', 1, 100_000).default(20),
-  MAX_CONNECTIONS: int('MAX_CONNECTIONS', 1, 10_000_000).optional(),
-  MAX_CONNECTIONS_PER_IP: int('MAX_CONNECTIONS_PER_IP', 1, 10_000_000).optional(),
-  PING_INTERVAL_MS: int('PING_INTERVAL_MS', 50, 3_600_000).default(30_000),
-  IDLE_TIMEOUT_MS: int('IDLE_TIMEOUT_MS', 100, 36_000_000).optional(),
-  MAX_MESSAGE_BYTES: int('MAX_MESSAGE_BYTES', 128, 16 * 1024 * 1024).default(16 * 1024),
-  MAX_BUFFERED_BYTES: int('MAX_BUFFERED_BYTES', 1024, 256 * 1024 * 1024).default(512 * 1024),
-  MAX_SUBSCRIPTIONS: int('MAX_SUBSCRIPTIONS', 1, 10_000).default(100),
-  MAX_JSON_DEPTH: int('MAX_JSON_DEPTH', 2, 1000).default(32),
-  CHANNELS_FILE: z.string().min(1).optional(),
-  PUSH_FALLBACK_MS: int('PUSH_FALLBACK_MS', 0, 86_400_000).default(5000),
-  WS_PUBLISH_PREFIXES: csv.default([]),
-  WS_PUBLISH_PER_S: int('WS_PUBLISH_PER_S', 1, 1_000_000).default(10),
-  DASHBOARD_TIMEOUT_MS: int('DASHBOARD_TIMEOUT_MS', 10, 600_000).default(2000),
-  TEST_MODE: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
-  USER_CHECK_TTL_MS: int('USER_CHECK_TTL_MS', 0, 600_000).default(5000),
-  READY_STORE_TIMEOUT_MS: int('READY_STORE_TIMEOUT_MS', 10, 60_000).default(1000),
-  FAULT_STORE_DELAY_MS: int('FAULT_STORE_DELAY_MS', 0, 600_000).default(0),
-  FAULT_BLOCK_ROUTE: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
-  BLOCK_WARN_MS: int('BLOCK_WARN_MS', 1, 600_000).default(200),
-  PUSH_POLL_MS: int('PUSH_POLL_MS', 10, 3_600_000).default(1000),
-  PUSH_LEASE_MS: int('PUSH_LEASE_MS', 100, 3_600_000).default(30_000),
-  PUSH_MAX_ATTEMPTS: int('PUSH_MAX_ATTEMPTS', 1, 100).default(10),
-  PUSH_BACKOFF_BASE_MS: int('PUSH_BACKOFF_BASE_MS', 1, 3_600_000).default(1000),
-  PUSH_SEND_TIMEOUT_MS: int('PUSH_SEND_TIMEOUT_MS', 10, 600_000).default(5000),
-  PUSH_CONCURRENCY: int('PUSH_CONCURRENCY', 1, 1024).default(16),
-  MAX_DEVICES_PER_USER: int('MAX_DEVICES_PER_USER', 1, 10_000).default(20),
-  APNS_KEY_FILE: z.string().min(1).optional(),
-  APNS_KEY_ID: z.string().min(1).optional(),
-  APNS_TEAM_ID: z.string().min(1).optional(),
-  APNS_TOPIC: z.string().min(1).optional(),
-  APNS_ORIGIN: z.url().default('https://api.push.apple.com'),
-  FCM_SERVICE_ACCOUNT_FILE: z.string().min(1).optional(),
-  FCM_ORIGIN: z.url().default('https://fcm.googleapis.com'),
-  VAPID_PUBLIC_KEY: z.string().min(1).optional(),
-  VAPID_PRIVATE_KEY: z.string().min(1).optional(),
-  VAPID_SUBJECT: z.string().regex(/^(mailto:|https:)/, 'VAPID_SUBJECT must be a mailto: or https: URL').optional(),
+const text = z.string().min(1);
+
+const list = z.string().transform((s): readonly string[] => s.split(',').map((p) => p.trim()).filter(Boolean));
+
+const trustProxy = z.string().transform((v, ctx) => {
+  const t = parseTrustProxy(v);
+  if (typeof t !== 'string') return t;
+  ctx.addIssue({ code: 'custom', message: t });
+  return z.NEVER;
 });
 
-export type Config = Readonly<{
-  port: number;
-  host: string;
-  engine: 'bun' | 'node';
-  workers: number;
-  dataDir: string;
-  databaseUrl: string | undefined;
-  redisUrl: string | undefined;
-  jwtSecret: string | undefined;
+const settings = z.object({
+  /** Listen port; 0 takes any free port. @default 8080 */
+  port: setting('PORT', int(0, 65535), '8080'),
+  /** Listen address. @default 0.0.0.0 */
+  host: setting('HOST', text, '0.0.0.0'),
+  /** The HTTP/WebSocket server: Bun's built-in one or node:http with `ws`. @default bun */
+  engine: setting('ENGINE', z.enum(['bun', 'node']), 'bun'),
+  /** Processes sharing the port; more than one needs redisUrl. @default 1 */
+  workers: setting('WORKERS', int(1, 256), '1'),
+  /**
+   * This process's index when it is a supervised worker (the supervisor sets it, see
+   * `workerEnvironment`); undefined in a single process or the supervisor itself.
+   */
+  workerIndex: setting('ONEBOX_WORKER', int(0, 255)),
+  /** The SQLite file and the development JWT secret live here. @default ./data */
+  dataDir: setting('DATA_DIR', text, './data'),
+  /** `postgres://…` for PostgreSQL. @default SQLite in dataDir */
+  databaseUrl: setting('DATABASE_URL', z.string().regex(/^(postgres|postgresql):\/\//, 'must be a postgres:// URL')),
+  /** The backplane for several processes or boxes. @default none (one process, in-memory hub) */
+  redisUrl: setting('REDIS_URL', z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL')),
+  /** HS256 signing key. @default generated once and kept in dataDir (development) */
+  jwtSecret: setting('JWT_SECRET', z.string().min(32, 'must be at least 32 characters')),
   /** Token lifetime. @default 86400 s */
-  jwtTtlS: number;
-  adminToken: string | undefined;
+  jwtTtlS: setting('JWT_TTL_S', int(60, 31_536_000), '86400'),
+  /** Bearer token of the admin routes (and of /metrics, /status off loopback). @default none */
+  adminToken: setting('ADMIN_TOKEN', z.string().min(16, 'must be at least 16 characters')),
   /**
    * Which X-Forwarded-For entries to believe (lib/client-address.ts): off, a number of
    * trusted proxy hops (`true` = 1), or a list of proxy addresses/CIDRs. @default off
    */
-  trustProxy: TrustProxy;
-  corsOrigins: readonly string[];
-  logLevel: string;
+  trustProxy: setting('TRUST_PROXY', trustProxy, 'false'),
+  /** Origins allowed by CORS, comma-separated in the environment. @default none (CORS off) */
+  corsOrigins: setting('CORS_ORIGINS', list, ''),
+  /** Lowest level logged; one line per request at debug. @default info */
+  logLevel: setting('LOG_LEVEL', z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']), 'info'),
   /** Time in-flight work gets to finish after SIGTERM. @default 10000 ms */
-  shutdownGraceMs: number;
+  shutdownGraceMs: setting('SHUTDOWN_GRACE_MS', int(0, 600_000), '10000'),
   /** Largest request body. @default 1 MiB */
-  bodyLimitBytes: number;
+  bodyLimitBytes: setting('BODY_LIMIT_BYTES', int(1024, 64 * 1024 * 1024), '1048576'),
   /** Responses smaller than this go uncompressed. @default 1024 bytes */
-  compressMinBytes: number;
+  compressMinBytes: setting('COMPRESS_MIN_BYTES', int(0, 1 << 30), '1024'),
   /** Login/signup attempts per client address and per email, per box. @default 20 per minute */
-  authRatePerMin: number;
-  /** Upgrade ceiling of this process; derived from the open-file limit when unset. */
-  maxConnections: number | undefined;
+  authRatePerMin: setting('AUTH_RATE_PER_MIN', int(1, 100_000), '20'),
+  /** Upgrade ceiling of this process. @default derived from the open-file limit */
+  maxConnections: setting('MAX_CONNECTIONS', int(1, 10_000_000)),
   /** WebSocket connections per client address, per box (all workers). @default unlimited */
-  maxConnectionsPerIp: number | undefined;
-  /** @default 30000 ms */
-  pingIntervalMs: number;
-  /** @default 2.5 x pingIntervalMs */
-  idleTimeoutMs: number;
+  maxConnectionsPerIp: setting('MAX_CONNECTIONS_PER_IP', int(1, 10_000_000)),
+  /** Protocol ping period. @default 30000 ms */
+  pingIntervalMs: setting('PING_INTERVAL_MS', int(50, 3_600_000), '30000'),
+  // Documented on the derived field in deriveDefaults: unset, it follows pingIntervalMs.
+  idleTimeoutMs: setting('IDLE_TIMEOUT_MS', int(100, 36_000_000)),
   /** Largest inbound WebSocket message. @default 16 KiB */
-  maxMessageBytes: number;
+  maxMessageBytes: setting('MAX_MESSAGE_BYTES', int(128, 16 * 1024 * 1024), '16384'),
   /** Outbound bytes queued per connection before it is dropped as a slow consumer. @default 512 KiB */
-  maxBufferedBytes: number;
+  maxBufferedBytes: setting('MAX_BUFFERED_BYTES', int(1024, 256 * 1024 * 1024), '524288'),
   /** Topics one connection may hold. @default 100 */
-  maxSubscriptions: number;
+  maxSubscriptions: setting('MAX_SUBSCRIPTIONS', int(1, 10_000), '100'),
   /** Deepest nesting of client JSON (HTTP bodies and WebSocket frames). @default 32 levels */
-  maxJsonDepth: number;
-  /** JSON file of namespace rules (history, recovery); built-in defaults when unset. */
-  channelsFile: string | undefined;
-  /**
-   * How long a notification to a connected user waits for a receipt before its pushes go out.
-   * @default 5000 ms
-   */
-  pushFallbackMs: number;
+  maxJsonDepth: setting('MAX_JSON_DEPTH', int(2, 1000), '32'),
+  /** JSON file of namespace rules (history, recovery); the built-in rules when unset. */
+  channelsFile: setting('CHANNELS_FILE', text),
+  /** How long a notification to a connected user waits for a receipt before its pushes go out. @default 5000 ms */
+  pushFallbackMs: setting('PUSH_FALLBACK_MS', int(0, 86_400_000), '5000'),
   /** Topic prefixes clients may publish to. @default none */
-  wsPublishPrefixes: readonly string[];
+  wsPublishPrefixes: setting('WS_PUBLISH_PREFIXES', list, ''),
   /** Client publishes per second per connection (burst of twice that). @default 10 */
-  wsPublishPerS: number;
+  wsPublishPerS: setting('WS_PUBLISH_PER_S', int(1, 1_000_000), '10'),
   /** Deadline of the dashboard's concurrent loads. @default 2000 ms */
-  dashboardTimeoutMs: number;
+  dashboardTimeoutMs: setting('DASHBOARD_TIMEOUT_MS', int(10, 600_000), '2000'),
   /**
    * The one switch for every test-only behaviour: push endpoints on loopback, and the
    * `FAULT_*` settings (which refuse to load without it). Logged as a warning at boot.
    * @default false
    */
-  testMode: boolean;
+  testMode: setting('TEST_MODE', flag, 'false'),
   /**
    * How long this process trusts that a token's user still exists before asking the store
    * again; a user deleted elsewhere keeps a working token here for at most this long.
    * 0 asks on every request. @default 5000 ms
    */
-  userCheckTtlMs: number;
+  userCheckTtlMs: setting('USER_CHECK_TTL_MS', int(0, 600_000), '5000'),
   /** `/readyz` answers 503 when a store ping takes longer than this (one ping serves 1 s of probes). @default 1000 ms */
-  readyStoreTimeoutMs: number;
-  /** Fault injection for tests (needs testMode): an abortable delay before each dashboard load. @default 0 */
-  faultStoreDelayMs: number;
-  /** Fault injection for tests (needs testMode): `POST /debug/block {ms}` (admin) holds the event loop. @default false */
-  faultBlockRoute: boolean;
-  /** Push targets one user may hold; registering one more replaces their least recently registered. @default 20 */
-  maxDevicesPerUser: number;
+  readyStoreTimeoutMs: setting('READY_STORE_TIMEOUT_MS', int(10, 60_000), '1000'),
+  /** Fault injection for tests (needs testMode): an abortable delay before each dashboard load. @default none */
+  faultStoreDelayMs: setting('FAULT_STORE_DELAY_MS', int(0, 600_000)),
+  /** Fault injection for tests (needs testMode): `POST /debug/block {ms}` (admin) holds the event loop. @default off */
+  faultBlockRoute: setting('FAULT_BLOCK_ROUTE', flag),
   /** Event-loop stall that is logged with what was running. @default 200 ms */
-  blockWarnMs: number;
-  push: {
-    /** @default 1000 ms */
-    pollMs: number;
+  blockWarnMs: setting('BLOCK_WARN_MS', int(1, 600_000), '200'),
+  /** Push targets one user may hold; registering one more replaces their least recently registered. @default 20 */
+  maxDevicesPerUser: setting('MAX_DEVICES_PER_USER', int(1, 10_000), '20'),
+  push: z.object({
+    /** Outbox poll period. @default 1000 ms */
+    pollMs: setting('PUSH_POLL_MS', int(10, 3_600_000), '1000'),
     /** How long a claimed outbox row is owned; at least twice sendTimeoutMs. @default 30000 ms */
-    leaseMs: number;
-    /** @default 10 */
-    maxAttempts: number;
-    /** @default 1000 ms */
-    backoffBaseMs: number;
+    leaseMs: setting('PUSH_LEASE_MS', int(100, 3_600_000), '30000'),
+    /** Sends of one row before it fails. @default 10 */
+    maxAttempts: setting('PUSH_MAX_ATTEMPTS', int(1, 100), '10'),
+    /** First retry delay; doubles per attempt, capped at 1 h. @default 1000 ms */
+    backoffBaseMs: setting('PUSH_BACKOFF_BASE_MS', int(1, 3_600_000), '1000'),
     /** Deadline of one send to a provider (connect, TLS, request, response); then it is retried. @default 5000 ms */
-    sendTimeoutMs: number;
+    sendTimeoutMs: setting('PUSH_SEND_TIMEOUT_MS', int(10, 600_000), '5000'),
     /** Sends in flight at once on this box, split evenly over WORKERS (at least one each). @default 16 */
-    concurrency: number;
-    apns: { keyFile: string; keyId: string; teamId: string; topic: string; origin: string } | undefined;
-    fcm: { serviceAccountFile: string; origin: string } | undefined;
-    webPush: { publicKey: string; privateKey: string; subject: string } | undefined;
+    concurrency: setting('PUSH_CONCURRENCY', int(1, 1024), '16'),
+    apns: z.object({
+      /** The .p8 signing key of APNs token auth. */
+      keyFile: setting('APNS_KEY_FILE', text),
+      keyId: setting('APNS_KEY_ID', text),
+      teamId: setting('APNS_TEAM_ID', text),
+      /** The app's bundle id. */
+      topic: setting('APNS_TOPIC', text),
+      /** @default https://api.push.apple.com */
+      origin: setting('APNS_ORIGIN', z.url(), 'https://api.push.apple.com'),
+    }),
+    fcm: z.object({
+      /** The service account JSON of FCM HTTP v1. */
+      serviceAccountFile: setting('FCM_SERVICE_ACCOUNT_FILE', text),
+      /** @default https://fcm.googleapis.com */
+      origin: setting('FCM_ORIGIN', z.url(), 'https://fcm.googleapis.com'),
+    }),
+    webPush: z.object({
+      publicKey: setting('VAPID_PUBLIC_KEY', text),
+      privateKey: setting('VAPID_PRIVATE_KEY', text),
+      /** The contact sent to push services. */
+      subject: setting('VAPID_SUBJECT', z.string().regex(/^(mailto:|https:)/, 'must be a mailto: or https: URL')),
+    }),
+  }),
+  /** What systemd hands the service (sd_notify(3)); workers never see it. */
+  systemd: z.object({
+    /** Where READY/WATCHDOG/STATUS/STOPPING go; unset outside a Type=notify unit. */
+    notifySocket: setting('NOTIFY_SOCKET', text),
+    /** The watchdog interval. @default none (no watchdog) */
+    watchdogUsec: setting('WATCHDOG_USEC', int(0, Number.MAX_SAFE_INTEGER)),
+    /** The process the watchdog is meant for. @default any */
+    watchdogPid: setting('WATCHDOG_PID', int(0, Number.MAX_SAFE_INTEGER)),
+  }),
+});
+
+type Settings = z.output<typeof settings>;
+
+const FAULTS = ['faultStoreDelayMs', 'faultBlockRoute'] as const;
+
+/** The rules that span variables; each issue's path names the variable at fault. */
+function crossFieldRules(c: Settings, ctx: z.RefinementCtx): void {
+  if (c.idleTimeoutMs !== undefined && c.idleTimeoutMs <= c.pingIntervalMs) {
+    ctx.addIssue({ code: 'custom', path: ['idleTimeoutMs'], message: `must be greater than PING_INTERVAL_MS (${c.pingIntervalMs})` });
+  }
+  if (c.workers > 1 && !c.redisUrl) {
+    ctx.addIssue({ code: 'custom', path: ['workers'], message: 'several workers need REDIS_URL for the backplane' });
+  }
+  if (!c.testMode) {
+    for (const k of FAULTS) {
+      if (c[k] !== undefined) {
+        ctx.addIssue({ code: 'custom', path: [k], message: 'a fault-injection setting, allowed only with TEST_MODE=true' });
+      }
+    }
+  }
+  // A lease that ends while its send may still be running lets another claimer send it too.
+  if (c.push.leaseMs < 2 * c.push.sendTimeoutMs) {
+    ctx.addIssue({ code: 'custom', path: ['push', 'leaseMs'], message: `must be at least twice PUSH_SEND_TIMEOUT_MS (${c.push.sendTimeoutMs})` });
+  }
+  allOrNone(ctx, 'apns', c.push.apns);
+  allOrNone(ctx, 'webPush', c.push.webPush);
+}
+
+type ProviderGroup = 'apns' | 'fcm' | 'webPush';
+
+/** The settings of a push provider group that have no default: its credentials. */
+const credentials = (group: ProviderGroup): string[] =>
+  Object.entries(settings.shape.push.shape[group].shape)
+    .filter(([, field]) => variables.get(field)!.fallback === undefined)
+    .map(([key]) => key);
+
+/** Credentials that work only together: when some are set, each missing one is an issue. */
+function allOrNone(ctx: z.RefinementCtx, group: ProviderGroup, values: Partial<Record<string, unknown>>): void {
+  const keys = credentials(group);
+  const missing = keys.filter((k) => values[k] === undefined);
+  if (missing.length === 0 || missing.length === keys.length) return;
+  const names = keys.map((k) => envName(['push', group, k])).join(', ');
+  for (const k of missing) ctx.addIssue({ code: 'custom', path: ['push', group, k], message: `set all of ${names}, or none` });
+}
+
+/** A provider's settings when all its credentials are set (the rules above allow all or none). */
+function complete<T extends object>(group: ProviderGroup, values: T): { [K in keyof T]-?: Exclude<T[K], undefined> } | undefined {
+  const set = credentials(group).every((k) => (values as Record<string, unknown>)[k] !== undefined);
+  return set ? (values as { [K in keyof T]-?: Exclude<T[K], undefined> }) : undefined;
+}
+
+/** Settings computed from others, and the provider groups, present only when configured. */
+function deriveDefaults(c: Settings) {
+  return {
+    ...c,
+    /** Silent connections are terminated after this. @default 2.5 x pingIntervalMs */
+    idleTimeoutMs: c.idleTimeoutMs ?? Math.round(c.pingIntervalMs * 2.5),
+    push: {
+      ...c.push,
+      /** APNs token auth: all of APNS_KEY_FILE, _KEY_ID, _TEAM_ID, _TOPIC, or unset. */
+      apns: complete('apns', c.push.apns),
+      /** FCM HTTP v1, when FCM_SERVICE_ACCOUNT_FILE is set. */
+      fcm: complete('fcm', c.push.fcm),
+      /** Web Push: all of VAPID_PUBLIC_KEY, VAPID_PRIVATE_KEY, VAPID_SUBJECT, or unset. */
+      webPush: complete('webPush', c.push.webPush),
+    },
   };
-}>;
+}
+
+// The cross-field rules wait until every variable is valid on its own: zod would otherwise
+// run them over the raw strings of the fields in error.
+const schema = settings.superRefine(crossFieldRules, { when: (payload) => payload.issues.length === 0 }).transform(deriveDefaults);
+
+/** The validated settings; each component takes the slice it reads (`GatewayOptions`, `PushOptions`, …). */
+export type Config = Readonly<z.output<typeof schema>>;
 
 /** Settings whose values are credentials: a configuration error names them, never quotes them. */
 const SECRET_VARS = new Set(['JWT_SECRET', 'ADMIN_TOKEN', 'DATABASE_URL', 'REDIS_URL', 'VAPID_PRIVATE_KEY']);
@@ -188,107 +274,82 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
+/** The leaves of a schema object, with their paths. */
+function* leaves(shape: z.ZodRawShape, path: string[] = []): Generator<[string[], z.ZodType]> {
+  for (const [key, field] of Object.entries(shape)) {
+    if (field instanceof z.ZodObject) yield* leaves(field.shape, [...path, key]);
+    else yield [[...path, key], field as z.ZodType];
+  }
+}
+
+const byPath = new Map([...leaves(settings.shape)].map(([path, field]) => [path.join('.'), variables.get(field)!]));
+
+/** The environment variable behind a settings path. */
+function envName(path: readonly PropertyKey[]): string {
+  return byPath.get(path.join('.'))?.env ?? path.join('.');
+}
+
+/** Every variable the schema reads, in declaration order, with its default as written in the environment. */
+export function environmentVariables(): Array<{ name: string; fallback: string | undefined }> {
+  return [...byPath.values()].map((v) => ({ name: v.env, fallback: v.fallback }));
+}
+
 /** Parse and validate the environment; throws ConfigError naming every bad variable. */
 export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
-  const known = Object.keys(env.shape);
-  const raw: Record<string, string> = {};
-  for (const key of known) {
-    const value = source[key];
-    if (value !== undefined && value !== '') raw[key] = value;
+  const input = new Map<string, string>();
+  const tree: Record<string, unknown> = {};
+  for (const [path, field] of leaves(settings.shape)) {
+    let node = tree;
+    for (const key of path.slice(0, -1)) node = (node[key] ??= {}) as Record<string, unknown>;
+    const name = variables.get(field)!.env;
+    const value = source[name];
+    if (value === undefined || value === '') continue;
+    input.set(name, value);
+    node[path.at(-1)!] = value;
   }
-  const parsed = env.safeParse(raw);
+  const parsed = schema.safeParse(tree);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => {
-      const name = String(i.path[0] ?? '');
-      const shown = SECRET_VARS.has(name) ? '[redacted]' : JSON.stringify(raw[name] ?? '');
-      return `  ${name}=${shown}: ${i.message}`;
+      const name = envName(i.path);
+      const value = input.get(name);
+      const fallback = byPath.get(i.path.join('.'))?.fallback;
+      const shown =
+        value !== undefined ? `=${SECRET_VARS.has(name) ? '[redacted]' : JSON.stringify(value)}`
+        : fallback !== undefined ? ` (default ${fallback})`
+        : ' (unset)';
+      return `  ${name}${shown}: ${i.message}`;
     });
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
-  const e = parsed.data;
-  const idle = e.IDLE_TIMEOUT_MS ?? Math.round(e.PING_INTERVAL_MS * 2.5);
-  if (idle <= e.PING_INTERVAL_MS) {
-    throw new ConfigError(
-      `invalid configuration:\n  IDLE_TIMEOUT_MS=${idle}: must be greater than PING_INTERVAL_MS (${e.PING_INTERVAL_MS})`,
-    );
+  return deepFreeze(parsed.data);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
   }
-  if (e.WORKERS > 1 && !e.REDIS_URL) {
-    throw new ConfigError(
-      `invalid configuration:\n  WORKERS=${e.WORKERS}: several workers need REDIS_URL for the backplane`,
-    );
-  }
-  if (!e.TEST_MODE) {
-    const faults = ['FAULT_STORE_DELAY_MS', 'FAULT_BLOCK_ROUTE'].filter((k) => raw[k] !== undefined);
-    if (faults.length > 0) {
-      throw new ConfigError(
-        `invalid configuration:\n${faults.map((k) => `  ${k}=${JSON.stringify(raw[k])}: a fault-injection setting, allowed only with TEST_MODE=true`).join('\n')}`,
-      );
-    }
-  }
-  if (e.PUSH_LEASE_MS < 2 * e.PUSH_SEND_TIMEOUT_MS) {
-    // A lease that ends while its send may still be running lets another claimer send it too.
-    throw new ConfigError(
-      `invalid configuration:\n  PUSH_LEASE_MS=${e.PUSH_LEASE_MS}: must be at least twice PUSH_SEND_TIMEOUT_MS (${e.PUSH_SEND_TIMEOUT_MS})`,
-    );
-  }
-  const apnsSet = [e.APNS_KEY_FILE, e.APNS_KEY_ID, e.APNS_TEAM_ID, e.APNS_TOPIC].filter(Boolean).length;
-  if (apnsSet !== 0 && apnsSet !== 4) {
-    throw new ConfigError('invalid configuration:\n  APNS_*: set all of APNS_KEY_FILE, APNS_KEY_ID, APNS_TEAM_ID, APNS_TOPIC, or none');
-  }
-  const vapidSet = [e.VAPID_PUBLIC_KEY, e.VAPID_PRIVATE_KEY, e.VAPID_SUBJECT].filter(Boolean).length;
-  if (vapidSet !== 0 && vapidSet !== 3) {
-    throw new ConfigError('invalid configuration:\n  VAPID_*: set all of VAPID_PUBLIC_KEY, VAPID_PRIVATE_KEY, VAPID_SUBJECT, or none');
-  }
-  return Object.freeze({
-    port: e.PORT,
-    host: e.HOST,
-    engine: e.ENGINE,
-    workers: e.WORKERS,
-    dataDir: e.DATA_DIR,
-    databaseUrl: e.DATABASE_URL,
-    redisUrl: e.REDIS_URL,
-    jwtSecret: e.JWT_SECRET,
-    jwtTtlS: e.JWT_TTL_S,
-    adminToken: e.ADMIN_TOKEN,
-    trustProxy: e.TRUST_PROXY,
-    corsOrigins: Object.freeze(e.CORS_ORIGINS),
-    logLevel: e.LOG_LEVEL,
-    shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
-    bodyLimitBytes: e.BODY_LIMIT_BYTES,
-    compressMinBytes: e.COMPRESS_MIN_BYTES,
-    authRatePerMin: e.AUTH_RATE_PER_MIN,
-    maxConnections: e.MAX_CONNECTIONS,
-    maxConnectionsPerIp: e.MAX_CONNECTIONS_PER_IP,
-    pingIntervalMs: e.PING_INTERVAL_MS,
-    idleTimeoutMs: idle,
-    maxMessageBytes: e.MAX_MESSAGE_BYTES,
-    maxBufferedBytes: e.MAX_BUFFERED_BYTES,
-    maxSubscriptions: e.MAX_SUBSCRIPTIONS,
-    maxJsonDepth: e.MAX_JSON_DEPTH,
-    channelsFile: e.CHANNELS_FILE,
-    pushFallbackMs: e.PUSH_FALLBACK_MS,
-    wsPublishPrefixes: Object.freeze(e.WS_PUBLISH_PREFIXES),
-    wsPublishPerS: e.WS_PUBLISH_PER_S,
-    dashboardTimeoutMs: e.DASHBOARD_TIMEOUT_MS,
-    testMode: e.TEST_MODE,
-    userCheckTtlMs: e.USER_CHECK_TTL_MS,
-    readyStoreTimeoutMs: e.READY_STORE_TIMEOUT_MS,
-    faultStoreDelayMs: e.FAULT_STORE_DELAY_MS,
-    faultBlockRoute: e.FAULT_BLOCK_ROUTE,
-    blockWarnMs: e.BLOCK_WARN_MS,
-    maxDevicesPerUser: e.MAX_DEVICES_PER_USER,
-    push: Object.freeze({
-      pollMs: e.PUSH_POLL_MS,
-      leaseMs: e.PUSH_LEASE_MS,
-      maxAttempts: e.PUSH_MAX_ATTEMPTS,
-      backoffBaseMs: e.PUSH_BACKOFF_BASE_MS,
-      sendTimeoutMs: e.PUSH_SEND_TIMEOUT_MS,
-      concurrency: e.PUSH_CONCURRENCY,
-      apns: apnsSet
-        ? { keyFile: e.APNS_KEY_FILE!, keyId: e.APNS_KEY_ID!, teamId: e.APNS_TEAM_ID!, topic: e.APNS_TOPIC!, origin: e.APNS_ORIGIN }
-        : undefined,
-      fcm: e.FCM_SERVICE_ACCOUNT_FILE ? { serviceAccountFile: e.FCM_SERVICE_ACCOUNT_FILE, origin: e.FCM_ORIGIN } : undefined,
-      webPush: vapidSet ? { publicKey: e.VAPID_PUBLIC_KEY!, privateKey: e.VAPID_PRIVATE_KEY!, subject: e.VAPID_SUBJECT! } : undefined,
-    }),
-  });
+  return value;
+}
+
+/**
+ * The environment of supervised worker `index`: this process's, with the shared port and
+ * the worker's index, minus systemd's variables (only the supervisor talks to systemd).
+ * Removed variables are set to undefined rather than deleted: the cluster module merges the
+ * parent's environment back in, and undefined is what keeps them out.
+ */
+export function workerEnvironment(
+  index: number,
+  c: Pick<Config, 'workers'> & { port: number },
+  source: NodeJS.ProcessEnv = process.env,
+): NodeJS.ProcessEnv {
+  return {
+    ...source,
+    ONEBOX_WORKER: String(index),
+    PORT: String(c.port),
+    WORKERS: String(c.workers),
+    NOTIFY_SOCKET: undefined,
+    WATCHDOG_USEC: undefined,
+    WATCHDOG_PID: undefined,
+  };
 }

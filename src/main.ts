@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { loadConfig, ConfigError, type Config } from './config.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { CLOSE } from './errors.js';
-import { reportToSupervisor, supervise, supervisorPort, workerIndex } from './process/supervisor.js';
+import { reportToSupervisor, supervise, supervisorPort } from './process/supervisor.js';
 import { SystemdNotifier } from './process/systemd.js';
 import { SupervisorLimits } from './lib/supervisor-limits.js';
 
@@ -47,15 +47,15 @@ async function serve(config: Config, log: Logger): Promise<void> {
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
   const { loadEngine } = await import('./engine/index.js');
   const { buildServer } = await import('./server.js');
-  const engine = await loadEngine(config);
+  const engine = await loadEngine(config.engine);
+  const worker = config.workerIndex;
   // A supervised worker counts box-wide limits in the supervisor's tables.
-  const port = workerIndex() === undefined ? undefined : supervisorPort();
+  const port = worker === undefined ? undefined : supervisorPort();
   const limits = port && new SupervisorLimits(port);
   const app = await buildServer(config, log, limits);
   const server = await engine(config, { fetch: app.fetch, gateway: app.gateway }, log);
   app.lifecycle.ready();
   app.startBackground();
-  const worker = workerIndex();
   log.info(
     { port: server.port, engine: config.engine, ceiling: app.gateway.ceiling, runtime: process.versions.bun ? `bun ${process.versions.bun}` : `node ${process.version}` },
     worker === undefined ? 'listening' : 'worker listening',
@@ -67,7 +67,7 @@ async function serve(config: Config, log: Logger): Promise<void> {
       (t) => app.setClusterTable(t),
     );
   }
-  const notifier = new SystemdNotifier(log);
+  const notifier = new SystemdNotifier(log, config.systemd);
   notifier.ready(() => `${app.gateway.stats.open} connections`);
 
   let stopping = false;
@@ -151,11 +151,11 @@ async function main(argv: string[]): Promise<number> {
   const log = createLogger(config.logLevel);
   switch (command) {
     case 'serve':
-      if (config.workers > 1 && workerIndex() === undefined) {
-        await supervise(config, log.child({ role: 'supervisor' }), () => migrateInChild(log), new SystemdNotifier(log));
+      if (config.workers > 1 && config.workerIndex === undefined) {
+        await supervise(config, log.child({ role: 'supervisor' }), () => migrateInChild(log), new SystemdNotifier(log, config.systemd));
         return 0;
       }
-      await serve(config, workerIndex() === undefined ? log : log.child({ worker: workerIndex() }));
+      await serve(config, config.workerIndex === undefined ? log : log.child({ worker: config.workerIndex }));
       return -1;
     case 'migrate':
       await migrate(config, log);

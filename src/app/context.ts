@@ -34,8 +34,26 @@ export interface AppEnv {
   };
 }
 
+/** The settings the HTTP app reads. */
+export type AppOptions = Pick<
+  Config,
+  | 'engine'
+  | 'adminToken'
+  | 'trustProxy'
+  | 'corsOrigins'
+  | 'compressMinBytes'
+  | 'bodyLimitBytes'
+  | 'authRatePerMin'
+  | 'maxJsonDepth'
+  | 'maxDevicesPerUser'
+  | 'dashboardTimeoutMs'
+  | 'testMode'
+  | 'faultStoreDelayMs'
+  | 'faultBlockRoute'
+>;
+
 export interface Services {
-  config: Config;
+  config: AppOptions;
   log: Logger;
   db: Db;
   users: UserStore;

@@ -2,9 +2,9 @@
 import type { Config } from '../config.js';
 import type { Engine } from './types.js';
 
-export async function loadEngine(config: Config): Promise<Engine> {
+export async function loadEngine(engine: Config['engine']): Promise<Engine> {
   const onBun = Boolean(process.versions.bun);
-  if (config.engine === 'bun') {
+  if (engine === 'bun') {
     if (!onBun) throw new Error('ENGINE=bun must run under Bun: start it with bin/onebox (or npm start)');
     return (await import('./bun.js')).startBun;
   }
@@ -12,4 +12,4 @@ export async function loadEngine(config: Config): Promise<Engine> {
   return (await import('./node.js')).startNode;
 }
 
-export type { RunningServer, ServeTarget } from './types.js';
+export type { EngineOptions, RunningServer, ServeTarget } from './types.js';

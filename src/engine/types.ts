@@ -24,4 +24,7 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export type Engine = (config: Config, target: ServeTarget, log: Logger) => Promise<RunningServer>;
+/** The settings an engine reads. */
+export type EngineOptions = Pick<Config, 'port' | 'host' | 'workers' | 'maxMessageBytes' | 'maxBufferedBytes'>;
+
+export type Engine = (config: EngineOptions, target: ServeTarget, log: Logger) => Promise<RunningServer>;

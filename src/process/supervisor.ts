@@ -15,7 +15,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { freePort } from '../lib/free-port.js';
-import type { Config } from '../config.js';
+import { workerEnvironment, type Config } from '../config.js';
 import { LocalLimits } from '../lib/local-limits.js';
 import { answerLimits, isLimitsRequest, type IpcPort, type LimitsReply, type LimitsRequest } from '../lib/supervisor-limits.js';
 import type { Logger } from '../observability/logger.js';
@@ -44,31 +44,21 @@ interface Handle {
   send(msg: ToWorker): void;
 }
 
-/** The worker's index when this process is a supervised worker. */
-export const workerIndex = (): number | undefined =>
-  process.env.ONEBOX_WORKER === undefined ? undefined : Number(process.env.ONEBOX_WORKER);
+/** The settings the supervisor reads. */
+export type SupervisorOptions = Pick<Config, 'port' | 'host' | 'workers' | 'engine' | 'shutdownGraceMs'>;
 
-/** Workers inherit the environment minus systemd's: only the supervisor talks to systemd. */
-function workerEnv(extra: Record<string, string>): Record<string, string> {
-  const env: Record<string, string> = { ...(process.env as Record<string, string>), ...extra };
-  delete env.NOTIFY_SOCKET;
-  delete env.WATCHDOG_USEC;
-  delete env.WATCHDOG_PID;
-  return env;
-}
-
-async function spawner(script: string): Promise<(index: number, env: Record<string, string>) => Handle> {
+async function spawner(script: string): Promise<(env: NodeJS.ProcessEnv) => Handle> {
   if (process.versions.bun) {
     const { fork } = await import('node:child_process');
-    return (_index, env) => {
-      const proc = fork(script, ['serve'], { env: workerEnv(env), stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    return (env) => {
+      const proc = fork(script, ['serve'], { env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
       return { pid: proc.pid!, proc, send: (m) => proc.connected && proc.send(m) };
     };
   }
   const cluster = (await import('node:cluster')).default;
   cluster.setupPrimary({ exec: script, args: ['serve'], silent: false });
-  return (_index, env) => {
-    const w = cluster.fork(workerEnv(env));
+  return (env) => {
+    const w = cluster.fork(env);
     return { pid: w.process.pid!, proc: w.process, send: (m) => w.isConnected() && w.send(m) };
   };
 }
@@ -78,7 +68,7 @@ async function spawner(script: string): Promise<(index: number, env: Record<stri
  * @param prepare runs once before any worker starts (migrations: Kysely's SQLite migrator
  *   has no cross-process lock, so N workers must not migrate a fresh file at once).
  */
-export async function supervise(config: Config, log: Logger, prepare: () => Promise<void>, notifier: SystemdNotifier): Promise<void> {
+export async function supervise(config: SupervisorOptions, log: Logger, prepare: () => Promise<void>, notifier: SystemdNotifier): Promise<void> {
   await prepare();
   const port = config.port === 0 ? await freePort(config.host) : config.port;
   const spawn = await spawner(process.argv[1]!);
@@ -91,7 +81,7 @@ export async function supervise(config: Config, log: Logger, prepare: () => Prom
 
   const start = (index: number, restarts: number, failures: number) => {
     const startedAt = Date.now();
-    const h = spawn(index, { ONEBOX_WORKER: String(index), PORT: String(port), WORKERS: String(config.workers) });
+    const h = spawn(workerEnvironment(index, { port, workers: config.workers }));
     handles.set(index, h);
     table.set(index, { index, pid: h.pid, connections: 0, rssBytes: 0, heapBytes: 0, rps: 0, p99Ms: 0, restarts });
     let alive = true;

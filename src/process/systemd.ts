@@ -14,7 +14,11 @@
  */
 import { spawn } from 'node:child_process';
 import { lateTimer } from '../observability/late-timer.js';
+import type { Config } from '../config.js';
 import type { Logger } from '../observability/logger.js';
+
+/** What systemd handed this process (NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID). */
+export type SystemdOptions = Config['systemd'];
 
 export class SystemdNotifier {
   readonly enabled: boolean;
@@ -23,11 +27,11 @@ export class SystemdNotifier {
 
   constructor(
     private readonly log: Logger,
-    env: NodeJS.ProcessEnv = process.env,
+    options: SystemdOptions,
   ) {
-    this.enabled = Boolean(env.NOTIFY_SOCKET);
-    const usec = Number(env.WATCHDOG_USEC);
-    const forUs = env.WATCHDOG_PID === undefined || Number(env.WATCHDOG_PID) === process.pid;
+    this.enabled = Boolean(options.notifySocket);
+    const usec = options.watchdogUsec ?? 0;
+    const forUs = options.watchdogPid === undefined || options.watchdogPid === process.pid;
     this.watchdogMs = this.enabled && forUs && usec > 0 ? usec / 1000 : undefined;
   }
 

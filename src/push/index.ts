@@ -5,8 +5,11 @@ import type { DeviceStore } from '../store/devices.js';
 import type { OutboxStore } from '../store/outbox.js';
 import { PushWorker } from './worker.js';
 
+/** The settings the push worker and its providers read. */
+export type PushOptions = Pick<Config, 'push' | 'testMode' | 'workers'>;
+
 /** Providers load only when configured: a box without Web Push keys never loads web-push. */
-export async function createPushWorker(config: Config, outbox: OutboxStore, devices: DeviceStore, log: Logger): Promise<PushWorker> {
+export async function createPushWorker(config: PushOptions, outbox: OutboxStore, devices: DeviceStore, log: Logger): Promise<PushWorker> {
   const p = config.push;
   return new PushWorker(
     outbox,

@@ -13,11 +13,14 @@ import type { Database } from './schema.js';
 export type Db = Kysely<Database>;
 export type Dialect = 'sqlite' | 'postgres';
 
+/** The settings the store reads. */
+export type StoreOptions = Pick<Config, 'databaseUrl' | 'dataDir'>;
+
 /** Which dialect a Db speaks. */
 export const dialectOf = new WeakMap<Db, Dialect>();
 
 /** Open the configured database. Nothing is migrated here; see migrations.ts. */
-export async function openDb(config: Pick<Config, 'databaseUrl' | 'dataDir'>): Promise<Db> {
+export async function openDb(config: StoreOptions): Promise<Db> {
   if (config.databaseUrl) {
     const pg = await import('pg');
     // int8 (bigint columns, count(*)) as numbers: epoch milliseconds and counts fit in 2^53.

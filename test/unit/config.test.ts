@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ConfigError, loadConfig } from '../../src/config.js';
+import { ConfigError, environmentVariables, loadConfig, workerEnvironment } from '../../src/config.js';
 
 test('defaults follow DESIGN.md', () => {
   const c = loadConfig({});
@@ -11,6 +11,7 @@ test('defaults follow DESIGN.md', () => {
   assert.equal(c.pingIntervalMs, 30_000);
   assert.equal(c.idleTimeoutMs, 75_000);
   assert.ok(Object.isFrozen(c));
+  assert.ok(Object.isFrozen(c.push) && Object.isFrozen(c.corsOrigins) && Object.isFrozen(c.trustProxy));
 });
 
 test('idle timeout derives from the ping interval unless set', () => {
@@ -78,4 +79,67 @@ test('the push lease must outlast twice the send deadline', () => {
   for (const env of [{ PUSH_CONCURRENCY: '0' }, { MAX_DEVICES_PER_USER: '0' }, { PUSH_SEND_TIMEOUT_MS: 'soon' }]) {
     assert.throws(() => loadConfig(env), (e: unknown) => e instanceof ConfigError && e.message.includes(Object.keys(env)[0]!));
   }
+});
+
+/** The message of the ConfigError that loading `env` throws. */
+function configError(env: Record<string, string>): string {
+  try {
+    loadConfig(env);
+  } catch (e) {
+    if (e instanceof ConfigError) return e.message;
+    throw e;
+  }
+  assert.fail(`${JSON.stringify(env)} loaded`);
+}
+
+test('every bad variable is named in one error, not only the first', () => {
+  const message = configError({ PORT: 'x', ENGINE: 'deno', PUSH_CONCURRENCY: '0', APNS_ORIGIN: 'not a url' });
+  for (const name of ['PORT', 'ENGINE', 'PUSH_CONCURRENCY', 'APNS_ORIGIN']) assert.match(message, new RegExp(`^  ${name}\\b`, 'm'), name);
+});
+
+test('APNS_* and VAPID_* are all or none; the error names each missing variable', () => {
+  const apns = configError({ APNS_KEY_FILE: '/k.p8', APNS_KEY_ID: 'K' });
+  for (const name of ['APNS_TEAM_ID', 'APNS_TOPIC']) assert.match(apns, new RegExp(`^  ${name}\\b`, 'm'), name);
+  assert.doesNotMatch(apns, /^ {2}APNS_KEY_FILE\b/m);
+  assert.match(configError({ VAPID_PUBLIC_KEY: 'pub' }), /^ {2}VAPID_PRIVATE_KEY\b/m);
+  const full = loadConfig({ APNS_KEY_FILE: '/k.p8', APNS_KEY_ID: 'K', APNS_TEAM_ID: 'T', APNS_TOPIC: 'app' });
+  assert.deepEqual(full.push.apns, { keyFile: '/k.p8', keyId: 'K', teamId: 'T', topic: 'app', origin: 'https://api.push.apple.com' });
+  assert.equal(full.push.webPush, undefined);
+  assert.equal(loadConfig({ FCM_ORIGIN: 'https://fcm.example' }).push.fcm, undefined);
+});
+
+test('secret values are never quoted in an error, whichever rule fails', () => {
+  const value = 'postgres-or-redis-or-key-value-that-must-not-leak';
+  const cases: Array<[string, Record<string, string>]> = [
+    ['JWT_SECRET', { JWT_SECRET: 'short-secret' }],
+    ['ADMIN_TOKEN', { ADMIN_TOKEN: 'short-token' }],
+    ['DATABASE_URL', { DATABASE_URL: `mysql://${value}` }],
+    ['REDIS_URL', { REDIS_URL: `http://${value}` }],
+    ['VAPID_PRIVATE_KEY', { VAPID_PRIVATE_KEY: value }],
+  ];
+  for (const [name, env] of cases) {
+    const message = configError(env);
+    assert.match(message, new RegExp(`\\b${name}\\b`), name);
+    assert.ok(!message.includes(env[name]!), `${name}'s value appears in: ${message}`);
+  }
+});
+
+test('the worker index and systemd\'s variables are read here, like every other setting', () => {
+  const c = loadConfig({ ONEBOX_WORKER: '2', NOTIFY_SOCKET: '/run/n.sock', WATCHDOG_USEC: '400000', WATCHDOG_PID: '42' });
+  assert.equal(c.workerIndex, 2);
+  assert.deepEqual({ ...c.systemd }, { notifySocket: '/run/n.sock', watchdogUsec: 400_000, watchdogPid: 42 });
+  assert.equal(loadConfig({}).workerIndex, undefined);
+  assert.match(configError({ ONEBOX_WORKER: 'first' }), /ONEBOX_WORKER/);
+  const names = environmentVariables().map((v) => v.name);
+  assert.equal(new Set(names).size, names.length, 'no variable is read twice');
+  for (const name of ['ONEBOX_WORKER', 'NOTIFY_SOCKET', 'WATCHDOG_USEC', 'WATCHDOG_PID']) assert.ok(names.includes(name), name);
+});
+
+test('a worker\'s environment carries its index and port, and none of systemd\'s variables', () => {
+  const parent = { PATH: '/bin', NOTIFY_SOCKET: '/run/n.sock', WATCHDOG_USEC: '400000', WATCHDOG_PID: '42', WORKERS: '3', REDIS_URL: 'redis://r' };
+  const env = workerEnvironment(1, { port: 9000, workers: 3 }, parent);
+  // Undefined, not absent: cluster.fork merges the parent's environment under this one.
+  for (const name of ['NOTIFY_SOCKET', 'WATCHDOG_USEC', 'WATCHDOG_PID']) assert.ok(name in env && env[name] === undefined, name);
+  const c = loadConfig(env);
+  assert.deepEqual([c.workerIndex, c.port, c.workers, c.redisUrl, c.systemd.notifySocket], [1, 9000, 3, 'redis://r', undefined]);
 });

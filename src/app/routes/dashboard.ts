@@ -19,7 +19,7 @@ export function dashboardRoutes(s: Services): Hono<AppEnv> {
     <T>(name: 'profile' | 'metrics', fn: (signal: AbortSignal) => Promise<T>) =>
     async (signal: AbortSignal): Promise<T> => {
       try {
-        if (s.config.testMode && s.config.faultStoreDelayMs > 0) await sleep(s.config.faultStoreDelayMs, signal);
+        if (s.config.testMode && s.config.faultStoreDelayMs) await sleep(s.config.faultStoreDelayMs, signal);
         return await fn(signal);
       } catch (err) {
         if (signal.aborted) s.dashboardAborts[name]++;
