@@ -2,7 +2,8 @@
  * Versioned migrations, kept in code so that a release carries its own schema. Column types
  * are portable between SQLite and PostgreSQL (text ids, bigint epoch milliseconds).
  */
-import { Migrator, type Kysely, type Migration, type MigrationResultSet } from 'kysely';
+import { randomBytes } from 'node:crypto';
+import { Migrator, sql, type Kysely, type Migration, type MigrationResultSet } from 'kysely';
 
 const migrations: Record<string, Migration> = {
   '0001_users': {
@@ -97,6 +98,76 @@ const migrations: Record<string, Migration> = {
     },
     async down(db: Kysely<any>) {
       await db.schema.dropIndex('devices_user_created').execute();
+    },
+  },
+  '0005_delivery': {
+    // The per-topic log, receipts and idempotency keys of delivery v2 (issue 13). Offsets are
+    // stored as `seq`: OFFSET is reserved in PostgreSQL, and a column named so would need
+    // quoting in every hand-written query.
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('store_meta')
+        .addColumn('key', 'text', (c) => c.primaryKey())
+        .addColumn('value', 'text', (c) => c.notNull())
+        .execute();
+      // The epoch is born with the store and changes only when the log is lost (a new
+      // database): never on restart, so a client's {offset, epoch} stays valid across deploys.
+      await db.insertInto('store_meta').values({ key: 'epoch', value: randomBytes(6).toString('hex') }).execute();
+      await db.schema
+        .createTable('topic_heads')
+        .addColumn('topic', 'text', (c) => c.primaryKey())
+        .addColumn('head', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('messages')
+        .addColumn('topic', 'text', (c) => c.notNull())
+        .addColumn('seq', 'bigint', (c) => c.notNull())
+        .addColumn('ts', 'bigint', (c) => c.notNull())
+        .addColumn('data', 'text', (c) => c.notNull())
+        .addColumn('from_user', 'text')
+        .addPrimaryKeyConstraint('messages_pk', ['topic', 'seq'])
+        // Data is JSON text: never empty.
+        .addCheckConstraint('messages_data', sql`data <> ''`)
+        .execute();
+      await db.schema
+        .createTable('receipts')
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id').onDelete('cascade'))
+        .addColumn('topic', 'text', (c) => c.notNull())
+        .addColumn('seq', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('receipts_pk', ['user_id', 'topic'])
+        .execute();
+      await db.schema
+        .createTable('idempotency_keys')
+        .addColumn('scope', 'text', (c) => c.notNull())
+        .addColumn('key', 'text', (c) => c.notNull())
+        .addColumn('hash', 'text', (c) => c.notNull())
+        .addColumn('response', 'text')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('idempotency_keys_pk', ['scope', 'key'])
+        .execute();
+      await db.schema.createIndex('idempotency_keys_created').on('idempotency_keys').column('created_at').execute();
+      // SQLite adds one column per ALTER TABLE.
+      await db.schema.alterTable('notifications').addColumn('seq', 'bigint').execute();
+      await db.schema.alterTable('notifications').addColumn('force', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+      await db.schema.alterTable('notifications').addColumn('received_at', 'bigint').execute();
+      await sql`update notifications set topic = 'user:' || user_id where user_id is not null and topic is null`.execute(db);
+      // A receipt marks the unreceived notifications of its range: partial, so the index
+      // holds only what a receipt can still match, however long the history grows.
+      await db.schema
+        .createIndex('notifications_unreceived')
+        .on('notifications')
+        .columns(['topic', 'seq'])
+        .where(sql.ref('received_at'), 'is', null)
+        .execute();
+      // Receipts cancel, and status() lists, the rows of given notifications.
+      await db.schema.createIndex('push_outbox_notification').on('push_outbox').column('notification_id').execute();
+    },
+    async down(db: Kysely<any>) {
+      await db.schema.dropIndex('push_outbox_notification').execute();
+      await db.schema.dropIndex('notifications_unreceived').execute();
+      for (const c of ['received_at', 'force', 'seq']) await db.schema.alterTable('notifications').dropColumn(c).execute();
+      for (const t of ['idempotency_keys', 'receipts', 'messages', 'topic_heads', 'store_meta']) await db.schema.dropTable(t).execute();
     },
   },
 };

@@ -1,6 +1,9 @@
 /**
  * The durable push outbox. `notify` commits a notification row and one outbox row per
- * device in one transaction before the API answers 202. Workers claim due rows with a
+ * device in one transaction before the API answers 202 (with the log entry too, through
+ * createIn). A push row is due at `dueAt`: at once when the user has no connection, else
+ * after the fallback delay, during which a receipt covering the notification's offset sets
+ * it `received` (receipts.ts) and it is never claimed. Workers claim due rows with a
  * lease in a single UPDATE … RETURNING: a row is owned by one claimer until its lease
  * ends, and a claimer that dies leaves it to be claimed again once the lease has passed
  * (at-least-once delivery across crashes).
@@ -8,6 +11,8 @@
 import { randomUUID } from 'node:crypto';
 import { dialectOf, type Db } from './db.js';
 import type { DeviceRow } from './devices.js';
+import { insertChunks } from './chunks.js';
+import type { OutboxStatus } from './schema.js';
 
 export interface NotificationPayload {
   title: string;
@@ -19,54 +24,94 @@ export interface ClaimedPush {
   id: string;
   attempts: number;
   notificationId: string;
+  /** The notification's topic (`user:<id>` for a user) and offset in its log, for the payload. */
+  topic: string | null;
+  offset: number | null;
   payload: NotificationPayload;
   device: DeviceRow | null;
   deviceId: string;
 }
 
+/** Extra fields of a notification (delivery v2). */
+export interface NotificationOptions {
+  /** Offset of the message in the topic's log (`user:<id>` for a user). */
+  offset?: number | null;
+  /** `push: true`: pushed even when a receipt covers it. @default false */
+  force?: boolean;
+  /** When the push rows become due (epoch ms). @default now */
+  dueAt?: number;
+}
+
+/** Where a notification stands, for `GET /v1/notifications/:id`. */
+export interface NotificationStatus {
+  /**
+   * `received` when a receipt covered it (whatever was pushed); else `pushed` when a push row
+   * was sent; `push_failed` when every push row failed or was dead; `pending` otherwise.
+   */
+  state: 'received' | 'pushed' | 'push_failed' | 'pending';
+  receivedAt?: number;
+  topic: string | null;
+  offset: number | null;
+  createdAt: number;
+  rows: Array<{ id: string; deviceId: string; status: OutboxStatus; attempts: number; nextAt: number; lastError: string | null; updatedAt: number }>;
+}
+
 export class OutboxStore {
   constructor(private readonly db: Db) {}
 
-  /** Record a notification and queue it for `devices`, atomically. */
-  async create(
+  /**
+   * Record a notification and queue it for `devices`, atomically. A user's notification is
+   * filed under the topic `user:<id>`.
+   * @returns push rows queued
+   */
+  create(
     id: string,
     target: { userId: string } | { topic: string },
     payload: NotificationPayload,
     live: number,
     devices: DeviceRow[],
+    opts: NotificationOptions = {},
+  ): Promise<number> {
+    return this.db.transaction().execute((tx) => this.createIn(tx, id, target, payload, live, devices, opts));
+  }
+
+  /** create() inside the caller's transaction (with the log append of the same message). */
+  async createIn(
+    tx: Db,
+    id: string,
+    target: { userId: string } | { topic: string },
+    payload: NotificationPayload,
+    live: number,
+    devices: DeviceRow[],
+    opts: NotificationOptions = {},
   ): Promise<number> {
     const now = Date.now();
-    await this.db.transaction().execute(async (tx) => {
-      await tx
-        .insertInto('notifications')
-        .values({
-          id,
-          user_id: 'userId' in target ? target.userId : null,
-          topic: 'topic' in target ? target.topic : null,
-          payload: JSON.stringify(payload),
-          live,
-          created_at: now,
-        })
-        .execute();
-      if (devices.length > 0) {
-        await tx
-          .insertInto('push_outbox')
-          .values(
-            devices.map((d) => ({
-              id: randomUUID(),
-              notification_id: id,
-              device_id: d.id,
-              status: 'pending' as const,
-              attempts: 0,
-              next_at: now,
-              claimed_until: 0,
-              last_error: null,
-              updated_at: now,
-            })),
-          )
-          .execute();
-      }
-    });
+    await tx
+      .insertInto('notifications')
+      .values({
+        id,
+        user_id: 'userId' in target ? target.userId : null,
+        topic: 'userId' in target ? `user:${target.userId}` : target.topic,
+        payload: JSON.stringify(payload),
+        live,
+        created_at: now,
+        seq: opts.offset ?? null,
+        force: opts.force ? 1 : 0,
+        received_at: null,
+      })
+      .execute();
+    const rows = devices.map((d) => ({
+      id: randomUUID(),
+      notification_id: id,
+      device_id: d.id,
+      status: 'pending' as const,
+      attempts: 0,
+      next_at: opts.dueAt ?? now,
+      claimed_until: 0,
+      last_error: null,
+      updated_at: now,
+    }));
+    for (const chunk of insertChunks(rows)) await tx.insertInto('push_outbox').values(chunk).execute();
     return devices.length;
   }
 
@@ -96,7 +141,7 @@ export class OutboxStore {
     if (claimed.length === 0) return [];
     const notes = await this.db
       .selectFrom('notifications')
-      .select(['id', 'payload'])
+      .select(['id', 'payload', 'topic', 'seq'])
       .where('id', 'in', [...new Set(claimed.map((c) => c.notification_id))])
       .execute();
     const devices = await this.db
@@ -104,16 +149,21 @@ export class OutboxStore {
       .selectAll()
       .where('id', 'in', [...new Set(claimed.map((c) => c.device_id))])
       .execute();
-    const noteById = new Map(notes.map((n) => [n.id, JSON.parse(n.payload) as NotificationPayload]));
+    const noteById = new Map(notes.map((n) => [n.id, n]));
     const deviceById = new Map(devices.map((d) => [d.id, d]));
-    return claimed.map((c) => ({
-      id: c.id,
-      attempts: Number(c.attempts),
-      notificationId: c.notification_id,
-      payload: noteById.get(c.notification_id)!,
-      device: deviceById.get(c.device_id) ?? null,
-      deviceId: c.device_id,
-    }));
+    return claimed.map((c) => {
+      const note = noteById.get(c.notification_id)!;
+      return {
+        id: c.id,
+        attempts: Number(c.attempts),
+        notificationId: c.notification_id,
+        topic: note.topic,
+        offset: note.seq === null ? null : Number(note.seq),
+        payload: JSON.parse(note.payload) as NotificationPayload,
+        device: deviceById.get(c.device_id) ?? null,
+        deviceId: c.device_id,
+      };
+    });
   }
 
   async finish(id: string, status: 'sent' | 'failed' | 'dead', error: string | null): Promise<void> {
@@ -145,5 +195,34 @@ export class OutboxStore {
   /** The outbox rows of one notification. */
   forNotification(id: string) {
     return this.db.selectFrom('push_outbox').selectAll().where('notification_id', '=', id).execute();
+  }
+
+  /** Where a notification stands; undefined when there is no such notification. */
+  async status(id: string): Promise<NotificationStatus | undefined> {
+    const note = await this.db
+      .selectFrom('notifications')
+      .select(['topic', 'seq', 'created_at', 'received_at'])
+      .where('id', '=', id)
+      .executeTakeFirst();
+    if (!note) return undefined;
+    const rows = (await this.forNotification(id)).map((r) => ({
+      id: r.id,
+      deviceId: r.device_id,
+      status: r.status,
+      attempts: Number(r.attempts),
+      nextAt: Number(r.next_at),
+      lastError: r.last_error,
+      updatedAt: Number(r.updated_at),
+    }));
+    const base = {
+      topic: note.topic,
+      offset: note.seq === null ? null : Number(note.seq),
+      createdAt: Number(note.created_at),
+      rows,
+    };
+    if (note.received_at !== null) return { state: 'received', receivedAt: Number(note.received_at), ...base };
+    if (rows.some((r) => r.status === 'sent')) return { state: 'pushed', ...base };
+    if (rows.length > 0 && rows.every((r) => r.status === 'failed' || r.status === 'dead')) return { state: 'push_failed', ...base };
+    return { state: 'pending', ...base };
   }
 }

@@ -48,9 +48,16 @@ export interface NotificationsTable {
   payload: string;
   live: number;
   created_at: number;
+  /** Offset of the message in `topic`'s log (null: history-0 topic or an older row). */
+  seq: number | null;
+  /** 1 when `push: true` forced the push: a receipt does not cancel it. */
+  force: number;
+  /** When a receipt first covered `seq` on the user's channel. */
+  received_at: number | null;
 }
 
-export type OutboxStatus = 'pending' | 'sent' | 'failed' | 'dead';
+/** `received`: cancelled before sending because a receipt covered the message. */
+export type OutboxStatus = 'pending' | 'sent' | 'failed' | 'dead' | 'received';
 
 export interface PushOutboxTable {
   id: string;
@@ -65,6 +72,46 @@ export interface PushOutboxTable {
   updated_at: number;
 }
 
+/** Store-wide values; `epoch` is written once by migration 0005. */
+export interface StoreMetaTable {
+  key: string;
+  value: string;
+}
+
+/** The last offset handed out per topic; kept when its messages are trimmed. */
+export interface TopicHeadsTable {
+  topic: string;
+  head: number;
+}
+
+/** The per-topic log. `seq` is the message's offset (gapless per topic). */
+export interface MessagesTable {
+  topic: string;
+  seq: number;
+  ts: number;
+  /** JSON text. */
+  data: string;
+  from_user: string | null;
+}
+
+/** Per user and topic, the highest offset a client has acknowledged ("I have everything up to"). */
+export interface ReceiptsTable {
+  user_id: string;
+  topic: string;
+  seq: number;
+  updated_at: number;
+}
+
+export interface IdempotencyKeysTable {
+  scope: string;
+  key: string;
+  /** Digest of the request, to tell a retry from a different request under the same key. */
+  hash: string;
+  /** The first response (text), null until the first request completes. */
+  response: string | null;
+  created_at: number;
+}
+
 export interface Database {
   users: UsersTable;
   events: EventsTable;
@@ -72,4 +119,9 @@ export interface Database {
   devices: DevicesTable;
   notifications: NotificationsTable;
   push_outbox: PushOutboxTable;
+  store_meta: StoreMetaTable;
+  topic_heads: TopicHeadsTable;
+  messages: MessagesTable;
+  receipts: ReceiptsTable;
+  idempotency_keys: IdempotencyKeysTable;
 }
