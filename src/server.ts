@@ -22,7 +22,11 @@ import { Lifecycle } from './process/lifecycle.js';
 import type { WorkerFigures } from './process/supervisor.js';
 import { createPushWorker } from './push/index.js';
 import type { RedisHub } from './realtime/backplane/redis-hub.js';
+import { Channels } from './realtime/channels.js';
 import { Gateway } from './realtime/gateway.js';
+import { ReceiptBatcher } from './realtime/receipts.js';
+import { StoreHistory } from './realtime/store-history.js';
+import { ReceiptStore } from './store/receipts.js';
 import { openDb, type Db } from './store/db.js';
 import { DeviceStore } from './store/devices.js';
 import { EventWriter } from './store/events.js';
@@ -67,6 +71,10 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
     knownUsers.check(id),
   );
   const loopMonitor = new LoopMonitor(log, config.blockWarnMs);
+  const channels = Channels.load(config.channelsFile);
+  const history = new StoreHistory(db, channels, (err) => log.error({ err }, 'log retention failed'));
+  const receiptStore = new ReceiptStore(db);
+  const receipts = new ReceiptBatcher((batch) => receiptStore.record(batch), (err) => log.error({ err }, 'writing receipts failed'));
   const Backplane = config.redisUrl ? (await import('./realtime/backplane/redis-hub.js')).RedisHub : null;
   const gateway = new Gateway(config, {
     authenticate: upgradeAuthenticator(tokens),
@@ -74,6 +82,7 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
     log,
     onActivity: (label) => loopMonitor.enter(label),
     createHub: Backplane ? (local, registry) => new Backplane(config.redisUrl!, local, registry, log) : undefined,
+    history: { log: history, channels, receipts },
   });
   const backplane: RedisHub | null = Backplane && gateway.hub instanceof Backplane ? gateway.hub : null;
   const devices = new DeviceStore(db);
@@ -97,6 +106,9 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
     dashboardAborts: { profile: 0, metrics: 0 },
     live: new LiveStats(),
     loopMonitor,
+    channels,
+    history,
+    receipts: receiptStore,
   };
   let cluster: WorkerFigures[] = [];
   registerFigures(metrics.registry, {
@@ -125,6 +137,7 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
     live: s.live,
     startBackground: () => {
       backplane?.start();
+      history.start();
       s.push.start();
       s.live.start();
       s.loopMonitor.start();
@@ -133,6 +146,8 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
       gateway.stop();
       s.live.stop();
       s.loopMonitor.stop();
+      await receipts.flush();
+      await history.stop();
       await s.push.stop();
       await backplane?.stop();
       await s.events.drain();

@@ -16,6 +16,9 @@ import type { TokenService } from './auth/tokens.js';
 import { clientAddress, type TrustProxy } from '../lib/client-address.js';
 import type { Limits } from '../lib/limits.js';
 import type { KnownUsers } from './auth/known-users.js';
+import type { Channels } from '../realtime/channels.js';
+import type { StoreHistory } from '../realtime/store-history.js';
+import type { ReceiptStore } from '../store/receipts.js';
 import type { StoreProbe } from './store-probe.js';
 
 /** What the engine hands the app with each request. */
@@ -50,6 +53,7 @@ export type AppOptions = Pick<
   | 'testMode'
   | 'faultStoreDelayMs'
   | 'faultBlockRoute'
+  | 'pushFallbackMs'
 >;
 
 export interface Services {
@@ -75,6 +79,11 @@ export interface Services {
   limits: Limits;
   /** Dashboard loads that observed an abort, by load. */
   dashboardAborts: { profile: number; metrics: number };
+  /** Namespace rules: which topics keep history. */
+  channels: Channels;
+  /** The per-topic message log (offsets, idempotency keys). */
+  history: StoreHistory;
+  receipts: ReceiptStore;
 }
 
 /**

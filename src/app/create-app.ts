@@ -24,6 +24,7 @@ import { authRoutes } from './routes/auth.js';
 import { healthRoutes } from './routes/health.js';
 import { meRoutes } from './routes/me.js';
 import { notifyRoutes } from './routes/notify.js';
+import { receiptRoutes } from './routes/receipts.js';
 
 /** True when the request announces a body (Content-Length above 0, or chunked). */
 function hasBody(req: Request): boolean {
@@ -86,6 +87,7 @@ export function createHttpApp(s: Services, gateway: Gateway, cluster: () => Work
   app.route('/', authRoutes(s));
   app.route('/', meRoutes(s));
   app.route('/', notifyRoutes(s));
+  app.route('/', receiptRoutes(s));
   app.route('/', dashboardRoutes(s));
   app.route('/', eventRoutes(s));
   app.route('/', deviceRoutes(s));

@@ -8,6 +8,7 @@ import { EventsBody } from './routes/events.js';
 import { LoginBody, SignupBody } from './routes/auth.js';
 import { PatchMeBody } from './routes/me.js';
 import { NotifyBody } from './routes/notify.js';
+import { ReceiptBody } from './routes/receipts.js';
 
 interface Operation {
   method: 'get' | 'post' | 'patch' | 'delete';
@@ -28,7 +29,9 @@ export const OPERATIONS: Operation[] = [
   { method: 'post', path: '/v1/devices', summary: 'Register (upsert) a push target', auth: 'user', body: DeviceBody, ok: 201 },
   { method: 'get', path: '/v1/devices', summary: 'List own push targets', auth: 'user', ok: 200 },
   { method: 'delete', path: '/v1/devices/{id}', summary: 'Remove an own push target', auth: 'user', ok: 204 },
-  { method: 'post', path: '/v1/notify', summary: 'Notify a user or a topic (live, else push outbox)', auth: 'admin', body: NotifyBody, ok: 202 },
+  { method: 'post', path: '/v1/notify', summary: 'Notify a user (logged, live, pushed unless a receipt covers it) or a topic; Idempotency-Key header', auth: 'admin', body: NotifyBody, ok: 202 },
+  { method: 'get', path: '/v1/notifications/{id}', summary: 'Where a notification stands: received, pushed, push_failed or pending', auth: 'admin', ok: 200 },
+  { method: 'post', path: '/v1/receipts', summary: 'Cumulative receipt: everything of a topic up to an offset was read', auth: 'user', body: ReceiptBody, ok: 204 },
   { method: 'get', path: '/v1/ws', summary: 'WebSocket upgrade (bearer or ?token=)', auth: 'token-or-query', ok: 101 },
 ];
 

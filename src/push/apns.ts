@@ -11,8 +11,7 @@ import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream } f
 import { importPKCS8, SignJWT } from 'jose';
 import { SingleFlight } from '../lib/single-flight.js';
 import type { DeviceRow } from '../store/devices.js';
-import type { NotificationPayload } from '../store/outbox.js';
-import { genericResult, type PushProvider, type PushResult } from './types.js';
+import { genericResult, type PushProvider, type PushResult, type PushMessage } from './types.js';
 
 export interface ApnsOptions {
   keyFile: string;
@@ -55,9 +54,10 @@ export class ApnsProvider implements PushProvider {
     return session;
   }
 
-  async send(device: DeviceRow, p: NotificationPayload, signal: AbortSignal): Promise<PushResult> {
+  async send(device: DeviceRow, p: PushMessage, signal: AbortSignal): Promise<PushResult> {
     const jwt = await this.token.get();
-    const body = JSON.stringify({ aps: { alert: { title: p.title, body: p.body }, sound: 'default' }, data: p.data });
+    const onebox = { id: p.id, topic: p.topic, offset: p.offset };
+    const body = JSON.stringify({ aps: { alert: { title: p.title, body: p.body }, sound: 'default' }, data: p.data, onebox });
     if (signal.aborted) return { kind: 'retry', reason: 'apns: aborted before sending' };
     return new Promise<PushResult>((outcome) => {
       let req: ClientHttp2Stream;
@@ -88,6 +88,7 @@ export class ApnsProvider implements PushProvider {
           'apns-topic': this.o.topic,
           'apns-push-type': 'alert',
           'apns-priority': '10',
+          'apns-collapse-id': p.id,
           'content-type': 'application/json',
         });
       } catch (err) {

@@ -8,8 +8,7 @@ import { readFileSync } from 'node:fs';
 import { importPKCS8, SignJWT } from 'jose';
 import { SingleFlight } from '../lib/single-flight.js';
 import type { DeviceRow } from '../store/devices.js';
-import type { NotificationPayload } from '../store/outbox.js';
-import { genericResult, type PushProvider, type PushResult } from './types.js';
+import { genericResult, type PushProvider, type PushResult, type PushMessage } from './types.js';
 
 export interface FcmOptions {
   serviceAccountFile: string;
@@ -59,7 +58,7 @@ export class FcmProvider implements PushProvider {
     }, 5 * 60_000);
   }
 
-  async send(device: DeviceRow, p: NotificationPayload, signal: AbortSignal): Promise<PushResult> {
+  async send(device: DeviceRow, p: PushMessage, signal: AbortSignal): Promise<PushResult> {
     let token: string;
     try {
       token = await this.access.get();
@@ -68,12 +67,17 @@ export class FcmProvider implements PushProvider {
     }
     // FCM data values must be strings.
     const data = Object.fromEntries(Object.entries(p.data).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]));
+    data.onebox_id = p.id;
+    if (p.topic !== null) data.onebox_topic = p.topic;
+    if (p.offset !== null) data.onebox_offset = String(p.offset);
     let res: Response;
     try {
       res = await fetch(`${this.o.origin}/v1/projects/${this.account.project_id}/messages:send`, {
         method: 'POST',
         headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ message: { token: device.token, notification: { title: p.title, body: p.body }, data } }),
+        body: JSON.stringify({
+          message: { token: device.token, notification: { title: p.title, body: p.body }, data, android: { collapse_key: p.id } },
+        }),
         signal,
       });
     } catch (err) {

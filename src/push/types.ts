@@ -11,12 +11,23 @@ export type PushResult =
   /** Permanently refused (bad payload, bad configuration): give up on this row. */
   | { kind: 'failed'; reason: string };
 
+/**
+ * One notification as pushed: its content, plus the notification id (also the collapse id,
+ * so a repeated send replaces rather than stacks), and its topic and offset in the log, so
+ * the woken app can acknowledge (`POST /v1/receipts`) and resume from there.
+ */
+export interface PushMessage extends NotificationPayload {
+  id: string;
+  topic: string | null;
+  offset: number | null;
+}
+
 export interface PushProvider {
   /**
    * Send one notification. `signal` aborts at the worker's per-send deadline (or shutdown):
    * release the request then; the worker has already counted the send as a retry.
    */
-  send(device: DeviceRow, payload: NotificationPayload, signal: AbortSignal): Promise<PushResult>;
+  send(device: DeviceRow, message: PushMessage, signal: AbortSignal): Promise<PushResult>;
   close?(): void;
 }
 

@@ -10,9 +10,8 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { isIP, type LookupFunction } from 'node:net';
 import webpush from 'web-push';
 import type { DeviceRow } from '../store/devices.js';
-import type { NotificationPayload } from '../store/outbox.js';
 import { FORBIDDEN, type ForbiddenEndpointError, guardedLookup, resolveChecked, systemResolve, type Resolve } from './safe-lookup.js';
-import { genericResult, type PushProvider, type PushResult } from './types.js';
+import { genericResult, type PushProvider, type PushResult, type PushMessage } from './types.js';
 
 export interface WebPushOptions {
   publicKey: string;
@@ -40,7 +39,7 @@ export class WebPushProvider implements PushProvider {
     this.agents = { http: new HttpAgent({ keepAlive: true, lookup }), https: new HttpsAgent({ keepAlive: true, lookup }) };
   }
 
-  async send(device: DeviceRow, p: NotificationPayload, signal: AbortSignal): Promise<PushResult> {
+  async send(device: DeviceRow, p: PushMessage, signal: AbortSignal): Promise<PushResult> {
     const keys = JSON.parse(device.web_keys ?? '{}') as { p256dh: string; auth: string };
     let details;
     let url: URL;
@@ -49,6 +48,8 @@ export class WebPushProvider implements PushProvider {
         vapidDetails: { subject: this.o.subject, publicKey: this.o.publicKey, privateKey: this.o.privateKey },
         TTL: 86_400,
         contentEncoding: 'aes128gcm',
+        // The collapse key (RFC 8030 section 5.4): at most 32 URL-safe characters.
+        topic: p.id.replaceAll('-', ''),
       });
       url = new URL(details.endpoint);
     } catch (err) {

@@ -135,7 +135,7 @@ export class PushWorker {
     });
     // Raced, not just signalled: a provider that ignores the signal still frees its slot.
     const sent = provider
-      .send(row.device, row.payload, ac.signal)
+      .send(row.device, { ...row.payload, id: row.notificationId, topic: row.topic, offset: row.offset }, ac.signal)
       .catch((err: unknown): PushResult => ({ kind: 'retry', reason: (err as Error).message }));
     try {
       return await Promise.race([sent, deadline]);

@@ -166,6 +166,17 @@ export class OutboxStore {
     });
   }
 
+  /** Make a notification's pending push rows due now (nobody held the user when it went out). */
+  async dueNow(notificationId: string, now = Date.now()): Promise<void> {
+    await this.db
+      .updateTable('push_outbox')
+      .set({ next_at: now, updated_at: now })
+      .where('notification_id', '=', notificationId)
+      .where('status', '=', 'pending')
+      .where('next_at', '>', now)
+      .execute();
+  }
+
   async finish(id: string, status: 'sent' | 'failed' | 'dead', error: string | null): Promise<void> {
     await this.db
       .updateTable('push_outbox')

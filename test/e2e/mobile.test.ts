@@ -33,7 +33,7 @@ for (const engine of ENGINES) {
         dropDb = t.drop;
       }
       // TEST_MODE: the fake push services listen on loopback.
-      s = await startServer(engine, { ...push.env, ...dbEnv, TEST_MODE: 'true', PUSH_POLL_MS: '100', PUSH_BACKOFF_BASE_MS: '50' });
+      s = await startServer(engine, { ...push.env, ...dbEnv, TEST_MODE: 'true', PUSH_POLL_MS: '100', PUSH_BACKOFF_BASE_MS: '50', PUSH_FALLBACK_MS: '400' });
       u = await signup(s.url);
       other = await signup(s.url);
     });
@@ -155,16 +155,24 @@ for (const engine of ENGINES) {
       assert.equal((await api(s.url, 'POST', '/v1/notify', { ...admin, body: { userId: 'ghost', title: 't' } })).status, 404);
     });
 
-    test('notify: live to an open connection, nothing queued', async () => {
+    test('notify: live to an open connection that acknowledges it; its push fallback is cancelled', async () => {
       const v = await signup(s.url);
       await api(s.url, 'POST', '/v1/devices', { token: v.token, body: { platform: 'ios', token: hex('1') } });
       const ws = await connectWs(s.wsUrl, v.token);
       const r = await api(s.url, 'POST', '/v1/notify', { ...admin, body: { userId: v.id, title: 'live', data: { n: 1 } } });
       assert.equal(r.status, 202);
-      assert.deepEqual([r.body.live, r.body.queued], [1, 0]);
+      assert.deepEqual([r.body.live, r.body.queued, r.body.offset], [1, 1, 1]);
       const m = await ws.next((f) => f.op === 'msg');
-      assert.equal(m.data.id, r.body.id);
-      assert.equal(m.data.title, 'live');
+      assert.deepEqual([m.data.id, m.data.title, m.topic, m.offset], [r.body.id, 'live', `user:${v.id}`, 1]);
+      ws.send({ op: 'recv', topic: m.topic, offset: m.offset });
+      const status = await eventually(async () => {
+        const st = await api(s.url, 'GET', `/v1/notifications/${r.body.id}`, admin);
+        return st.body.state === 'received' && st.body;
+      }, { what: 'the notification to be received' });
+      assert.ok(status.receivedAt >= Date.now() - 60_000);
+      // Well past PUSH_FALLBACK_MS (400 ms) and the poll: the cancelled push never went out.
+      await new Promise((res) => setTimeout(res, 1000));
+      assert.equal(push.received.filter((x) => x.token === hex('1')).length, 0);
       ws.close();
     });
 
