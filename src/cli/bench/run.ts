@@ -237,6 +237,7 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
     const httpToken = await seed(target);
     load.authorize(httpToken);
     // Client tokens: one user per connection when we can sign, else the seeded user.
+    if (target.jwtSecret) await target.seedUsers?.(o.connections);
     const token = (i: number) => (target.jwtSecret ? signToken(target.jwtSecret, `bench-${i}`) : httpToken);
     const share = Math.ceil(o.connections / o.clients);
     phase = 'ramp';

@@ -4,6 +4,7 @@
  */
 import { startRedis, type RedisServer } from './redis-server.js';
 import { startServer } from './server-process.js';
+import { seedUsers } from './users.js';
 
 export interface Target {
   host: string;
@@ -12,6 +13,8 @@ export interface Target {
   pid: number | undefined;
   jwtSecret: string | undefined;
   adminToken: string | undefined;
+  /** A server the bench started: create users bench-0 .. bench-<count-1>, the subjects of the tokens it signs. */
+  seedUsers?(count: number): Promise<void>;
   restart?(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -55,6 +58,7 @@ export async function startTarget(o: StartOptions): Promise<Target> {
       },
       jwtSecret: server.jwtSecret,
       adminToken: server.adminToken,
+      seedUsers: (count) => seedUsers({ dataDir: server.dataDir, databaseUrl: env.DATABASE_URL ?? process.env.DATABASE_URL }, count),
       restart: () => server.restart(),
       async stop() {
         await server.stop();

@@ -2,7 +2,7 @@
  * `onebox bench ws-memory`: RSS per idle WebSocket connection on one server process, per
  * engine: (RSS with N subscribed connections − RSS idle) / N, plus the time one topic
  * message takes to reach all N subscribers. Uses the bench's own pieces: the server
- * starter, the raw-socket client processes and the JWT signer. Writes
+ * starter, its users, the raw-socket client processes and the JWT signer. Writes
  * ws-memory-<engine>.json and .md to --out.
  */
 import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -14,6 +14,7 @@ import { Clients } from './clients.js';
 import { signToken } from './jwt.js';
 import { sampleProc } from './sampler.js';
 import { startServer, type EngineName, type ServerProcess } from './server-process.js';
+import { seedUsers } from './users.js';
 
 export const WS_MEMORY_HELP = `usage: onebox bench ws-memory [options]
 
@@ -98,6 +99,7 @@ async function measure(o: Options, engine: EngineName): Promise<boolean> {
   let clients: Clients | null = null;
   try {
     const pid = server.proc.pid!;
+    await seedUsers({ dataDir: server.dataDir, databaseUrl: process.env.DATABASE_URL }, N);
     await sleep(IDLE_WAIT_MS);
     const idleRss = sampleProc(pid)!.rssBytes;
     const started = Date.now();
