@@ -16,7 +16,7 @@ export interface Check {
   fix?: string;
 }
 
-/** RSS per idle connection measured by bench/ws-memory (KiB), plus the kernel's share. */
+/** RSS per idle connection measured by `onebox bench ws-memory` (KiB), plus the kernel's share. */
 const BYTES_PER_CONN = { bun: 1.7 * 1024, node: 5.6 * 1024 };
 const KERNEL_BYTES_PER_CONN = 3.6 * 1024;
 const PROCESS_BASE_BYTES = { bun: 70 * 2 ** 20, node: 95 * 2 ** 20 };

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { api, ENGINES, JWT_SECRET, rawJwt, runCli, signup, startServer, type Running } from '../kit/server.js';
+import { signJwt } from '../../src/cli/bench/jwt.js';
+import { api, ENGINES, JWT_SECRET, runCli, signup, startServer, type Running } from '../kit/server.js';
 
 /** Raw GET so the test sees Content-Encoding as sent (fetch would decode it). */
 function rawGet(url: string, headers: Record<string, string>): Promise<{ status: number; headers: Record<string, unknown>; body: Buffer }> {
@@ -136,16 +137,16 @@ for (const engine of ENGINES) {
       const cases: Array<[string | undefined, string]> = [
         [undefined, 'unauthorized'],
         ['not-a-jwt', 'invalid_token'],
-        [rawJwt({ alg: 'HS256', typ: 'JWT' }, claims, 'some-other-secret-some-other-secret'), 'invalid_token'],
-        [rawJwt({ alg: 'none', typ: 'JWT' }, claims, null), 'invalid_token'],
-        [rawJwt({ alg: 'HS256', typ: 'JWT' }, { ...claims, iat: now - 7200, exp: now - 3600 }, JWT_SECRET), 'token_expired'],
+        [signJwt({ alg: 'HS256', typ: 'JWT' }, claims, 'some-other-secret-some-other-secret'), 'invalid_token'],
+        [signJwt({ alg: 'none', typ: 'JWT' }, claims, null), 'invalid_token'],
+        [signJwt({ alg: 'HS256', typ: 'JWT' }, { ...claims, iat: now - 7200, exp: now - 3600 }, JWT_SECRET), 'token_expired'],
       ];
       for (const [token, code] of cases) {
         const r = await api(s.url, 'GET', '/v1/me', token ? { token } : {});
         assert.equal(r.status, 401, String(token));
         assert.equal(r.body.error.code, code, String(token));
       }
-      const valid = rawJwt({ alg: 'HS256', typ: 'JWT' }, claims, JWT_SECRET);
+      const valid = signJwt({ alg: 'HS256', typ: 'JWT' }, claims, JWT_SECRET);
       assert.equal((await api(s.url, 'GET', '/v1/me', { token: valid })).status, 200);
     });
 

@@ -1,131 +1,20 @@
 /**
- * Start the real server (bin/onebox) per engine on port 0 with a fresh data directory,
- * and wait for its `listening` log line: no fixed ports, no sleeps.
+ * The tests' servers: the bench's starter (src/cli/bench/server-process.ts) with the
+ * tests' fixed secrets, a short shutdown grace and stderr kept for failure messages.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import * as cryptoModule from 'node:crypto';
+import { spawn } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { BIN, startServer as startProcess, type EngineName, type ServerProcess } from '../../src/cli/bench/server-process.js';
 
-export const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
-export const BIN = join(ROOT, 'bin', 'onebox');
-export const ENGINES = ['bun', 'node'] as const;
-export type EngineName = (typeof ENGINES)[number];
+export { BIN, ENGINES, ROOT, type EngineName } from '../../src/cli/bench/server-process.js';
 export const JWT_SECRET = 'test-secret-test-secret-test-secret-0123456789';
 export const ADMIN_TOKEN = 'admin-token-for-tests-0123456789';
 
-type Line = Record<string, unknown>;
+export type Running = ServerProcess;
 
-export interface Running {
-  engine: EngineName;
-  port: number;
-  url: string;
-  wsUrl: string;
-  proc: ChildProcess;
-  /** Every stdout line so far, parsed when JSON (`__raw` keeps the text). */
-  lines: Line[];
-  stderr: string[];
-  dataDir: string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  /** Resolve with the first log line matching the predicate (past or future). */
-  waitForLine(pred: (l: Line) => boolean, timeoutMs?: number): Promise<Line>;
-  stop(): Promise<void>;
-}
-
-export async function startServer(engine: EngineName, env: Record<string, string> = {}): Promise<Running> {
-  const dataDir = env.DATA_DIR ?? mkdtempSync(join(tmpdir(), `onebox-${engine}-`));
-  const proc = spawn(BIN, ['serve'], {
-    env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      ENGINE: engine,
-      PORT: '0',
-      HOST: '127.0.0.1',
-      DATA_DIR: dataDir,
-      JWT_SECRET,
-      ADMIN_TOKEN,
-      LOG_LEVEL: 'info',
-      SHUTDOWN_GRACE_MS: '3000',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const lines: Line[] = [];
-  const stderr: string[] = [];
-  const watchers = new Set<{ pred: (l: Line) => boolean; resolve: (l: Line) => void }>();
-  createInterface({ input: proc.stdout! }).on('line', (text) => {
-    let line: Line;
-    try {
-      line = JSON.parse(text) as Line;
-    } catch {
-      line = { raw: text };
-    }
-    line.__raw = text;
-    lines.push(line);
-    for (const w of [...watchers]) {
-      if (w.pred(line)) {
-        watchers.delete(w);
-        w.resolve(line);
-      }
-    }
-  });
-  createInterface({ input: proc.stderr! }).on('line', (t) => stderr.push(t));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    proc.once('exit', (code, signal) => resolve({ code, signal })),
-  );
-
-  const waitForLine = (pred: (l: Line) => boolean, timeoutMs = 15_000) => {
-    const found = lines.find(pred);
-    if (found) return Promise.resolve(found);
-    return new Promise<Line>((resolve, reject) => {
-      const t = setTimeout(() => {
-        watchers.delete(w);
-        reject(new Error(`timed out waiting for a log line; stderr: ${stderr.join('\n')}`));
-      }, timeoutMs);
-      const w = {
-        pred,
-        resolve: (l: Line) => {
-          clearTimeout(t);
-          resolve(l);
-        },
-      };
-      watchers.add(w);
-      void exited.then(() => {
-        if (watchers.delete(w)) {
-          clearTimeout(t);
-          reject(new Error(`server exited; stderr: ${stderr.join('\n')}`));
-        }
-      });
-    });
-  };
-
-  const listening = await waitForLine((l) => l.msg === 'listening');
-  const port = Number(listening.port);
-  return {
-    engine,
-    port,
-    url: `http://127.0.0.1:${port}`,
-    wsUrl: `ws://127.0.0.1:${port}/v1/ws`,
-    proc,
-    lines,
-    stderr,
-    dataDir,
-    exited,
-    waitForLine,
-    async stop() {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        proc.kill('SIGTERM');
-        const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
-        await exited;
-        clearTimeout(timer);
-      }
-      if (!env.DATA_DIR) rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
+/** Start bin/onebox serve on port 0 with a fresh data directory (unless env.DATA_DIR) and wait until it listens. */
+export function startServer(engine: EngineName, env: Record<string, string> = {}): Promise<Running> {
+  return startProcess({ engine, jwtSecret: JWT_SECRET, adminToken: ADMIN_TOKEN, env: { SHUTDOWN_GRACE_MS: '3000', ...env } });
 }
 
 /** Run the CLI to completion (for config errors and one-shot commands). */
@@ -196,12 +85,4 @@ export async function signup(base: string, prefix = 'user'): Promise<{ token: st
   const res = await api(base, 'POST', '/v1/auth/signup', { body: { email, password: 'correct horse battery' } });
   if (res.status !== 201) throw new Error(`signup failed: ${res.status} ${JSON.stringify(res.body)}`);
   return { token: res.body.token, id: res.body.user.id, email };
-}
-
-/** Sign an HS256 token with arbitrary claims and header (for forged/expired/none cases). */
-export function rawJwt(header: object, payload: object, secret: string | null): string {
-  const enc = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
-  const input = `${enc(header)}.${enc(payload)}`;
-  if (secret === null) return `${input}.`;
-  return `${input}.${cryptoModule.createHmac('sha256', secret).update(input).digest('base64url')}`;
 }

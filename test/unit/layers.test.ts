@@ -78,3 +78,20 @@ test('no import cycle among the files of src/', () => {
   for (const f of files) visit(f, []);
   assert.deepEqual(cycles, []);
 });
+
+test('nothing in src/ imports from test/ or from outside src/', () => {
+  const outside: string[] = [];
+  for (const [file, imports] of graph) {
+    for (const target of imports) if (relative(SRC, target).startsWith('..')) outside.push(`${relative(SRC, file)} -> ${relative(ROOT, target)}`);
+  }
+  assert.deepEqual(outside, []);
+});
+
+test('serve never loads the bench: main.ts imports src/cli/bench only lazily, for the bench command', () => {
+  const main = readFileSync(join(SRC, 'main.ts'), 'utf8');
+  const all = [...main.matchAll(/(?:from|import)\s*\(?\s*'(\.\/cli\/bench\/[^']+)'/g)].map((m) => m[0]);
+  const lazy = [...main.matchAll(/await import\('(\.\/cli\/bench\/[^']+)'\)/g)];
+  assert.ok(all.length > 0, 'main.ts runs the bench');
+  assert.equal(lazy.length, all.length, `static imports of the bench in main.ts: ${all.join(', ')}`);
+  assert.match(main, /if \(command === 'bench'\) return \(await import\('\.\/cli\/bench\/run\.js'\)\)/);
+});

@@ -6,20 +6,21 @@
  * heap, CPU and kernel socket memory every second; then run the scenario's extra step
  * (fanout, storm, max-rps) and write report.json, report.md and chart.svg.
  */
-import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { cpus, setPriority, totalmem } from 'node:os';
+import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { sleep } from '../../lib/scope.js';
 import { DEFAULT_CONNECTIONS, HttpLoad, pct } from './http-load.js';
 import { P99_BOUND_MS, writeReport, type Point, type Row } from './report.js';
 import { boxCpu, processTree, pssOf, sampleProc, sockstat } from './sampler.js';
-import { externalTarget, signToken, startTarget, type Target } from './target.js';
+import { Clients } from './clients.js';
+import { signToken } from './jwt.js';
+import { externalTarget, startTarget, type Target } from './target.js';
 
 export const BENCH_HELP = `usage: onebox bench [options]
+       onebox bench ws-memory [options]   RSS per idle WebSocket on one process (--help)
 
   --scenario S        steady | fanout | storm | max-rps            (steady)
                       max-rps steps from rate/16 up by half until p99 > 10 ms
@@ -40,8 +41,6 @@ export const BENCH_HELP = `usage: onebox bench [options]
 Servers it starts listen on 127.0.0.1; clients connect from 127.0.0.2 and up.
 Raise the port range first for large runs: sysctl -w net.ipv4.ip_local_port_range="1024 65000"`;
 
-const CLIENT = fileURLToPath(new URL('./ws-client-proc.js', import.meta.url));
-
 const MAX_RPS_SETTLE_MS = 15_000;
 
 /**
@@ -52,60 +51,6 @@ const MAX_RPS_SETTLE_MS = 15_000;
  * server's priority, as phones with their own CPUs would not wait for it.
  */
 const clientNice = (scenario: Options['scenario']) => (scenario === 'steady' || scenario === 'max-rps' ? 10 : 0);
-
-interface ClientStats {
-  open: number;
-  opened: number;
-  failed: number;
-  dropped: number;
-  pings: number;
-  reconnects: number;
-  errors: Record<string, number>;
-}
-
-class Clients {
-  readonly procs: ChildProcess[] = [];
-  readonly stats: ClientStats[] = [];
-  /** @param nice scheduling priority of the client processes (0: as the server's). */
-  constructor(count: number, nice: number) {
-    for (let i = 0; i < count; i++) {
-      const p = fork(CLIENT, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-      setPriority(p.pid!, nice);
-      this.stats.push({ open: 0, opened: 0, failed: 0, dropped: 0, pings: 0, reconnects: 0, errors: {} });
-      p.on('message', (m: { type: string } & ClientStats) => {
-        if (m.type === 'stats') this.stats[i] = m;
-      });
-      this.procs.push(p);
-    }
-  }
-  total(): ClientStats {
-    const t: ClientStats = { open: 0, opened: 0, failed: 0, dropped: 0, pings: 0, reconnects: 0, errors: {} };
-    for (const s of this.stats) {
-      for (const k of ['open', 'opened', 'failed', 'dropped', 'pings', 'reconnects'] as const) t[k] += s[k];
-      for (const [k, v] of Object.entries(s.errors)) t.errors[k] = (t.errors[k] ?? 0) + v;
-    }
-    return t;
-  }
-  ask<T>(msg: object, type: string): Promise<T[]> {
-    return Promise.all(
-      this.procs.map(
-        (p) =>
-          new Promise<T>((resolve) => {
-            const on = (m: { type: string }) => {
-              if (m.type !== type) return;
-              p.off('message', on);
-              resolve(m as T);
-            };
-            p.on('message', on);
-            p.send(msg);
-          }),
-      ),
-    );
-  }
-  stop(): void {
-    for (const p of this.procs) if (p.connected) p.send({ cmd: 'stop' });
-  }
-}
 
 interface Options {
   scenario: 'steady' | 'fanout' | 'storm' | 'max-rps';
@@ -292,6 +237,7 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
     const httpToken = await seed(target);
     load.authorize(httpToken);
     // Client tokens: one user per connection when we can sign, else the seeded user.
+    if (target.jwtSecret) await target.seedUsers?.(o.connections);
     const token = (i: number) => (target.jwtSecret ? signToken(target.jwtSecret, `bench-${i}`) : httpToken);
     const share = Math.ceil(o.connections / o.clients);
     phase = 'ramp';
@@ -441,6 +387,7 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
 }
 
 export async function runBench(argv: string[]): Promise<number> {
+  if (argv[0] === 'ws-memory') return (await import('./ws-memory.js')).runWsMemory(argv.slice(1));
   if (argv.includes('--help') || argv.includes('-h')) {
     console.log(BENCH_HELP);
     return 0;
