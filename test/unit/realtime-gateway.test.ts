@@ -557,3 +557,21 @@ test('waitEmpty answers false at its deadline when connections stay open, and te
   gw.terminateAll();
   assert.equal(c.sock.terminated, 1);
 });
+
+test('an upgrade opened after closeAll is closed with the drain code, so waitEmpty need not wait it out', async (t) => {
+  const { gw, ops, connect } = setup(t);
+  const early = await connect('a');
+  // Bun runs `open` after `fetch` returned the upgrade: closeAll can come in between.
+  const d = await gw.authorize(request({ authorization: 'late' }));
+  assert.ok(d.ok);
+  gw.closeAll(CLOSE.restart, 'server restarting');
+  const sock = ops.socket();
+  gw.open(d.conn, sock);
+  assert.deepEqual(sock.closes.map((c) => c.code), [CLOSE.restart]);
+  const empty = gw.waitEmpty(5000);
+  for (const s of ops.sockets) assert.equal(s.closes.length, 1);
+  gw.closed(early.conn, CLOSE.restart);
+  gw.closed(d.conn, CLOSE.restart);
+  assert.equal(await empty, true);
+  assert.deepEqual([gw.stats.open, gw.stats.pending], [0, 0]);
+});
