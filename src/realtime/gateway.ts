@@ -134,6 +134,8 @@ export class Gateway {
   private readonly closingUntil = new Map<Conn, number>();
   private nextId = 1;
   private draining = false;
+  /** The close closeAll sent, for upgrades that open after it. */
+  private drainClose: { code: number; reason: string } | null = null;
   private emptyWaiters: Array<() => void> = [];
   private ops: SocketOps | null = null;
   private readonly log: Logger;
@@ -261,6 +263,9 @@ export class Gateway {
     conn.sock = sock;
     this.registry.addUser(conn);
     this.heartbeat.add(conn, Date.now());
+    // Authorized before closeAll, opened after it (Bun runs `open` after `fetch` returned):
+    // it gets the same close, or the drain would wait for it until the grace deadline.
+    if (this.drainClose) this.close(conn, this.drainClose.code, this.drainClose.reason);
   }
 
   message(conn: Conn, data: string | Uint8Array, binary: boolean): void {
@@ -309,6 +314,7 @@ export class Gateway {
   /** Refuse new upgrades and close every connection with `code` (1001 shutdown, 1012 restart). */
   closeAll(code: number, reason: string): void {
     this.draining = true;
+    this.drainClose = { code, reason };
     this.heartbeat.stop();
     for (const conn of [...this.registry.all()]) this.close(conn, code, reason);
   }

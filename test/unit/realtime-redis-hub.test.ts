@@ -1,0 +1,102 @@
+/**
+ * The Redis backplane without Redis: it is never started, so no socket is opened. Its receive
+ * path is driven as its subscriber connection would drive it (the `pushed` handler given to
+ * RespConnection as `onPush`), and its SUBSCRIBE traffic is read off that connection's `send`.
+ * What needs a live server (PUBLISH counts, resubscribe on reconnect) is left to the e2e suite.
+ */
+import assert from 'node:assert/strict';
+import { test, type TestContext } from 'node:test';
+import { createLogger } from '../../src/observability/logger.js';
+import { RedisHub } from '../../src/realtime/backplane/redis-hub.js';
+import type { Reply } from '../../src/realtime/backplane/resp.js';
+import { Conn } from '../../src/realtime/conn.js';
+import { LocalHub } from '../../src/realtime/hub.js';
+import { frames } from '../../src/realtime/protocol.js';
+import { Registry } from '../../src/realtime/registry.js';
+
+function setup(t: TestContext) {
+  const registry = new Registry();
+  const delivered: Array<[number, string]> = [];
+  const local = new LocalHub(registry, (c, text) => delivered.push([c.id, text]));
+  // Port 1 on loopback: nothing is listening, and nothing connects since start() is not called.
+  const hub = new RedisHub('redis://127.0.0.1:1', local, registry, createLogger('silent'));
+  const commands: string[][] = [];
+  t.mock.method(hub['sub'], 'send', (...args: string[]) => (commands.push(args), false));
+  t.after(() => hub.stop());
+  /** A pub/sub push as the subscriber connection hands it over. */
+  const push = (reply: Reply[]) => hub['pushed'](reply);
+  return { registry, hub, delivered, commands, push };
+}
+
+const conn = (id: number, userId: string) => new Conn(id, userId, '127.0.0.1', 0, 2);
+
+test('a message from another instance reaches the local subscribers of its topic as the same text', (t) => {
+  const { registry, hub, delivered, push } = setup(t);
+  registry.subscribe(conn(1, 'a'), 'news');
+  registry.subscribe(conn(2, 'b'), 'news');
+  registry.subscribe(conn(3, 'c'), 'other');
+  const text = frames.msg('news', { n: 1 }, 'zed');
+  push(['message', 'ob:t:news', `0123456789ab ${text}`]);
+  assert.deepEqual(delivered, [[1, text], [2, text]]);
+  assert.equal(hub.stats.received, 1);
+});
+
+test("a message from another instance on a user's channel reaches every local connection of that user only", (t) => {
+  const { registry, delivered, push } = setup(t);
+  for (const c of [conn(1, 'alice'), conn(2, 'alice'), conn(3, 'bob')]) registry.addUser(c);
+  const text = frames.msg('user:alice', 'hi');
+  push(['message', 'ob:u:alice', `0123456789ab ${text}`]);
+  assert.deepEqual(delivered.map(([id]) => id).sort(), [1, 2]);
+});
+
+test("this instance's own echo is dropped, uncounted", (t) => {
+  const { registry, hub, delivered, push } = setup(t);
+  registry.subscribe(conn(1, 'a'), 'news');
+  push(['message', 'ob:t:news', `${hub.instanceId} ${frames.msg('news', 1)}`]);
+  assert.deepEqual(delivered, []);
+  assert.equal(hub.stats.received, 0);
+});
+
+test('pushes other than messages (subscribe confirmations) deliver nothing', (t) => {
+  const { registry, hub, delivered, push } = setup(t);
+  registry.subscribe(conn(1, 'a'), 'news');
+  push(['subscribe', 'ob:t:news', 1]);
+  push(['unsubscribe', 'ob:t:news', 0]);
+  push(['message', 'ob:t:news', null]);
+  assert.deepEqual(delivered, []);
+  assert.equal(hub.stats.received, 0);
+});
+
+test('with Redis unreachable, publish and sendToUser deliver locally, count a publish error and answer the local count', async (t) => {
+  const { registry, hub, delivered } = setup(t);
+  registry.subscribe(conn(1, 'a'), 'news');
+  registry.addUser(conn(2, 'bob'));
+  assert.equal(await hub.publish('news', 'x', 'a'), 1);
+  assert.equal(await hub.sendToUser('bob', 'y'), 1);
+  assert.deepEqual(delivered.map(([id]) => id), [1, 2]);
+  assert.equal(hub.stats.publishErrors, 2);
+  assert.equal(hub.stats.published, 0);
+});
+
+test('the first local interest in a topic or user subscribes its channel, the last unsubscribes it; stop ends that', async (t) => {
+  const { registry, hub, commands } = setup(t);
+  const a = conn(1, 'alice');
+  const b = conn(2, 'alice');
+  registry.addUser(a);
+  registry.addUser(b);
+  registry.subscribe(a, 'news');
+  registry.subscribe(b, 'news');
+  registry.unsubscribeAll(a);
+  registry.unsubscribeAll(b);
+  registry.removeUser(a);
+  registry.removeUser(b);
+  assert.deepEqual(commands, [
+    ['SUBSCRIBE', 'ob:u:alice'],
+    ['SUBSCRIBE', 'ob:t:news'],
+    ['UNSUBSCRIBE', 'ob:t:news'],
+    ['UNSUBSCRIBE', 'ob:u:alice'],
+  ]);
+  await hub.stop();
+  registry.subscribe(a, 'later');
+  assert.equal(commands.length, 4);
+});
