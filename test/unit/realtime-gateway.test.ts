@@ -9,8 +9,12 @@ import { LocalLimits } from '../../src/lib/local-limits.js';
 import { createLogger } from '../../src/observability/logger.js';
 import type { Conn } from '../../src/realtime/conn.js';
 import { Gateway, type Authentication, type GatewayDeps, type GatewayOptions, type UpgradeRequest } from '../../src/realtime/gateway.js';
-import type { Hub } from '../../src/realtime/hub.js';
+import type { Hub, Outgoing } from '../../src/realtime/hub.js';
 import { FakeSocketOps, framesOf, lastFrame, type FakeSocket } from '../kit/fake-socket.js';
+
+/** One message as the hub takes it: fire-and-forget (no offset), at time 0. */
+const out = (topic: string, data: unknown, from: string | null = null): Outgoing => ({ topic, dataJson: JSON.stringify(data), from, offset: null, ts: 0 });
+
 
 const T0 = 1_700_000_000_000;
 /** 1000 ms over 40 buckets: the heartbeat ticks every 25 ms. */
@@ -332,7 +336,7 @@ test('a subscriber receives what is published to its topic; after unsub, nothing
   assert.deepEqual(lastFrame(a.sock), { op: 'ack', id: 1, ack: 'sub', topic: 'chat.room' });
   send(b.conn, { op: 'pub', topic: 'chat.room', data: 'hi', id: 2 });
   assert.deepEqual(lastFrame(b.sock), { op: 'ack', id: 2, ack: 'pub', topic: 'chat.room' });
-  assert.deepEqual(lastFrame(a.sock), { op: 'msg', topic: 'chat.room', data: 'hi', from: 'bob' });
+  assert.deepEqual(lastFrame(a.sock), { op: 'msg', topic: 'chat.room', ts: T0, data: 'hi', from: 'bob' });
   send(a.conn, { op: 'unsub', topic: 'chat.room', id: 3 });
   const before = a.sock.sent.length;
   send(b.conn, { op: 'pub', topic: 'chat.room', data: 'again' });
@@ -396,7 +400,6 @@ test('publish rate: a burst of twice the rate, then rate_limited; tokens refill 
 test("a hub whose publish rejects: the frame is answered with an internal error, and the gateway keeps serving", async (t) => {
   const failing: Hub = {
     publish: () => Promise.reject(new Error('backplane exploded')),
-    sendToUser: () => Promise.resolve(0),
   };
   const { gw, connect, send } = setup(t, {}, { createHub: () => failing });
   const a = await connect('alice');
@@ -416,7 +419,6 @@ test('a handler that throws: the frame is answered with an internal error, and t
     publish: () => {
       throw new Error('sync failure');
     },
-    sendToUser: () => Promise.resolve(0),
   };
   const labels: string[] = [];
   const { gw, connect, send } = setup(t, {}, { createHub: () => throwing, onActivity: (l) => labels.push(l) });
@@ -443,7 +445,7 @@ test('a send that leaves more than maxBufferedBytes queued closes the connection
   const sent = slow.sock.sent.length;
   send(peer.conn, { op: 'pub', topic: 'chat.a', data: 2 });
   send(slow.conn, { op: 'ping' });
-  await gw.hub.sendToUser('alice', 'direct');
+  await gw.hub.publish(out('user:alice', 'direct'));
   assert.equal(slow.sock.sent.length, sent);
   assert.equal(slow.sock.closes.length, 1);
   assert.equal(slow.sock.afterEnd, 0);
@@ -466,9 +468,9 @@ test('a slow consumer dropped in the middle of a fan-out does not stop delivery 
   const subs = [await connect('a'), await connect('b'), await connect('c')];
   for (const s of subs) send(s.conn, { op: 'sub', topic: 'chat.a' });
   subs[1]!.sock.buffered = 1e9;
-  assert.equal(await gw.hub.publish('chat.a', 'one'), 3);
-  for (const s of subs) assert.deepEqual(lastFrame(s.sock), { op: 'msg', topic: 'chat.a', data: 'one' });
-  assert.equal(await gw.hub.publish('chat.a', 'two'), 2);
+  assert.equal(await gw.hub.publish(out('chat.a', 'one')), 3);
+  for (const s of subs) assert.deepEqual(lastFrame(s.sock), { op: 'msg', topic: 'chat.a', ts: 0, data: 'one' });
+  assert.equal(await gw.hub.publish(out('chat.a', 'two')), 2);
   assert.equal(lastFrame(subs[0]!.sock)?.data, 'two');
   assert.equal(lastFrame(subs[1]!.sock)?.data, 'one');
   assert.equal(lastFrame(subs[2]!.sock)?.data, 'two');
@@ -541,7 +543,7 @@ test('closeAll does not close again a connection the server is already closing',
   const closing = await connect('a');
   const open = await connect('b');
   closing.sock.buffered = 1e9;
-  await gw.hub.sendToUser('a', 'x');
+  await gw.hub.publish(out('user:a', 'x'));
   gw.closeAll(CLOSE.goingAway, 'shutdown');
   assert.deepEqual(closing.sock.closes.map((c) => c.code), [CLOSE.tryAgainLater]);
   assert.deepEqual(open.sock.closes.map((c) => c.code), [CLOSE.goingAway]);

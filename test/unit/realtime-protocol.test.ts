@@ -94,10 +94,10 @@ test('well-formed frames parse with their id, a string or a number, echoed', () 
   const cases: Array<[string, ClientFrame]> = [
     ['{"op":"ping"}', { op: 'ping', id: undefined }],
     ['{"op":"ping","id":1}', { op: 'ping', id: 1 }],
-    ['{"op":"sub","topic":"t","id":"a"}', { op: 'sub', topic: 't', id: 'a' }],
+    ['{"op":"sub","topic":"t","id":"a"}', { op: 'sub', topic: 't', id: 'a', since: undefined }],
     ['{"op":"unsub","topic":"t","id":0}', { op: 'unsub', topic: 't', id: 0 }],
-    ['{"op":"pub","topic":"t","data":{"x":[1]},"id":2}', { op: 'pub', topic: 't', data: { x: [1] }, id: 2 }],
-    ['{"op":"pub","topic":"t"}', { op: 'pub', topic: 't', data: null, id: undefined }],
+    ['{"op":"pub","topic":"t","data":{"x":[1]},"id":2}', { op: 'pub', topic: 't', data: { x: [1] }, id: 2, key: undefined }],
+    ['{"op":"pub","topic":"t"}', { op: 'pub', topic: 't', data: null, id: undefined, key: undefined }],
   ];
   for (const [text, frame] of cases) assert.deepEqual(parseFrame(text, DEPTH), frame, text);
 });

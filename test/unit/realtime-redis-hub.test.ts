@@ -10,14 +10,14 @@ import { createLogger } from '../../src/observability/logger.js';
 import { RedisHub } from '../../src/realtime/backplane/redis-hub.js';
 import type { Reply } from '../../src/realtime/backplane/resp.js';
 import { Conn } from '../../src/realtime/conn.js';
-import { LocalHub } from '../../src/realtime/hub.js';
+import { LocalHub, type Outgoing } from '../../src/realtime/hub.js';
 import { frames } from '../../src/realtime/protocol.js';
 import { Registry } from '../../src/realtime/registry.js';
 
 function setup(t: TestContext) {
   const registry = new Registry();
   const delivered: Array<[number, string]> = [];
-  const local = new LocalHub(registry, (c, text) => delivered.push([c.id, text]));
+  const local = new LocalHub(registry, (c, text) => delivered.push([c.id, text]), async () => [], (err) => assert.fail(String(err)));
   // Port 1 on loopback: nothing is listening, and nothing connects since start() is not called.
   const hub = new RedisHub('redis://127.0.0.1:1', local, registry, createLogger('silent'));
   const commands: string[][] = [];
@@ -30,13 +30,17 @@ function setup(t: TestContext) {
 
 const conn = (id: number, userId: string) => new Conn(id, userId, '127.0.0.1', 0, 2);
 
+/** One message as the hub takes it: fire-and-forget (no offset), at time 0. */
+const out = (topic: string, data: unknown, from: string | null = null): Outgoing => ({ topic, dataJson: JSON.stringify(data), from, offset: null, ts: 0 });
+const msg = (topic: string, data: unknown, from: string | null = null) => frames.msgRaw(topic, JSON.stringify(data), from, null, 0);
+
 test('a message from another instance reaches the local subscribers of its topic as the same text', (t) => {
   const { registry, hub, delivered, push } = setup(t);
   registry.subscribe(conn(1, 'a'), 'news');
   registry.subscribe(conn(2, 'b'), 'news');
   registry.subscribe(conn(3, 'c'), 'other');
-  const text = frames.msg('news', { n: 1 }, 'zed');
-  push(['message', 'ob:t:news', `0123456789ab ${text}`]);
+  const text = msg('news', { n: 1 }, 'zed');
+  push(['message', 'ob:t:news', `0123456789ab - ${text}`]);
   assert.deepEqual(delivered, [[1, text], [2, text]]);
   assert.equal(hub.stats.received, 1);
 });
@@ -44,15 +48,15 @@ test('a message from another instance reaches the local subscribers of its topic
 test("a message from another instance on a user's channel reaches every local connection of that user only", (t) => {
   const { registry, delivered, push } = setup(t);
   for (const c of [conn(1, 'alice'), conn(2, 'alice'), conn(3, 'bob')]) registry.addUser(c);
-  const text = frames.msg('user:alice', 'hi');
-  push(['message', 'ob:u:alice', `0123456789ab ${text}`]);
+  const text = msg('user:alice', 'hi');
+  push(['message', 'ob:u:alice', `0123456789ab - ${text}`]);
   assert.deepEqual(delivered.map(([id]) => id).sort(), [1, 2]);
 });
 
 test("this instance's own echo is dropped, uncounted", (t) => {
   const { registry, hub, delivered, push } = setup(t);
   registry.subscribe(conn(1, 'a'), 'news');
-  push(['message', 'ob:t:news', `${hub.instanceId} ${frames.msg('news', 1)}`]);
+  push(['message', 'ob:t:news', `${hub.instanceId} - ${msg('news', 1)}`]);
   assert.deepEqual(delivered, []);
   assert.equal(hub.stats.received, 0);
 });
@@ -67,12 +71,12 @@ test('pushes other than messages (subscribe confirmations) deliver nothing', (t)
   assert.equal(hub.stats.received, 0);
 });
 
-test('with Redis unreachable, publish and sendToUser deliver locally, count a publish error and answer the local count', async (t) => {
+test("with Redis unreachable, publish to a topic and to a user's channel delivers locally, counts a publish error and answers the local count", async (t) => {
   const { registry, hub, delivered } = setup(t);
   registry.subscribe(conn(1, 'a'), 'news');
   registry.addUser(conn(2, 'bob'));
-  assert.equal(await hub.publish('news', 'x', 'a'), 1);
-  assert.equal(await hub.sendToUser('bob', 'y'), 1);
+  assert.equal(await hub.publish(out('news', 'x', 'a')), 1);
+  assert.equal(await hub.publish(out('user:bob', 'y')), 1);
   assert.deepEqual(delivered.map(([id]) => id), [1, 2]);
   assert.equal(hub.stats.publishErrors, 2);
   assert.equal(hub.stats.published, 0);
