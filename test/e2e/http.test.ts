@@ -3,6 +3,8 @@ import { request } from 'node:http';
 import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { api, ENGINES, JWT_SECRET, rawJwt, runCli, signup, startServer, type Running } from '../kit/server.js';
+import { eventually } from '../kit/eventually.js';
+import { metric } from '../kit/metrics.js';
 
 /** Raw GET so the test sees Content-Encoding as sent (fetch would decode it). */
 function rawGet(url: string, headers: Record<string, string>): Promise<{ status: number; headers: Record<string, unknown>; body: Buffer }> {
@@ -265,18 +267,17 @@ for (const engine of ENGINES) {
       let answer = '';
       sock.on('data', (d) => (answer += d.toString()));
       const closed = new Promise((r) => sock.once('close', r));
-      for (;;) {
-        const m = await api(s.url, 'GET', '/metrics');
-        const n = Number(/^onebox_http_requests_in_flight (\d+)/m.exec(m.body as string)?.[1] ?? 0);
-        if (n >= 2) break; // the scrape itself and the slow signup
-      }
+      // In flight: the scrape itself and the slow signup.
+      await eventually(async () => (await metric(s.url, 'onebox_http_requests_in_flight')) >= 2, {
+        what: 'the slow signup to be in flight',
+      });
       s.proc.kill('SIGTERM');
       await s.waitForLine((l) => l.msg === 'draining');
       await assert.rejects(fetch(`${s.url}/healthz`));
       sock.write(body.slice(10));
-      await closed;
+      await eventually(closed, { what: 'the in-flight signup to be answered and its connection closed' });
       assert.match(answer, /^HTTP\/1\.1 201/);
-      const { code } = await s.exited;
+      const { code } = await eventually(s.exited, { what: 'the server to exit after draining' });
       assert.equal(code, 0);
     });
   });
