@@ -4,7 +4,7 @@
  * error while everything else goes on.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -20,6 +20,20 @@ import { rawHttp } from '../kit/raw-http.js';
 
 
 const nested = (depth: number, leaf = '1') => '['.repeat(depth) + leaf + ']'.repeat(depth);
+
+/**
+ * The kernel's TCP state of the server's end of a loopback connection (`01` ESTABLISHED,
+ * `04` FIN_WAIT1, ...), or undefined once it is gone: what the server did to a peer that
+ * reads nothing, which the paused peer itself cannot see.
+ */
+function serverSideState(serverPort: number, clientPort: number): string | undefined {
+  const hex = (p: number) => `:${p.toString(16).toUpperCase().padStart(4, '0')}`;
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const [, local, remote, state] = line.trim().split(/\s+/);
+    if (local?.endsWith(hex(serverPort)) && remote?.endsWith(hex(clientPort))) return state;
+  }
+  return undefined;
+}
 
 function upgradeRequest(token: string, headers: Record<string, string> = {}): string {
   const h = {
@@ -83,11 +97,14 @@ for (const engine of ENGINES) {
     });
 
     test('a NUL in a text field is 400 validation_failed, and nothing is written', async () => {
+      const before = await api(s.url, 'GET', '/v1/me', { token: alice.token });
+      assert.equal(before.status, 200);
       const r = await api(s.url, 'PATCH', '/v1/me', { token: alice.token, body: { displayName: 'a\u0000b' } });
       assert.equal(r.status, 400);
       assert.equal(r.body.error.code, 'validation_failed');
       const me = await api(s.url, 'GET', '/v1/me', { token: alice.token });
-      assert.notEqual(me.body.displayName, 'a\u0000b');
+      assert.equal(me.status, 200);
+      assert.deepEqual(me.body.user, before.body.user);
     });
 
     test('bad and aborted handshakes give back their connection slot (MAX_CONNECTIONS=5)', async () => {
@@ -179,14 +196,15 @@ for (const engine of ENGINES) {
   describe(`slow consumer close on ${engine}`, () => {
     let s: Running;
     let bob: { token: string };
+    const PING_INTERVAL_MS = 4000;
     before(async () => {
       // The idle timeout is long so that backpressure, not silence, drops the paused clients.
-      s = await startServer(engine, { MAX_BUFFERED_BYTES: '262144', PING_INTERVAL_MS: '4000', IDLE_TIMEOUT_MS: '60000' });
+      s = await startServer(engine, { MAX_BUFFERED_BYTES: '262144', PING_INTERVAL_MS: String(PING_INTERVAL_MS), IDLE_TIMEOUT_MS: '60000' });
       bob = await signup(s.url, 'bob');
     });
     after(() => s.stop());
 
-    const socketOf = (c: Client) => (c.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
+    const socketOf = (c: Client) => (c.ws as unknown as { _socket: { pause(): void; resume(): void; localPort: number } })._socket;
 
     test('a dropped consumer that reads again 3 s later gets the queued data, then 1013', async () => {
       const slow = await connectWs(s.wsUrl, bob.token);
@@ -206,9 +224,19 @@ for (const engine of ENGINES) {
       slow.send({ op: 'sub', topic: 'flood:b', id: 's' });
       await slow.next((f) => f.id === 's');
       socketOf(slow).pause();
+      const clientPort = socketOf(slow).localPort;
+      assert.equal(serverSideState(s.port, clientPort), '01', "the server's end is found, ESTABLISHED");
       await floodUntilDropped(s.url, 'flood:b');
-      // The bound is one PING_INTERVAL_MS (4 s here), checked on the heartbeat's tick.
-      await eventually(async () => (await metric(s.url, 'onebox_ws_connections')) === 0, { timeoutMs: 10_000, what: 'the server to let go of it' });
+      const dropped = Date.now();
+      await eventually(async () => (await metric(s.url, 'onebox_ws_connections')) === 0, { what: 'the dropped connection to be uncounted' });
+      // The bound is one PING_INTERVAL_MS (4 s here), checked on the heartbeat's tick: then
+      // the server closes its end, whatever is still queued for the peer.
+      await eventually(() => serverSideState(s.port, clientPort) !== '01', {
+        timeoutMs: PING_INTERVAL_MS * 3,
+        what: "the server to close its end of the dropped consumer's connection",
+      });
+      const elapsed = Date.now() - dropped;
+      assert.ok(elapsed <= PING_INTERVAL_MS + 1500, `cut off ${elapsed} ms after the drop; the bound is ${PING_INTERVAL_MS} ms`);
       slow.close();
     });
   });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { api, ENGINES, JWT_SECRET, rawJwt, runCli, signup, startServer, type Running } from '../kit/server.js';
+import { ADMIN_TOKEN, api, ENGINES, JWT_SECRET, rawJwt, runCli, signup, startServer, type Running } from '../kit/server.js';
 import { eventually } from '../kit/eventually.js';
 import { metric } from '../kit/metrics.js';
 
@@ -151,8 +151,7 @@ for (const engine of ENGINES) {
       assert.equal((await api(s.url, 'GET', '/v1/me', { token: valid })).status, 200);
     });
 
-    test('403 metrics elsewhere than loopback without the admin token is covered by TRUST_PROXY', async () => {
-      // The server trusts no proxy here, so a forged X-Forwarded-For changes nothing.
+    test('metrics: with no trusted proxy a forged X-Forwarded-For is ignored, the loopback peer gets 200', async () => {
       const r = await api(s.url, 'GET', '/metrics', { headers: { 'x-forwarded-for': '203.0.113.9' } });
       assert.equal(r.status, 200);
     });
@@ -225,6 +224,28 @@ for (const engine of ENGINES) {
       assert.ok(!all.includes(secretPassword), 'password logged');
       assert.ok(!all.includes(user.token), 'token logged');
       assert.match(all, /token=\[redacted\]/);
+    });
+  });
+
+  describe(`metrics behind a trusted proxy on ${engine}`, () => {
+    let s: Running;
+    before(async () => {
+      s = await startServer(engine, { TRUST_PROXY: '1' });
+    });
+    after(() => s.stop());
+
+    test('403 forbidden for a client elsewhere than loopback without the admin token; 200 with it', async () => {
+      const remote = { 'x-forwarded-for': '203.0.113.9' };
+      const refused = await api(s.url, 'GET', '/metrics', { headers: remote });
+      assert.equal(refused.status, 403);
+      assert.equal(refused.body.error.code, 'forbidden');
+      const wrong = await api(s.url, 'GET', '/metrics', { headers: remote, token: `${ADMIN_TOKEN}x` });
+      assert.equal(wrong.status, 403);
+      const admitted = await api(s.url, 'GET', '/metrics', { headers: remote, token: ADMIN_TOKEN });
+      assert.equal(admitted.status, 200);
+      assert.match(admitted.body as string, /^onebox_ws_connections /m);
+      // A loopback client behind the proxy still needs no token.
+      assert.equal((await api(s.url, 'GET', '/metrics', { headers: { 'x-forwarded-for': '127.0.0.1' } })).status, 200);
     });
   });
 

@@ -212,6 +212,7 @@ for (const engine of ENGINES) {
       await eventually(async () => (await api(s.url, 'GET', '/v1/devices', { token: v.token })).body.devices.length === 0, {
         what: 'the three dead devices to be removed',
       });
+      assert.deepEqual((await api(s.url, 'GET', '/v1/devices', { token: v.token })).body.devices, []);
     });
 
     test('openapi.json documents every /v1 route', async () => {
@@ -241,6 +242,7 @@ for (const engine of ENGINES) {
 
     test('a client that goes away aborts both loads', async () => {
       const before = { profile: await aborted(s.url, 'profile'), metrics: await aborted(s.url, 'metrics') };
+      const started = Date.now();
       const req = request(`${s.url}/v1/users/${u.id}/dashboard`, { headers: { authorization: `Bearer ${u.token}` } });
       req.on('error', () => undefined);
       req.end();
@@ -252,6 +254,10 @@ for (const engine of ENGINES) {
         async () => (await aborted(s.url, 'profile')) > before.profile && (await aborted(s.url, 'metrics')) > before.metrics,
         { what: 'both dashboard loads to count as aborted' },
       );
+      assert.equal(await aborted(s.url, 'profile'), before.profile + 1);
+      assert.equal(await aborted(s.url, 'metrics'), before.metrics + 1);
+      // Aborted, not finished: the loads take FAULT_STORE_DELAY_MS (1500 ms) when left alone.
+      assert.ok(Date.now() - started < 1500, `counted after ${Date.now() - started} ms`);
     });
   });
 

@@ -11,6 +11,8 @@ export class Client {
   readonly frames: Frame[] = [];
   private waiters: Array<{ pred: (f: Frame) => boolean; resolve: (f: Frame) => void }> = [];
   pings = 0;
+  /** When each protocol ping arrived (performance.now(), ms). */
+  readonly pingTimes: number[] = [];
   private readonly closing: Promise<{ code: number; reason: string }>;
 
   constructor(readonly ws: WebSocket) {
@@ -21,7 +23,10 @@ export class Client {
       if (i >= 0) this.waiters.splice(i, 1)[0]!.resolve(f);
       else this.frames.push(f);
     });
-    ws.on('ping', () => this.pings++);
+    ws.on('ping', () => {
+      this.pings++;
+      this.pingTimes.push(performance.now());
+    });
     this.closing = new Promise((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
   }
 
