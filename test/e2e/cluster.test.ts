@@ -4,21 +4,10 @@ import { ADMIN_TOKEN, api, ENGINES, signup, startServer, type Running } from '..
 import { connectWs, type Client } from '../kit/ws.js';
 import { startRedis, type RedisServer } from '../kit/redis.js';
 import { createTestDatabase } from '../kit/pg.js';
+import { eventually } from '../kit/eventually.js';
+import { clusterConnections, metric } from '../kit/metrics.js';
 
 const admin = { token: ADMIN_TOKEN };
-
-/** Per-worker connection counts from the cluster table in /metrics. */
-async function perWorker(url: string): Promise<Map<string, { pid: string; n: number }>> {
-  const body = (await api(url, 'GET', '/metrics')).body as string;
-  const out = new Map<string, { pid: string; n: number }>();
-  for (const m of body.matchAll(/^onebox_cluster_ws_connections\{worker="(\d+)",pid="(\d+)"\} (\d+)$/gm)) {
-    out.set(m[1]!, { pid: m[2]!, n: Number(m[3]) });
-  }
-  return out;
-}
-
-const metric = async (url: string, name: string) =>
-  Number(new RegExp(`^${name} (\\S+)$`, 'm').exec((await api(url, 'GET', '/metrics')).body as string)?.[1] ?? NaN);
 
 for (const engine of ENGINES) {
   describe(`WORKERS=3 with Redis on ${engine}`, () => {
@@ -43,11 +32,11 @@ for (const engine of ENGINES) {
       for (let i = 0; i < 9; i++) bobs.push(await connectWs(s.wsUrl, bob.token));
       clients.push(...bobs);
       // The kernel (Bun) or the primary (Node) spreads them: wait until at least two workers hold some.
-      for (;;) {
-        const t = await perWorker(s.url);
+      await eventually(async () => {
+        const t = await clusterConnections(s.url);
         const total = [...t.values()].reduce((a, w) => a + w.n, 0);
-        if (t.size === 3 && total === 18 && [...t.values()].filter((w) => w.n > 0).length >= 2) break;
-      }
+        return t.size === 3 && total === 18 && [...t.values()].filter((w) => w.n > 0).length >= 2;
+      }, { what: 'the cluster table to count all 18 connections, spread over at least two of 3 workers' });
       const r = await api(s.url, 'POST', '/v1/notify', { ...admin, body: { userId: alice.id, title: 'everywhere' } });
       assert.equal(r.status, 202);
       assert.ok(r.body.live >= 1);
@@ -63,13 +52,13 @@ for (const engine of ENGINES) {
     });
 
     test('a killed worker is replaced', async () => {
-      const before = await perWorker(s.url);
+      const before = await clusterConnections(s.url);
       const victim = before.get('1')!.pid;
-      process.kill(Number(victim), 'SIGKILL');
-      for (;;) {
-        const t = await perWorker(s.url).catch(() => new Map());
-        if (t.size === 3 && t.get('1') && t.get('1')!.pid !== victim) break;
-      }
+      process.kill(victim, 'SIGKILL');
+      await eventually(async () => {
+        const t = await clusterConnections(s.url);
+        return t.size === 3 && t.get('1') && t.get('1')!.pid !== victim;
+      }, { what: `worker 1 (pid ${victim}, killed) to be replaced by a new process` });
       assert.match((await api(s.url, 'GET', '/metrics')).body as string, /onebox_cluster_worker_restarts_total\{worker="1",pid="\d+"\} 1/);
       assert.equal((await api(s.url, 'GET', '/healthz')).status, 200);
     });
@@ -101,15 +90,15 @@ for (const engine of ENGINES) {
       const onX = await connectWs(x.wsUrl, u.token);
       const onY = await connectWs(y.wsUrl, u.token);
       // Y subscribes to the user's channel asynchronously: wait until a publish from X is counted by Redis.
-      for (;;) {
+      await eventually(async () => {
         const r = await api(x.url, 'POST', '/v1/notify', { ...admin, body: { userId: u.id, title: 'probe' } });
-        if (r.body.live === 2) break;
-      }
+        return r.body.live === 2;
+      }, { what: 'a notify on X to count 2 live connections (Y subscribed through Redis)' });
       const cross = await onY.next((f) => f.op === 'msg' && f.data.title === 'probe');
       assert.equal(cross.topic, `user:${u.id}`);
 
       await redis.stop();
-      for (;;) if ((await metric(x.url, 'onebox_backplane_up')) === 0) break;
+      await eventually(async () => (await metric(x.url, 'onebox_backplane_up')) === 0, { what: 'X to report onebox_backplane_up 0 with Redis stopped' });
       const down = await api(x.url, 'POST', '/v1/notify', { ...admin, body: { userId: u.id, title: 'while down' } });
       assert.equal(down.status, 202);
       assert.equal(down.body.live, 1);
@@ -117,13 +106,14 @@ for (const engine of ENGINES) {
       assert.ok((await metric(x.url, 'onebox_backplane_publish_errors_total')) >= 1);
 
       await redis.start();
-      for (;;) {
-        if ((await metric(x.url, 'onebox_backplane_up')) === 1 && (await metric(y.url, 'onebox_backplane_up')) === 1) break;
-      }
-      for (;;) {
+      await eventually(
+        async () => (await metric(x.url, 'onebox_backplane_up')) === 1 && (await metric(y.url, 'onebox_backplane_up')) === 1,
+        { what: 'X and Y to report onebox_backplane_up 1 after Redis restarted' },
+      );
+      await eventually(async () => {
         const r = await api(x.url, 'POST', '/v1/notify', { ...admin, body: { userId: u.id, title: 'back' } });
-        if (r.body.live === 2) break;
-      }
+        return r.body.live === 2;
+      }, { what: 'a notify on X to count 2 live connections again after Redis restarted' });
       assert.equal((await onY.next((f) => f.op === 'msg' && f.data.title === 'back')).data.title, 'back');
       onX.close();
       onY.close();

@@ -14,6 +14,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { BIN, JWT_SECRET, ROOT, api, signup } from '../kit/server.js';
+import { eventually } from '../kit/eventually.js';
+import { metric } from '../kit/metrics.js';
 
 const nginxBin = spawnSync('sh', ['-c', 'command -v nginx || ls /usr/sbin/nginx'], { encoding: 'utf8' }).stdout.trim().split('\n')[0];
 
@@ -26,11 +28,14 @@ describe('blue-green deploy behind nginx', () => {
   let deployArgs: string[];
 
   const deploy = (...extra: string[]) =>
-    new Promise<number | null>((resolve) => {
-      const p = spawn(BIN, ['deploy', ...deployArgs, ...extra], { stdio: ['ignore', 'pipe', 'inherit'] });
-      p.stdout.resume();
-      p.on('exit', resolve);
-    });
+    eventually(
+      new Promise<number | null>((resolve) => {
+        const p = spawn(BIN, ['deploy', ...deployArgs, ...extra], { stdio: ['ignore', 'pipe', 'inherit'] });
+        p.stdout.resume();
+        p.on('exit', resolve);
+      }),
+      { timeoutMs: 60_000, what: `onebox deploy ${extra.join(' ')} to exit` },
+    );
 
   before(async () => {
     [front, blue, green] = await Promise.all([freePort(), freePort(), freePort()]);
@@ -71,7 +76,7 @@ describe('blue-green deploy behind nginx', () => {
       }
     }
     nginx.kill('SIGQUIT');
-    await new Promise((r) => nginx.once('exit', r));
+    await eventually(new Promise((r) => nginx.once('exit', r)), { what: 'nginx to exit on SIGQUIT' });
   });
 
   test('switch under load: zero failed requests, every socket reconnects to the new colour', async () => {
@@ -92,8 +97,13 @@ describe('blue-green deploy behind nginx', () => {
       });
     };
     for (let i = 0; i < 5; i++) connect(i);
-    const wsOn = async (port: number) => Number(/^onebox_ws_connections (\d+)/m.exec((await api(`http://127.0.0.1:${port}`, 'GET', '/metrics')).body as string)?.[1]);
-    while ((await wsOn(blue)) !== 5) await new Promise((r) => setTimeout(r, 50));
+    const fiveOn = (colour: string, port: number) =>
+      eventually(async () => (await metric(`http://127.0.0.1:${port}`, 'onebox_ws_connections')) === 5, {
+        timeoutMs: 15_000,
+        intervalMs: 50,
+        what: `the five WebSocket clients to be connected to ${colour}`,
+      });
+    await fiveOn('blue', blue);
 
     // Steady load through nginx: 100 req/s on keep-alive connections.
     const agent = new Agent({ keepAlive: true, maxSockets: 16 });
@@ -134,7 +144,7 @@ describe('blue-green deploy behind nginx', () => {
 
     await new Promise((r) => setTimeout(r, 500));
     assert.equal(await deploy(), 0, 'deploy to green');
-    while ((await wsOn(green)) !== 5) await new Promise((r) => setTimeout(r, 50));
+    await fiveOn('green', green);
     await new Promise((r) => setTimeout(r, 500));
     loading = false;
     await loop;
@@ -149,7 +159,7 @@ describe('blue-green deploy behind nginx', () => {
     assert.match(readFileSync(join(dir, 'onebox-upstream.conf'), 'utf8'), new RegExp(`server 127\\.0\\.0\\.1:${green};`));
 
     assert.equal(await deploy('--rollback'), 0, 'rollback to blue');
-    while ((await wsOn(blue)) !== 5) await new Promise((r) => setTimeout(r, 50));
+    await fiveOn('blue', blue);
     assert.deepEqual(closes.slice(5), [1012, 1012, 1012, 1012, 1012]);
     stopping = true;
     for (const ws of sockets) ws.terminate();
@@ -158,10 +168,13 @@ describe('blue-green deploy behind nginx', () => {
   test('a config nginx -t rejects leaves the live upstream untouched', async () => {
     const live = readFileSync(join(dir, 'onebox-upstream.conf'), 'utf8');
     const bad = deployArgs.map((a) => (a.includes(' -t -q ') ? 'false' : a));
-    const code = await new Promise<number | null>((resolve) => {
-      const p = spawn(BIN, ['deploy', ...bad], { stdio: ['ignore', 'ignore', 'ignore'] });
-      p.on('exit', resolve);
-    });
+    const code = await eventually(
+      new Promise<number | null>((resolve) => {
+        const p = spawn(BIN, ['deploy', ...bad], { stdio: ['ignore', 'ignore', 'ignore'] });
+        p.on('exit', resolve);
+      }),
+      { timeoutMs: 60_000, what: 'onebox deploy with a failing nginx -t to exit' },
+    );
     assert.equal(code, 1);
     assert.equal(readFileSync(join(dir, 'onebox-upstream.conf'), 'utf8'), live);
   });

@@ -4,37 +4,35 @@
  * error while everything else goes on.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ADMIN_TOKEN, api, ENGINES, runCli, signup, startServer, type Running } from '../kit/server.js';
+import { api, ENGINES, runCli, signup, startServer, type Running } from '../kit/server.js';
 import { connectWs, type Client } from '../kit/ws.js';
 import { eventually } from '../kit/eventually.js';
 import { startRedis, type RedisServer } from '../kit/redis.js';
+import { metric } from '../kit/metrics.js';
+import { floodUntilDropped } from '../kit/flood.js';
+import { rawHttp } from '../kit/raw-http.js';
 
-const metric = async (url: string, name: string): Promise<number> => {
-  const r = await api(url, 'GET', '/metrics');
-  const m = new RegExp(`^${name.replace(/[{}"]/g, '\\$&')} (\\S+)$`, 'm').exec(r.body as string);
-  return m ? Number(m[1]) : 0;
-};
 
 const nested = (depth: number, leaf = '1') => '['.repeat(depth) + leaf + ']'.repeat(depth);
 
-/** Write raw bytes on a new TCP connection and collect everything until the server closes it. */
-function raw(port: number, bytes: string, timeoutMs = 5000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const sock = connect(port, '127.0.0.1');
-    let out = '';
-    sock.setEncoding('latin1');
-    sock.on('data', (d: string) => (out += d));
-    sock.on('error', reject);
-    sock.on('close', () => resolve(out));
-    sock.setTimeout(timeoutMs, () => sock.destroy());
-    sock.write(bytes, 'latin1');
-  });
+/**
+ * The kernel's TCP state of the server's end of a loopback connection (`01` ESTABLISHED,
+ * `04` FIN_WAIT1, ...), or undefined once it is gone: what the server did to a peer that
+ * reads nothing, which the paused peer itself cannot see.
+ */
+function serverSideState(serverPort: number, clientPort: number): string | undefined {
+  const hex = (p: number) => `:${p.toString(16).toUpperCase().padStart(4, '0')}`;
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const [, local, remote, state] = line.trim().split(/\s+/);
+    if (local?.endsWith(hex(serverPort)) && remote?.endsWith(hex(clientPort))) return state;
+  }
+  return undefined;
 }
 
 function upgradeRequest(token: string, headers: Record<string, string> = {}): string {
@@ -99,17 +97,20 @@ for (const engine of ENGINES) {
     });
 
     test('a NUL in a text field is 400 validation_failed, and nothing is written', async () => {
+      const before = await api(s.url, 'GET', '/v1/me', { token: alice.token });
+      assert.equal(before.status, 200);
       const r = await api(s.url, 'PATCH', '/v1/me', { token: alice.token, body: { displayName: 'a\u0000b' } });
       assert.equal(r.status, 400);
       assert.equal(r.body.error.code, 'validation_failed');
       const me = await api(s.url, 'GET', '/v1/me', { token: alice.token });
-      assert.notEqual(me.body.displayName, 'a\u0000b');
+      assert.equal(me.status, 200);
+      assert.deepEqual(me.body.user, before.body.user);
     });
 
     test('bad and aborted handshakes give back their connection slot (MAX_CONNECTIONS=5)', async () => {
       for (let i = 0; i < 6; i++) {
-        assert.match(await raw(s.port, upgradeRequest(alice.token, { 'Sec-WebSocket-Version': '99' })), /^HTTP\/1\.1 426 /);
-        assert.match(await raw(s.port, upgradeRequest(alice.token, { 'Sec-WebSocket-Key': 'short' })), /^HTTP\/1\.1 400 /);
+        assert.match(await rawHttp(s.port, upgradeRequest(alice.token, { 'Sec-WebSocket-Version': '99' })), /^HTTP\/1\.1 426 /);
+        assert.match(await rawHttp(s.port, upgradeRequest(alice.token, { 'Sec-WebSocket-Key': 'short' })), /^HTTP\/1\.1 400 /);
       }
       // Clients that vanish right after sending the handshake.
       await Promise.all(
@@ -131,22 +132,22 @@ for (const engine of ENGINES) {
 
     test('a refused handshake answers in JSON with a code', async () => {
       const codeOf = (answer: string) => (JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as { error: { code: string } }).error.code;
-      const version = await raw(s.port, upgradeRequest(alice.token, { 'Sec-WebSocket-Version': '99' }));
+      const version = await rawHttp(s.port, upgradeRequest(alice.token, { 'Sec-WebSocket-Version': '99' }));
       assert.equal(codeOf(version), 'upgrade_required');
       assert.match(version, /sec-websocket-version: 13/i);
-      assert.equal(codeOf(await raw(s.port, upgradeRequest(alice.token, { 'Sec-WebSocket-Key': 'short' }))), 'bad_request');
+      assert.equal(codeOf(await rawHttp(s.port, upgradeRequest(alice.token, { 'Sec-WebSocket-Key': 'short' }))), 'bad_request');
     });
 
     test('HTTP/1.0 without Host: health checks answer', async () => {
       for (const path of ['/healthz', '/readyz']) {
-        const answer = await raw(s.port, `GET ${path} HTTP/1.0\r\n\r\n`);
+        const answer = await rawHttp(s.port, `GET ${path} HTTP/1.0\r\n\r\n`);
         assert.match(answer, /^HTTP\/1\.[01] 200 /, `${path}: ${answer.slice(0, 80)}`);
         assert.match(answer, /"status":"(ok|ready)"/);
       }
     });
 
     test('a Content-Length far over the limit gets our JSON 413 and a closed connection', async () => {
-      const answer = await raw(s.port, `POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 99999999\r\n\r\n{`);
+      const answer = await rawHttp(s.port, `POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 99999999\r\n\r\n{`);
       assert.match(answer, /^HTTP\/1\.1 413 /);
       assert.match(answer, /connection: close/i);
       assert.match(answer, /"code":"payload_too_large"/);
@@ -174,7 +175,7 @@ for (const engine of ENGINES) {
     });
 
     test('a client that leaves mid-body is counted as 499, not as a server error', async () => {
-      const before = await metric(s.url, 'onebox_http_requests_total{route="/v1/events",method="POST",status="500"}');
+      const before = await metric(s.url, 'onebox_http_requests_total{route="/v1/events",method="POST",status="500"}', 0);
       await new Promise<void>((resolve) => {
         const sock = connect(s.port, '127.0.0.1', () => {
           sock.write(`POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${alice.token}\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"events":[`);
@@ -184,10 +185,10 @@ for (const engine of ENGINES) {
         sock.on('close', () => resolve());
       });
       await eventually(
-        async () => (await metric(s.url, 'onebox_http_requests_total{route="/v1/events",method="POST",status="499"}')) === 1,
+        async () => (await metric(s.url, 'onebox_http_requests_total{route="/v1/events",method="POST",status="499"}', 0)) === 1,
         { what: 'the 499 in the metrics' },
       );
-      assert.equal(await metric(s.url, 'onebox_http_requests_total{route="/v1/events",method="POST",status="500"}'), before);
+      assert.equal(await metric(s.url, 'onebox_http_requests_total{route="/v1/events",method="POST",status="500"}', 0), before);
       assert.ok(!s.lines.some((l) => l.level === 'error'), 'no error-level log line');
     });
   });
@@ -195,34 +196,25 @@ for (const engine of ENGINES) {
   describe(`slow consumer close on ${engine}`, () => {
     let s: Running;
     let bob: { token: string };
+    const PING_INTERVAL_MS = 4000;
     before(async () => {
       // The idle timeout is long so that backpressure, not silence, drops the paused clients.
-      s = await startServer(engine, { MAX_BUFFERED_BYTES: '262144', PING_INTERVAL_MS: '4000', IDLE_TIMEOUT_MS: '60000' });
+      s = await startServer(engine, { MAX_BUFFERED_BYTES: '262144', PING_INTERVAL_MS: String(PING_INTERVAL_MS), IDLE_TIMEOUT_MS: '60000' });
       bob = await signup(s.url, 'bob');
     });
     after(() => s.stop());
 
-    async function floodUntilDropped(topic: string): Promise<void> {
-      const drops = await metric(s.url, 'onebox_ws_slow_consumers_total');
-      const chunk = 'y'.repeat(60_000);
-      for (let sent = 0; (await metric(s.url, 'onebox_ws_slow_consumers_total')) === drops; sent += 8) {
-        assert.ok(sent < 2000, 'never dropped');
-        await Promise.all(
-          Array.from({ length: 8 }, () => api(s.url, 'POST', '/v1/notify', { token: ADMIN_TOKEN, body: { topic, title: 'f', data: { chunk } } })),
-        );
-      }
-    }
-    const socketOf = (c: Client) => (c.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
+    const socketOf = (c: Client) => (c.ws as unknown as { _socket: { pause(): void; resume(): void; localPort: number } })._socket;
 
     test('a dropped consumer that reads again 3 s later gets the queued data, then 1013', async () => {
       const slow = await connectWs(s.wsUrl, bob.token);
       slow.send({ op: 'sub', topic: 'flood:a', id: 's' });
       await slow.next((f) => f.id === 's');
       socketOf(slow).pause();
-      await floodUntilDropped('flood:a');
+      await floodUntilDropped(s.url, 'flood:a');
       await new Promise((r) => setTimeout(r, 3000));
       socketOf(slow).resume();
-      const { code } = await slow.closed;
+      const { code } = await slow.waitClosed();
       assert.equal(code, 1013);
       assert.ok(slow.frames.filter((f) => f.op === 'msg').length > 0, 'queued messages arrived before the close');
     });
@@ -232,9 +224,19 @@ for (const engine of ENGINES) {
       slow.send({ op: 'sub', topic: 'flood:b', id: 's' });
       await slow.next((f) => f.id === 's');
       socketOf(slow).pause();
-      await floodUntilDropped('flood:b');
-      // The bound is one PING_INTERVAL_MS (4 s here), checked on the heartbeat's tick.
-      await eventually(async () => (await metric(s.url, 'onebox_ws_connections')) === 0, { timeoutMs: 10_000, what: 'the server to let go of it' });
+      const clientPort = socketOf(slow).localPort;
+      assert.equal(serverSideState(s.port, clientPort), '01', "the server's end is found, ESTABLISHED");
+      await floodUntilDropped(s.url, 'flood:b');
+      const dropped = Date.now();
+      await eventually(async () => (await metric(s.url, 'onebox_ws_connections')) === 0, { what: 'the dropped connection to be uncounted' });
+      // The bound is one PING_INTERVAL_MS (4 s here), checked on the heartbeat's tick: then
+      // the server closes its end, whatever is still queued for the peer.
+      await eventually(() => serverSideState(s.port, clientPort) !== '01', {
+        timeoutMs: PING_INTERVAL_MS * 3,
+        what: "the server to close its end of the dropped consumer's connection",
+      });
+      const elapsed = Date.now() - dropped;
+      assert.ok(elapsed <= PING_INTERVAL_MS + 1500, `cut off ${elapsed} ms after the drop; the bound is ${PING_INTERVAL_MS} ms`);
       slow.close();
     });
   });

@@ -3,7 +3,9 @@ import { request } from 'node:http';
 import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { signJwt } from '../../src/cli/bench/jwt.js';
-import { api, ENGINES, JWT_SECRET, runCli, signup, startServer, type Running } from '../kit/server.js';
+import { ADMIN_TOKEN, api, ENGINES, JWT_SECRET, runCli, signup, startServer, type Running } from '../kit/server.js';
+import { eventually } from '../kit/eventually.js';
+import { metric } from '../kit/metrics.js';
 
 /** Raw GET so the test sees Content-Encoding as sent (fetch would decode it). */
 function rawGet(url: string, headers: Record<string, string>): Promise<{ status: number; headers: Record<string, unknown>; body: Buffer }> {
@@ -150,8 +152,7 @@ for (const engine of ENGINES) {
       assert.equal((await api(s.url, 'GET', '/v1/me', { token: valid })).status, 200);
     });
 
-    test('403 metrics elsewhere than loopback without the admin token is covered by TRUST_PROXY', async () => {
-      // The server trusts no proxy here, so a forged X-Forwarded-For changes nothing.
+    test('metrics: with no trusted proxy a forged X-Forwarded-For is ignored, the loopback peer gets 200', async () => {
       const r = await api(s.url, 'GET', '/metrics', { headers: { 'x-forwarded-for': '203.0.113.9' } });
       assert.equal(r.status, 200);
     });
@@ -227,6 +228,28 @@ for (const engine of ENGINES) {
     });
   });
 
+  describe(`metrics behind a trusted proxy on ${engine}`, () => {
+    let s: Running;
+    before(async () => {
+      s = await startServer(engine, { TRUST_PROXY: '1' });
+    });
+    after(() => s.stop());
+
+    test('403 forbidden for a client elsewhere than loopback without the admin token; 200 with it', async () => {
+      const remote = { 'x-forwarded-for': '203.0.113.9' };
+      const refused = await api(s.url, 'GET', '/metrics', { headers: remote });
+      assert.equal(refused.status, 403);
+      assert.equal(refused.body.error.code, 'forbidden');
+      const wrong = await api(s.url, 'GET', '/metrics', { headers: remote, token: `${ADMIN_TOKEN}x` });
+      assert.equal(wrong.status, 403);
+      const admitted = await api(s.url, 'GET', '/metrics', { headers: remote, token: ADMIN_TOKEN });
+      assert.equal(admitted.status, 200);
+      assert.match(admitted.body as string, /^onebox_ws_connections /m);
+      // A loopback client behind the proxy still needs no token.
+      assert.equal((await api(s.url, 'GET', '/metrics', { headers: { 'x-forwarded-for': '127.0.0.1' } })).status, 200);
+    });
+  });
+
   describe(`auth rate limit on ${engine}`, () => {
     let s: Running;
     before(async () => {
@@ -266,18 +289,17 @@ for (const engine of ENGINES) {
       let answer = '';
       sock.on('data', (d) => (answer += d.toString()));
       const closed = new Promise((r) => sock.once('close', r));
-      for (;;) {
-        const m = await api(s.url, 'GET', '/metrics');
-        const n = Number(/^onebox_http_requests_in_flight (\d+)/m.exec(m.body as string)?.[1] ?? 0);
-        if (n >= 2) break; // the scrape itself and the slow signup
-      }
+      // In flight: the scrape itself and the slow signup.
+      await eventually(async () => (await metric(s.url, 'onebox_http_requests_in_flight')) >= 2, {
+        what: 'the slow signup to be in flight',
+      });
       s.proc.kill('SIGTERM');
       await s.waitForLine((l) => l.msg === 'draining');
       await assert.rejects(fetch(`${s.url}/healthz`));
       sock.write(body.slice(10));
-      await closed;
+      await eventually(closed, { what: 'the in-flight signup to be answered and its connection closed' });
       assert.match(answer, /^HTTP\/1\.1 201/);
-      const { code } = await s.exited;
+      const { code } = await eventually(s.exited, { what: 'the server to exit after draining' });
       assert.equal(code, 0);
     });
   });

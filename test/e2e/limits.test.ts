@@ -10,6 +10,7 @@ import { api, ENGINES, startServer, type Running } from '../kit/server.js';
 import { connectWs, Client, refusedUpgrade } from '../kit/ws.js';
 import { startRedis, type RedisServer } from '../kit/redis.js';
 import { eventually } from '../kit/eventually.js';
+import { clusterConnections } from '../kit/metrics.js';
 
 /** Sign up from an address the test does not rate-limit otherwise. */
 async function signupFrom(url: string, from: { localAddress?: string; forwardedFor?: string }): Promise<string> {
@@ -36,16 +37,6 @@ function attempt(url: string, headers: Record<string, string> = {}): Promise<Cli
       res.on('end', () => resolve({ status: res.statusCode!, code: (JSON.parse(text || '{}') as any).error?.code }));
     });
   });
-}
-
-/** Per-worker connection counts from the cluster table in /metrics. */
-async function perWorker(url: string): Promise<Map<string, { pid: number; n: number }>> {
-  const body = (await api(url, 'GET', '/metrics')).body as string;
-  const out = new Map<string, { pid: number; n: number }>();
-  for (const m of body.matchAll(/^onebox_cluster_ws_connections\{worker="(\d+)",pid="(\d+)"\} (\d+)$/gm)) {
-    out.set(m[1]!, { pid: Number(m[2]), n: Number(m[3]) });
-  }
-  return out;
 }
 
 const login = (url: string, email: string, headers: Record<string, string> = {}) =>
@@ -98,7 +89,7 @@ for (const engine of ENGINES) {
       }
       const gone = clients.pop()!;
       gone.close();
-      await gone.closed;
+      await gone.waitClosed();
       // The release reaches the supervisor over IPC: the slot comes back shortly after.
       const back = await eventually(async () => {
         const r = await attempt(url);
@@ -112,7 +103,7 @@ for (const engine of ENGINES) {
       const token = await signupFrom(s.url, { localAddress: '127.0.0.4' });
       const url = `${s.wsUrl}?token=${encodeURIComponent(token)}`;
       const table = await eventually(async () => {
-        const t = await perWorker(s.url);
+        const t = await clusterConnections(s.url);
         const total = [...t.values()].reduce((a, w) => a + w.n, 0);
         return total === clients.length ? t : null;
       }, { what: 'the cluster table to count every open WebSocket' });

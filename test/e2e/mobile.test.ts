@@ -7,12 +7,9 @@ import { startFakePush, type FakePush } from '../kit/fake-push.js';
 import { connectWs } from '../kit/ws.js';
 import { createTestDatabase } from '../kit/pg.js';
 import { eventually } from '../kit/eventually.js';
+import { metric } from '../kit/metrics.js';
 
-const metric = async (url: string, pattern: RegExp): Promise<number> => {
-  const body = (await api(url, 'GET', '/metrics')).body as string;
-  return Number(pattern.exec(body)?.[1] ?? 0);
-};
-const aborted = (url: string, load: string) => metric(url, new RegExp(`^onebox_dashboard_loads_aborted_total\\{load="${load}"\\} (\\d+)`, 'm'));
+const aborted = (url: string, load: string) => metric(url, `onebox_dashboard_loads_aborted_total{load="${load}"}`, 0);
 const hex = (prefix: string) => (prefix + 'a'.repeat(64)).slice(0, 64);
 const admin = { token: ADMIN_TOKEN };
 
@@ -220,10 +217,10 @@ for (const engine of ENGINES) {
       await push.waitFor((x) => x.token === hex('dead') && x.status === 410);
       await push.waitFor((x) => x.token === 'dead-fcm-token-0123456789' && x.status === 404);
       await push.waitFor((x) => x.service === 'web' && sub.endpoint.endsWith(x.token) && x.status === 410);
-      for (;;) {
-        const list = await api(s.url, 'GET', '/v1/devices', { token: v.token });
-        if (list.body.devices.length === 0) break;
-      }
+      await eventually(async () => (await api(s.url, 'GET', '/v1/devices', { token: v.token })).body.devices.length === 0, {
+        what: 'the three dead devices to be removed',
+      });
+      assert.deepEqual((await api(s.url, 'GET', '/v1/devices', { token: v.token })).body.devices, []);
     });
 
     test('openapi.json documents every /v1 route', async () => {
@@ -252,19 +249,23 @@ for (const engine of ENGINES) {
     after(() => s.stop());
 
     test('a client that goes away aborts both loads', async () => {
-      const before = [await aborted(s.url, 'profile'), await aborted(s.url, 'metrics')];
+      const before = { profile: await aborted(s.url, 'profile'), metrics: await aborted(s.url, 'metrics') };
+      const started = Date.now();
       const req = request(`${s.url}/v1/users/${u.id}/dashboard`, { headers: { authorization: `Bearer ${u.token}` } });
       req.on('error', () => undefined);
       req.end();
-      for (;;) {
-        const n = await metric(s.url, /^onebox_http_requests_in_flight (\d+)/m);
-        if (n >= 2) break;
-      }
+      await eventually(async () => (await metric(s.url, 'onebox_http_requests_in_flight')) >= 2, {
+        what: 'the dashboard request to be in flight beside the scrape',
+      });
       req.destroy();
-      for (;;) {
-        const now = [await aborted(s.url, 'profile'), await aborted(s.url, 'metrics')];
-        if (now[0]! > before[0]! && now[1]! > before[1]!) break;
-      }
+      await eventually(
+        async () => (await aborted(s.url, 'profile')) > before.profile && (await aborted(s.url, 'metrics')) > before.metrics,
+        { what: 'both dashboard loads to count as aborted' },
+      );
+      assert.equal(await aborted(s.url, 'profile'), before.profile + 1);
+      assert.equal(await aborted(s.url, 'metrics'), before.metrics + 1);
+      // Aborted, not finished: the loads take FAULT_STORE_DELAY_MS (1500 ms) when left alone.
+      assert.ok(Date.now() - started < 1500, `counted after ${Date.now() - started} ms`);
     });
   });
 
@@ -305,7 +306,7 @@ for (const engine of ENGINES) {
       const r = await api(first.url, 'POST', '/v1/notify', { ...admin, body: { userId: u.id, title: 'durable' } });
       assert.equal(r.status, 202);
       first.proc.kill('SIGKILL');
-      await first.exited;
+      await eventually(first.exited, { what: 'the first server to die of SIGKILL' });
       const second = await startServer(engine, { ...push.env, ...lease, DATA_DIR: first.dataDir, PUSH_POLL_MS: '100' });
       servers.push(second);
       const got = await push.waitFor((x) => x.token === hex('4') && x.status === 200);
@@ -343,7 +344,7 @@ for (const engine of ENGINES) {
       ]) {
         assert.equal((await api(s.url, 'POST', '/v1/devices', { token: quiet.token, body })).status, 201);
       }
-      const retriedBefore = await metric(s.url, /^onebox_push_total\{outcome="retried"\} (\d+)/m);
+      const retriedBefore = await metric(s.url, 'onebox_push_total{outcome="retried"}', 0);
       assert.equal((await api(s.url, 'POST', '/v1/notify', { ...admin, body: { userId: quiet.id, title: 'quiet' } })).status, 202);
       for (const token of silent) await push.waitFor((x) => x.token === token && x.status === 0);
 
@@ -373,7 +374,7 @@ for (const engine of ENGINES) {
           what: `a second attempt to ${token}`,
         });
       }
-      const retried = await metric(s.url, /^onebox_push_total\{outcome="retried"\} (\d+)/m);
+      const retried = await metric(s.url, 'onebox_push_total{outcome="retried"}', 0);
       assert.ok(retried - retriedBefore >= 3, `retried ${retried - retriedBefore}`);
     });
   });

@@ -7,30 +7,26 @@ import { createInterface } from 'node:readline';
 import { describe, test } from 'node:test';
 import { ADMIN_TOKEN, api, BIN, ENGINES, ROOT, runCli, signup, startServer } from '../kit/server.js';
 import { connectWs } from '../kit/ws.js';
+import { eventually } from '../kit/eventually.js';
 
 /** The python datagram listener; resolves once bound. */
 async function notifyListener() {
   const path = join(mkdtempSync(join(tmpdir(), 'onebox-notify-')), 'notify.sock');
   const proc = spawn('python3', [join(ROOT, 'test', 'kit', 'notify-socket.py'), path], { stdio: ['pipe', 'pipe', 'inherit'] });
   const datagrams: Array<{ t: number; msg: string }> = [];
-  const waiters: Array<{ pred: (m: string) => boolean; resolve: () => void }> = [];
-  await new Promise<void>((resolve) => {
-    createInterface({ input: proc.stdout! }).on('line', (line) => {
-      const d = JSON.parse(line);
-      if (d.ready) return resolve();
-      datagrams.push(d);
-      for (const w of [...waiters]) {
-        if (!w.pred(d.msg)) continue;
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve();
-      }
-    });
+  let ready = false;
+  createInterface({ input: proc.stdout! }).on('line', (line) => {
+    const d = JSON.parse(line);
+    if (d.ready) ready = true;
+    else datagrams.push(d);
   });
+  await eventually(() => ready, { what: 'the notify socket listener to bind' });
   return {
     path,
     datagrams,
-    waitFor: (pred: (m: string) => boolean) =>
-      datagrams.some((d) => pred(d.msg)) ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ pred, resolve })),
+    /** The first datagram matching pred (past or future). */
+    waitFor: (pred: (m: string) => boolean, what: string, timeoutMs = 10_000) =>
+      eventually(() => datagrams.find((d) => pred(d.msg)), { timeoutMs, intervalMs: 5, what }),
     close: () => proc.stdin!.end(),
   };
 }
@@ -48,12 +44,11 @@ for (const engine of ENGINES) {
         BLOCK_WARN_MS: '300',
       });
       t.after(() => s.stop());
-      await sock.waitFor((m) => m.includes('READY=1'));
-      const ready = sock.datagrams.find((d) => d.msg.includes('READY=1'))!;
+      const ready = await sock.waitFor((m) => m.includes('READY=1'), 'READY=1 on the notify socket');
       assert.match(ready.msg, new RegExp(`MAINPID=${s.proc.pid}`));
       assert.match(ready.msg, /STATUS=\d+ connections/);
       // Healthy: a ping every 200 ms.
-      while (sock.datagrams.filter((d) => d.msg.includes('WATCHDOG=1')).length < 4) await new Promise((r) => setTimeout(r, 50));
+      await eventually(() => sock.datagrams.filter((d) => d.msg.includes('WATCHDOG=1')).length >= 4, { what: 'four WATCHDOG=1 pings while healthy' });
       const blockMs = 2000;
       const before = Date.now() / 1000;
       const r = await api(s.url, 'POST', '/debug/block', { token: ADMIN_TOKEN, body: { ms: blockMs } });
@@ -63,13 +58,13 @@ for (const engine of ENGINES) {
       // Pings sent before the block may land a little after it began (systemd-notify is a child process).
       const during = pings.filter((p) => p > before + 0.3 && p < after - 0.1);
       assert.deepEqual(during, [], 'no watchdog ping while the loop was blocked');
-      await sock.waitFor((m) => m.includes('WATCHDOG=1') && sock.datagrams.at(-1)!.t > after);
+      await eventually(() => sock.datagrams.some((d) => d.msg.includes('WATCHDOG=1') && d.t > after), { what: 'a WATCHDOG=1 ping after the block ended' });
       const warn = await s.waitForLine((l) => l.msg === 'event loop blocked');
       assert.equal(warn.running, 'POST /debug/block');
       assert.ok(Number(warn.blockedMs) >= 1500);
       s.proc.kill('SIGTERM');
-      await sock.waitFor((m) => m.includes('STOPPING=1'));
-      assert.equal((await s.exited).code, 0);
+      await sock.waitFor((m) => m.includes('STOPPING=1'), 'STOPPING=1 after SIGTERM');
+      assert.equal((await eventually(s.exited, { what: 'the server to exit after SIGTERM' })).code, 0);
     });
   });
 }

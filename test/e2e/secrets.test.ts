@@ -6,35 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import WebSocket from 'ws';
 import { ADMIN_TOKEN, api, ENGINES, runCli, startServer, type Running } from '../kit/server.js';
-import { Client, refusedUpgrade } from '../kit/ws.js';
-
-/** Open a WebSocket at exactly this URL (the query is sent as written). */
-function openWs(url: string, headers: Record<string, string> = {}): Promise<Client> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { headers });
-    const c = new Client(ws);
-    ws.once('open', () => resolve(c));
-    ws.once('error', reject);
-    ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
-  });
-}
-
-/** Send one raw HTTP request and resolve with the status line (or '' if the server hung up). */
-function rawRequest(port: number, text: string): Promise<string> {
-  return new Promise((resolve) => {
-    const sock = connect(port, '127.0.0.1');
-    let answer = '';
-    sock.on('data', (d: Buffer) => (answer += d.toString('latin1')));
-    sock.on('error', () => undefined);
-    sock.on('close', () => resolve(answer.split('\r\n')[0] ?? ''));
-    sock.setTimeout(3000, () => sock.destroy());
-    sock.end(text);
-  });
-}
+import { openWs, refusedUpgrade } from '../kit/ws.js';
+import { rawHttp } from '../kit/raw-http.js';
 
 for (const engine of ENGINES) {
   describe(`secrets stay out of logs and metrics on ${engine}`, () => {
@@ -80,9 +55,9 @@ for (const engine of ENGINES) {
       assert.equal((await refusedUpgrade(`${s.wsUrl}?%74oken=${jwt}x&password=${password}`)).status, 401);
       // Requests the runtime itself finds odd: a URL with credentials (Node's Request
       // refuses it and quotes it in the error), and HTTP/1.0 without Host.
-      await rawRequest(s.port, `GET http://u:${password}@x/v1/me?token=${jwt} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
-      await rawRequest(s.port, `GET /status?admin=${ADMIN_TOKEN} HTTP/1.0\r\n\r\n`);
-      await rawRequest(s.port, `GET /v1/me?to%6Ben=${jwt} HTTP/1.1\r\nHost: [bad\r\nConnection: close\r\n\r\n`);
+      await rawHttp(s.port, `GET http://u:${password}@x/v1/me?token=${jwt} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`, { end: true, timeoutMs: 3000 });
+      await rawHttp(s.port, `GET /status?admin=${ADMIN_TOKEN} HTTP/1.0\r\n\r\n`, { end: true, timeoutMs: 3000 });
+      await rawHttp(s.port, `GET /v1/me?to%6Ben=${jwt} HTTP/1.1\r\nHost: [bad\r\nConnection: close\r\n\r\n`, { end: true, timeoutMs: 3000 });
 
       const metrics = (await api(s.url, 'GET', '/metrics')).body as string;
       // Every request above has been logged (debug: one line per request) before we search.

@@ -3,12 +3,12 @@ import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { ADMIN_TOKEN, api, ENGINES, signup, startServer, type Running } from '../kit/server.js';
 import { connectWs, refusedUpgrade, type Client } from '../kit/ws.js';
+import { eventually } from '../kit/eventually.js';
+import { metric } from '../kit/metrics.js';
+import { floodUntilDropped } from '../kit/flood.js';
 
-const metric = async (url: string, name: string): Promise<number> => {
-  const r = await api(url, 'GET', '/metrics');
-  const m = new RegExp(`^${name.replace(/[{}"]/g, '\\$&')} (\\S+)$`, 'm').exec(r.body as string);
-  return m ? Number(m[1]) : 0;
-};
+/** The heartbeat of the main server here: short, so that the interval can be measured. */
+const PING_INTERVAL_MS = 200;
 
 for (const engine of ENGINES) {
   describe(`WebSocket gateway on ${engine}`, () => {
@@ -23,7 +23,7 @@ for (const engine of ENGINES) {
     };
     before(async () => {
       s = await startServer(engine, {
-        PING_INTERVAL_MS: '200',
+        PING_INTERVAL_MS: String(PING_INTERVAL_MS),
         IDLE_TIMEOUT_MS: '600',
         MAX_MESSAGE_BYTES: '70000',
         MAX_BUFFERED_BYTES: '262144',
@@ -39,16 +39,19 @@ for (const engine of ENGINES) {
       await s.stop();
     });
 
-    test('refuses missing and bad tokens with a JSON 401 before upgrading', async () => {
+    test('refuses missing and bad tokens with a JSON 401 before upgrading; accepts a token in the Authorization header', async () => {
       const none = await refusedUpgrade(s.wsUrl);
       assert.equal(none.status, 401);
       assert.equal(none.body.error.code, 'unauthorized');
       const bad = await refusedUpgrade(`${s.wsUrl}?token=forged.token.here`);
       assert.equal(bad.status, 401);
       assert.equal(bad.body.error.code, 'invalid_token');
-      const header = await connectWs(s.wsUrl.replace('/v1/ws', '/v1/ws'), '', { headers: { authorization: `Bearer ${alice.token}` } });
+      const header = await connectWs(s.wsUrl, '', { headers: { authorization: `Bearer ${alice.token}` } });
       await header.sync();
       header.close();
+      const badHeader = await refusedUpgrade(s.wsUrl, { authorization: 'Bearer forged.token.here' });
+      assert.equal(badHeader.status, 401);
+      assert.equal(badHeader.body.error.code, 'invalid_token');
     });
 
     test('sub, pub to subscribers, unsub stops delivery', async () => {
@@ -131,18 +134,24 @@ for (const engine of ENGINES) {
 
     test('protocol pings arrive at the configured interval', async () => {
       const a = await open(alice.token);
-      await new Promise<void>((resolve) => {
-        a.ws.on('ping', () => {
-          if (a.pings >= 3) resolve();
-        });
-      });
-      assert.ok(a.pings >= 3);
+      const count = 7;
+      await eventually(() => a.pings >= count, { timeoutMs: count * PING_INTERVAL_MS * 3, what: `${count} protocol pings` });
+      const t = a.pingTimes.slice(0, count);
+      const gaps = t.slice(1).map((x, i) => x - t[i]!);
+      const mean = (t.at(-1)! - t[0]!) / gaps.length;
+      const median = [...gaps].sort((x, y) => x - y)[Math.floor(gaps.length / 2)]!;
+      // A band that half or twice the interval falls outside of, with room for timer jitter
+      // (the heartbeat ticks every 25 ms) on a loaded box.
+      const [low, high] = [PING_INTERVAL_MS * 0.7, PING_INTERVAL_MS * 1.5];
+      const shown = `gaps ${gaps.map((g) => g.toFixed(0)).join(', ')} ms`;
+      assert.ok(mean >= low && mean <= high, `mean interval ${mean.toFixed(0)} ms outside [${low}, ${high}]: ${shown}`);
+      assert.ok(median >= low && median <= high, `median interval ${median.toFixed(0)} ms outside [${low}, ${high}]: ${shown}`);
     });
 
     test('a client that stops answering pings is terminated after the idle timeout', async () => {
       const started = Date.now();
       const silent = await open(alice.token, { autoPong: false });
-      const { code } = await silent.closed;
+      const { code } = await silent.waitClosed(5000);
       const elapsed = Date.now() - started;
       assert.equal(code, 1006);
       assert.ok(elapsed >= 600, `closed after ${elapsed} ms`);
@@ -153,13 +162,13 @@ for (const engine of ENGINES) {
     test('a message over MAX_MESSAGE_BYTES closes with 1009', async () => {
       const a = await open(alice.token);
       a.ws.send(JSON.stringify({ op: 'ping', pad: 'x'.repeat(80_000) }));
-      assert.equal((await a.closed).code, 1009);
+      assert.equal((await a.waitClosed()).code, 1009);
     });
 
     test('invalid UTF-8 in a text frame closes with 1007', async () => {
       const a = await open(alice.token);
       a.ws.send(Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), { binary: false });
-      assert.equal((await a.closed).code, 1007);
+      assert.equal((await a.waitClosed()).code, 1007);
     });
 
   });
@@ -183,24 +192,12 @@ for (const engine of ENGINES) {
       const rssBefore = await metric(s.url, 'onebox_process_resident_memory_bytes');
       const dropsBefore = await metric(s.url, 'onebox_ws_slow_consumers_total');
       (slow.ws as unknown as { _socket: { pause(): void } })._socket.pause();
-      const chunk = 'y'.repeat(60_000);
-      let sent = 0;
-      // The kernel's loopback buffers absorb several MB before the server queues anything.
-      while ((await metric(s.url, 'onebox_ws_slow_consumers_total')) === dropsBefore && sent < 2000) {
-        const rs = await Promise.all(
-          Array.from({ length: 8 }, () =>
-            api(s.url, 'POST', '/v1/notify', { token: ADMIN_TOKEN, body: { topic: 'flood:1', title: 'f', data: { chunk } } }),
-          ),
-        );
-        assert.ok(rs.every((r) => r.status === 202));
-        sent += 8;
-      }
+      const { bytes: published } = await floodUntilDropped(s.url, 'flood:1');
       assert.equal(await metric(s.url, 'onebox_ws_slow_consumers_total'), dropsBefore + 1);
       const rssAfter = await metric(s.url, 'onebox_process_resident_memory_bytes');
-      const published = sent * chunk.length;
       assert.ok(rssAfter - rssBefore < 64 * 1024 * 1024, `RSS grew ${rssAfter - rssBefore} after ${published} bytes`);
       (slow.ws as unknown as { _socket: { resume(): void } })._socket.resume();
-      const { code } = await slow.closed;
+      const { code } = await slow.waitClosed();
       assert.equal(code, 1013);
     });
 
@@ -221,12 +218,9 @@ for (const engine of ENGINES) {
       assert.equal(r.body.error.code, 'over_capacity');
       assert.ok(Number(r.headers['retry-after']) >= 1);
       a.close();
-      await a.closed;
+      await a.waitClosed();
       // The slot frees once the server has seen the close.
-      for (;;) {
-        const m = await api(s.url, 'GET', '/metrics');
-        if (/^onebox_ws_connections 1$/m.test(m.body as string)) break;
-      }
+      await eventually(async () => (await metric(s.url, 'onebox_ws_connections')) === 1, { what: 'onebox_ws_connections to fall to 1 after a close' });
       const c = await connectWs(s.wsUrl, u.token);
       b.close();
       c.close();
@@ -241,8 +235,8 @@ for (const engine of ENGINES) {
       const a = await connectWs(s.wsUrl, u.token);
       await a.sync();
       s.proc.kill('SIGTERM');
-      assert.equal((await a.closed).code, 1001);
-      assert.equal((await s.exited).code, 0);
+      assert.equal((await a.waitClosed()).code, 1001);
+      assert.equal((await eventually(s.exited, { what: 'the server to exit after SIGTERM' })).code, 0);
     });
   });
 }

@@ -225,8 +225,12 @@ export async function startFakePush(): Promise<FakePush> {
       const found = received.find(pred);
       if (found) return Promise.resolve(found);
       return new Promise((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error('no matching push received')), timeoutMs);
-        waiters.push({ pred, resolve: (r) => (clearTimeout(t), resolve(r)) });
+        const waiter = { pred, resolve: (r: Received) => (clearTimeout(t), resolve(r)) };
+        const t = setTimeout(() => {
+          waiters.splice(waiters.indexOf(waiter), 1);
+          reject(new Error(`timed out after ${timeoutMs} ms waiting for a push matching ${String(pred)}; ${received.length} received`));
+        }, timeoutMs);
+        waiters.push(waiter);
       });
     },
     webSubscription(dead = false) {

@@ -17,15 +17,25 @@ export function startServer(engine: EngineName, env: Record<string, string> = {}
   return startProcess({ engine, jwtSecret: JWT_SECRET, adminToken: ADMIN_TOKEN, env: { SHUTDOWN_GRACE_MS: '3000', ...env } });
 }
 
-/** Run the CLI to completion (for config errors and one-shot commands). */
-export function runCli(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
+/**
+ * Run the CLI to completion (for config errors and one-shot commands).
+ * @param timeoutMs past it the command is killed and the promise rejects. @default 30000 ms
+ */
+export function runCli(args: string[], env: Record<string, string>, timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
     const proc = spawn(BIN, args, { env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env } });
     let stdout = '';
     let stderr = '';
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`timed out after ${timeoutMs} ms waiting for \`onebox ${args.join(' ')}\` to exit; stderr: ${stderr}`));
+    }, timeoutMs);
     proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    proc.on('exit', (code) => resolve({ code, stdout, stderr }));
+    proc.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
   });
 }
 

@@ -1,5 +1,9 @@
 /** A `ws` client that queues frames so tests can await the next one matching a predicate. */
 import WebSocket from 'ws';
+import { eventually } from './eventually.js';
+
+/** How long an upgrade may take before the attempt fails. */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
 
 type Frame = Record<string, any>;
 
@@ -7,7 +11,9 @@ export class Client {
   readonly frames: Frame[] = [];
   private waiters: Array<{ pred: (f: Frame) => boolean; resolve: (f: Frame) => void }> = [];
   pings = 0;
-  readonly closed: Promise<{ code: number; reason: string }>;
+  /** When each protocol ping arrived (performance.now(), ms). */
+  readonly pingTimes: number[] = [];
+  private readonly closing: Promise<{ code: number; reason: string }>;
 
   constructor(readonly ws: WebSocket) {
     ws.on('message', (data, isBinary) => {
@@ -17,22 +23,36 @@ export class Client {
       if (i >= 0) this.waiters.splice(i, 1)[0]!.resolve(f);
       else this.frames.push(f);
     });
-    ws.on('ping', () => this.pings++);
-    this.closed = new Promise((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    ws.on('ping', () => {
+      this.pings++;
+      this.pingTimes.push(performance.now());
+    });
+    this.closing = new Promise((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
   }
 
   send(frame: unknown): void {
     this.ws.send(JSON.stringify(frame));
   }
 
-  /** The next frame (queued or future) matching pred. */
+  /** The next frame (queued or future) matching pred; rejects after timeoutMs naming pred. */
   next(pred: (f: Frame) => boolean = () => true, timeoutMs = 5000): Promise<Frame> {
     const i = this.frames.findIndex(pred);
     if (i >= 0) return Promise.resolve(this.frames.splice(i, 1)[0]!);
     return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error('no matching frame')), timeoutMs);
-      this.waiters.push({ pred, resolve: (f) => (clearTimeout(t), resolve(f)) });
+      const waiter = { pred, resolve: (f: Frame) => (clearTimeout(t), resolve(f)) };
+      const t = setTimeout(() => {
+        // A waiter left behind would swallow the next matching frame.
+        this.waiters.splice(this.waiters.indexOf(waiter), 1);
+        const seen = this.frames.slice(-3).map((f) => JSON.stringify(f).slice(0, 120));
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for a frame matching ${String(pred)}; last unclaimed: ${seen.join(' ') || 'none'}`));
+      }, timeoutMs);
+      this.waiters.push(waiter);
     });
+  }
+
+  /** The close code and reason, once the connection has closed; rejects after timeoutMs. */
+  waitClosed(timeoutMs = 5000): Promise<{ code: number; reason: string }> {
+    return eventually(this.closing, { timeoutMs, what: 'the WebSocket to close' });
   }
 
   /** Round trip a ping op: everything the server sent before the pong has arrived. */
@@ -49,8 +69,13 @@ export class Client {
 
 /** Open an authenticated connection; resolves once open. */
 export function connectWs(url: string, token: string, opts: WebSocket.ClientOptions = {}): Promise<Client> {
+  return openWs(`${url}?token=${encodeURIComponent(token)}`, opts.headers ?? {}, opts);
+}
+
+/** Open a connection at exactly this URL (the query is sent as written); resolves once open. */
+export function openWs(url: string, headers: Record<string, string> = {}, opts: WebSocket.ClientOptions = {}): Promise<Client> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`${url}?token=${encodeURIComponent(token)}`, opts);
+    const ws = new WebSocket(url, { handshakeTimeout: HANDSHAKE_TIMEOUT_MS, ...opts, headers });
     const client = new Client(ws);
     ws.once('open', () => resolve(client));
     ws.once('error', reject);
@@ -61,12 +86,13 @@ export function connectWs(url: string, token: string, opts: WebSocket.ClientOpti
 /** Attempt an upgrade that should be refused; resolves with status, headers and JSON body. */
 export function refusedUpgrade(url: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, unknown>; body: any }> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { headers });
+    const ws = new WebSocket(url, { headers, handshakeTimeout: HANDSHAKE_TIMEOUT_MS });
     ws.once('open', () => {
       ws.terminate();
       reject(new Error('upgrade was accepted'));
     });
-    ws.once('error', () => undefined);
+    // A refusal emits no error; a handshake that never answers does (handshakeTimeout).
+    ws.on('error', (err) => reject(err));
     ws.once('unexpected-response', (_req, res) => {
       let text = '';
       res.on('data', (d: Buffer) => (text += d.toString()));

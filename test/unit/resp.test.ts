@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { encode, parse, RespConnection, type Reply } from '../../src/realtime/backplane/resp.js';
 import { startRedis, type RedisServer } from '../kit/redis.js';
+import { eventually } from '../kit/eventually.js';
 
 test('encode writes bulk strings with their byte length', () => {
   assert.equal(encode(['PUBLISH', 'ob:t:é', 'a b']), '*3\r\n$7\r\nPUBLISH\r\n$7\r\nob:t:é\r\n$3\r\na b\r\n');
@@ -54,7 +55,8 @@ function connection(u: string, onPush?: (p: Reply[]) => void) {
 
 test('a wrong password never becomes ready and says why', async () => {
   const { c, events } = connection(url('wrong'));
-  await new Promise((r) => setTimeout(r, 300));
+  // Two refusals: the retry after the backoff did not get in either.
+  await eventually(() => events.filter((e) => e.startsWith('down')).length >= 2, { timeoutMs: 5000, what: 'two refused connection attempts' });
   await c.close();
   assert.ok(!events.includes('ready'));
   assert.match(events[0] ?? '', /WRONGPASS|invalid password/);
@@ -65,14 +67,14 @@ test('publish reaches a subscriber, and PUBLISH counts the receivers', async () 
   const got: Reply[][] = [];
   const sub = connection(url('s3cret'), (p) => got.push(p));
   const pub = connection(url('s3cret'));
-  await Promise.all([sub.readyP, pub.readyP]);
+  await eventually(Promise.all([sub.readyP, pub.readyP]), { timeoutMs: 5000, what: 'both connections to be ready' });
   assert.equal(sub.c.send('SUBSCRIBE', 'ob:t:a', 'ob:t:b'), true);
-  for (let i = 0; i < 50 && got.length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+  await eventually(() => got.length >= 2, { timeoutMs: 5000, what: 'both SUBSCRIBE confirmations' });
   assert.equal(await pub.c.call('PUBLISH', 'ob:t:b', 'hello'), 1);
   assert.equal(await pub.c.call('PUBLISH', 'ob:t:zzz', 'nobody'), 0);
   const big = 'x'.repeat(200_000);
   assert.equal(await pub.c.call('PUBLISH', 'ob:t:a', big), 1);
-  for (let i = 0; i < 50 && got.length < 4; i++) await new Promise((r) => setTimeout(r, 20));
+  await eventually(() => got.length >= 4, { timeoutMs: 5000, what: 'both published messages' });
   assert.deepEqual(got.slice(0, 2), [['subscribe', 'ob:t:a', 1], ['subscribe', 'ob:t:b', 2]]);
   assert.deepEqual(got[2], ['message', 'ob:t:b', 'hello']);
   assert.deepEqual(got[3], ['message', 'ob:t:a', big]);
