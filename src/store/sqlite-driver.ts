@@ -9,7 +9,9 @@ const PRAGMAS = [
   'PRAGMA journal_mode = WAL',
   'PRAGMA synchronous = NORMAL',
   'PRAGMA foreign_keys = ON',
-  'PRAGMA busy_timeout = 5000',
+  // SQLite's busy handler sleeps synchronously, holding the event loop: keep it short and
+  // wait out a longer lock asynchronously (db.ts retries SQLITE_BUSY with backoff).
+  'PRAGMA busy_timeout = 5',
 ];
 
 interface BunStatement {

@@ -132,3 +132,35 @@ describe('SQLite on a full disk', () => {
     }
   });
 });
+
+describe('SQLite with another writer holding the lock', () => {
+  test('a write waits for the lock asynchronously: the event loop keeps turning, then the write lands', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'onebox-busy-'));
+    const db = await openDb({ databaseUrl: undefined, dataDir: dir });
+    const { default: Database } = await import('better-sqlite3');
+    const other = new Database(join(dir, 'onebox.sqlite'));
+    try {
+      await migrateToLatest(db);
+      other.exec('BEGIN IMMEDIATE');
+      let ticks = 0;
+      let longestGapMs = 0;
+      let last = performance.now();
+      const timer = setInterval(() => {
+        const now = performance.now();
+        longestGapMs = Math.max(longestGapMs, now - last);
+        last = now;
+        ticks++;
+      }, 5);
+      setTimeout(() => other.exec('COMMIT'), 300);
+      const user = await new UserStore(db).create('busy@example.com', 'hash', null);
+      clearInterval(timer);
+      assert.ok(user, 'the write landed once the lock was free');
+      assert.ok(ticks >= 20, `the loop turned while the write waited (${ticks} ticks)`);
+      assert.ok(longestGapMs < 100, `no long synchronous wait (longest gap ${longestGapMs.toFixed(0)} ms)`);
+    } finally {
+      other.close();
+      await db.destroy();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
