@@ -91,11 +91,12 @@ export type WsErrorCode = (typeof WS_ERROR_CODES)[number];
 
 /**
  * Close codes a client sees (RFC 6455 section 7.4.1 and the IANA registry). 1006 is never
- * sent (it names a connection that ended without a close frame); 1007 and 1009 are sent by
- * the engines' WebSocket parsers.
+ * sent (it names a connection that ended without a close frame); 1002, 1007 and 1009 are sent
+ * by the engines' WebSocket parsers.
  */
 export const CLOSE = {
   goingAway: 1001,
+  protocolError: 1002,
   unsupportedData: 1003,
   abnormal: 1006,
   invalidPayload: 1007,

@@ -82,3 +82,17 @@ export function clientAddress(trust: TrustProxy, peer: string, forwarded: string
   while (i > 0 && trusted(trust.proxies, unmap(chain[i]!))) i--;
   return unmap(chain[i]!);
 }
+
+/**
+ * The key a per-address limit counts a client under: the address itself for IPv4, its /64
+ * for IPv6 — one subscriber commonly holds a whole /64, so counting each /128 apart would
+ * give one client 2^64 allowances.
+ */
+export function limitKey(ip: string): string {
+  if (!ip.includes(':') || /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(ip)) return ip;
+  const [head = '', tail = ''] = ip.split('::');
+  const left = head ? head.split(':') : [];
+  const right = tail ? tail.split(':') : [];
+  const groups = ip.includes('::') ? [...left, ...Array(8 - left.length - right.length).fill('0'), ...right] : left;
+  return `${groups.slice(0, 4).map((g) => g.toLowerCase().replace(/^0+(?=.)/, '')).join(':')}::/64`;
+}

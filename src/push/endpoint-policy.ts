@@ -61,6 +61,14 @@ const ORDER: ForbiddenReason[] = ['loopback', 'private', 'link-local', 'shared',
 const NAT64 = new BlockList();
 NAT64.addSubnet('64:ff9b::', 96, 'ipv6');
 
+/**
+ * Where IPv6 reaches the internet: global unicast (2000::/3) — everything else IANA has not
+ * allocated for it — plus IPv4-mapped addresses, judged by the IPv4 rows above.
+ */
+const REACHABLE6 = new BlockList();
+REACHABLE6.addSubnet('2000::', 3, 'ipv6');
+REACHABLE6.addSubnet('::ffff:0:0', 96, 'ipv6');
+
 /** The 32 low bits of an IPv6 address, as dotted IPv4 (for the NAT64 well-known prefix). */
 function embeddedIPv4(ip: string): string {
   let tail = ip.slice(ip.lastIndexOf(':') + 1);
@@ -85,7 +93,7 @@ export function forbiddenAddress(ip: string, allowLoopback: boolean): ForbiddenR
   for (const reason of ORDER) {
     if (lists.get(reason)!.check(ip, type)) return reason === 'loopback' && allowLoopback ? null : reason;
   }
-  return null;
+  return type === 'ipv6' && !REACHABLE6.check(ip, 'ipv6') ? 'reserved' : null;
 }
 
 /** Names that never resolve to a public address (RFC 6761, RFC 6762, RFC 8375, ICANN .internal). */

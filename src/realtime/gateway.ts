@@ -15,7 +15,7 @@
  */
 import type { Config } from '../config.js';
 import { CLOSE, errorBody, type ErrorCode } from '../errors.js';
-import { clientAddress } from '../lib/client-address.js';
+import { clientAddress, limitKey } from '../lib/client-address.js';
 import type { Limits } from '../lib/limits.js';
 import type { Logger } from '../observability/logger.js';
 import { Conn, holds, topicCount } from './conn.js';
@@ -101,7 +101,7 @@ export type UpgradeDecision =
 const OP_LABEL = { sub: 'ws:sub', unsub: 'ws:unsub', pub: 'ws:pub', history: 'ws:history', recv: 'ws:recv', ping: 'ws:ping' } as const;
 
 /** The key of an address's WebSocket slots in the box's limit tables. */
-const ipKey = (ip: string) => `ws-ip:${ip}`;
+const ipKey = (ip: string) => `ws-ip:${limitKey(ip)}`;
 
 export class GatewayStats {
   open = 0;

@@ -52,6 +52,11 @@ const FORBIDDEN_ADDRESSES: Array<[string, string]> = [
   ['febf::1', 'link-local'],
   ['fec0::1', 'reserved'],
   ['ff02::1', 'multicast'],
+  // Outside global unicast 2000::/3: nothing IANA routes on the internet.
+  ['::ffff:0:7f00:1', 'reserved'], // IPv4-translated, not IPv4-mapped
+  ['100:0:0:1::1', 'reserved'],
+  ['4000::1', 'reserved'],
+  ['e000::1', 'reserved'],
   ['not-an-ip', 'reserved'],
 ];
 

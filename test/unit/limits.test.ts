@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { clientAddress, parseTrustProxy, type TrustProxy } from '../../src/lib/client-address.js';
+import { clientAddress, limitKey, parseTrustProxy, type TrustProxy } from '../../src/lib/client-address.js';
 import { LocalLimits } from '../../src/lib/local-limits.js';
 import { answerLimits, SupervisorLimits, type IpcPort, type LimitsReply, type LimitsRequest } from '../../src/lib/supervisor-limits.js';
 
@@ -141,4 +141,14 @@ test('SupervisorLimits on a closed channel answers at once: slot refused, hit co
   assert.equal((await limits.hit('k', 1, 60_000)).allowed, true);
   assert.equal((await limits.hit('k', 1, 60_000)).allowed, false);
   limits.close();
+});
+
+test('per-address limits count IPv4 by address and IPv6 by its /64, whatever the spelling', () => {
+  assert.equal(limitKey('203.0.113.9'), '203.0.113.9');
+  assert.equal(limitKey('::ffff:203.0.113.9'), '::ffff:203.0.113.9');
+  const one64 = ['2001:db8:1:2::1', '2001:db8:1:2:ffff:ffff:ffff:ffff', '2001:0DB8:0001:0002:0:0:0:7'];
+  assert.deepEqual(new Set(one64.map(limitKey)), new Set(['2001:db8:1:2::/64']));
+  assert.notEqual(limitKey('2001:db8:1:3::1'), limitKey('2001:db8:1:2::1'));
+  assert.equal(limitKey('::1'), '0:0:0:0::/64');
+  assert.equal(limitKey('fe80::1'), 'fe80:0:0:0::/64');
 });

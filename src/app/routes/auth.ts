@@ -2,6 +2,7 @@
 import { Hono } from 'hono';
 import { z } from 'zod';
 import { hashPassword, verifyPassword } from '../auth/passwords.js';
+import { limitKey } from '../../lib/client-address.js';
 import { clientIp, type AppEnv, type Services } from '../context.js';
 import { AppError } from '../../errors.js';
 import { readJson } from '../middleware/json-body.js';
@@ -24,7 +25,7 @@ export function authRoutes(s: Services): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
   const limit = async (ip: string, mail: string) => {
-    await byIp.hit(ip);
+    await byIp.hit(limitKey(ip));
     await byEmail.hit(mail);
   };
 
