@@ -66,11 +66,9 @@ export class LocalHub implements Hub {
     readGap: GapReader,
     onError: (err: unknown) => void,
   ) {
-    this.order = new TopicOrder((topic, text, offset) => this.fanout(topic, text, offset), readGap, onError);
+    this.order = new TopicOrder((topic, text, offset) => this.fanout(topic, text, offset), readGap, (topic) => this.count(topic) > 0, onError);
     registry.onInterest((kind, key, present) => {
-      const topic = kind === 'user' ? USER + key : key;
-      if (present) this.order.track(topic);
-      else this.order.untrack(topic);
+      if (!present) this.order.untrack(kind === 'user' ? USER + key : key);
     });
   }
 

@@ -8,8 +8,9 @@
  * so a message that has arrived proves every smaller offset is already in the store. One
  * that is not there any more (trimmed) is skipped; clients see the jump in offsets.
  *
- * Entries exist only for topics (and users' channels) with local connections, so the cost is
- * one small object per active topic, none per connection.
+ * An entry is made when a topic with local connections gets its first message (or a
+ * subscriber's starting point), and dropped when the last local connection goes: idle
+ * connections cost nothing here, and the cost is one small object per active topic.
  */
 
 /** How long an early arrival waits for the missing offsets before they are read from the store. */
@@ -35,12 +36,15 @@ export class TopicOrder {
   constructor(
     private readonly deliver: (topic: string, text: string, offset: number) => void,
     private readonly readGap: GapReader,
+    private readonly hasInterest: (topic: string) => boolean,
     private readonly onError: (err: unknown) => void,
   ) {}
 
-  /** Start tracking a topic that gained local interest. */
-  track(topic: string): void {
-    if (!this.topics.has(topic)) this.topics.set(topic, { last: undefined, held: null, timer: null });
+  /** The topic's entry, made now if it has local connections. */
+  private entry(topic: string): Entry | undefined {
+    let e = this.topics.get(topic);
+    if (!e && this.hasInterest(topic)) this.topics.set(topic, (e = { last: undefined, held: null, timer: null }));
+    return e;
   }
 
   /** Stop tracking a topic that lost its last local connection. */
@@ -61,13 +65,13 @@ export class TopicOrder {
    * messages at or below it are what that subscriber already has.
    */
   startAt(topic: string, offset: number): void {
-    const e = this.topics.get(topic);
+    const e = this.entry(topic);
     if (e && e.last === undefined) e.last = offset;
   }
 
   /** A message arrives, from this process or another. */
   arrive(topic: string, offset: number, text: string): void {
-    const e = this.topics.get(topic);
+    const e = this.entry(topic);
     if (!e) return;
     if (e.last === undefined || offset === e.last + 1) {
       this.emit(topic, e, offset, text);

@@ -32,8 +32,14 @@ export interface ClaimedPush {
   deviceId: string;
 }
 
-/** Extra fields of a notification (delivery v2). */
-export interface NotificationOptions {
+/** A notification to record, with a push row per device. */
+export interface NewNotification {
+  id: string;
+  target: { userId: string } | { topic: string };
+  payload: NotificationPayload;
+  /** Connections it reached when it went out (kept for the record). */
+  live: number;
+  devices: DeviceRow[];
   /** Offset of the message in the topic's log (`user:<id>` for a user). */
   offset?: number | null;
   /** `push: true`: pushed even when a receipt covers it. @default false */
@@ -60,31 +66,14 @@ export class OutboxStore {
   constructor(private readonly db: Db) {}
 
   /**
-   * Record a notification and queue it for `devices`, atomically. A user's notification is
-   * filed under the topic `user:<id>`.
+   * Record a notification and queue it for its devices, atomically: in the caller's
+   * transaction `tx` (notify commits the log entry of the same message with it), else in one
+   * of its own. A user's notification is filed under the topic `user:<id>`.
    * @returns push rows queued
    */
-  create(
-    id: string,
-    target: { userId: string } | { topic: string },
-    payload: NotificationPayload,
-    live: number,
-    devices: DeviceRow[],
-    opts: NotificationOptions = {},
-  ): Promise<number> {
-    return this.db.transaction().execute((tx) => this.createIn(tx, id, target, payload, live, devices, opts));
-  }
-
-  /** create() inside the caller's transaction (with the log append of the same message). */
-  async createIn(
-    tx: Db,
-    id: string,
-    target: { userId: string } | { topic: string },
-    payload: NotificationPayload,
-    live: number,
-    devices: DeviceRow[],
-    opts: NotificationOptions = {},
-  ): Promise<number> {
+  async create(n: NewNotification, tx?: Db): Promise<number> {
+    if (!tx) return this.db.transaction().execute((t) => this.create(n, t));
+    const { id, target, payload, live, devices } = n;
     const now = Date.now();
     await tx
       .insertInto('notifications')
@@ -95,8 +84,8 @@ export class OutboxStore {
         payload: JSON.stringify(payload),
         live,
         created_at: now,
-        seq: opts.offset ?? null,
-        force: opts.force ? 1 : 0,
+        seq: n.offset ?? null,
+        force: n.force ? 1 : 0,
         received_at: null,
       })
       .execute();
@@ -106,7 +95,7 @@ export class OutboxStore {
       device_id: d.id,
       status: 'pending' as const,
       attempts: 0,
-      next_at: opts.dueAt ?? now,
+      next_at: n.dueAt ?? now,
       claimed_until: 0,
       last_error: null,
       updated_at: now,

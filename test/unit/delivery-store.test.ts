@@ -258,7 +258,7 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
         db.transaction().execute(async (tx) => {
           const id = `n${++n}`;
           const [offset] = await log.appendIn(tx, [item(`user:${userId}`)]);
-          await outbox.createIn(tx, id, { userId }, { title: 't', body: '', data: {} }, 1, devices, { offset, force, dueAt });
+          await outbox.create({ id, target: { userId }, payload: { title: 't', body: '', data: {} }, live: 1, devices, offset, force, dueAt }, tx);
           return { id, offset: offset! };
         });
 
@@ -391,9 +391,9 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
       const devices = new DeviceStore(db);
       const devs = [await devices.upsert(u.id, 'ios', `s-${n}-a`, null), await devices.upsert(u.id, 'web', `s-${n}-b`, null)];
       const payload = { title: 't', body: '', data: {} };
-      await outbox.create('st-pushed', { userId: u.id }, payload, 0, devs);
-      await outbox.create('st-failed', { userId: u.id }, payload, 0, devs);
-      await outbox.create('st-topic', { topic: 'room:st' }, payload, 3, []);
+      await outbox.create({ id: 'st-pushed', target: { userId: u.id }, payload: payload, live: 0, devices: devs });
+      await outbox.create({ id: 'st-failed', target: { userId: u.id }, payload: payload, live: 0, devices: devs });
+      await outbox.create({ id: 'st-topic', target: { topic: 'room:st' }, payload: payload, live: 3, devices: [] });
       const pending = await outbox.status('st-pushed');
       assert.equal(pending?.state, 'pending');
       assert.equal(pending?.topic, `user:${u.id}`, "a user's notification is filed under user:<id>");

@@ -72,7 +72,7 @@ describe('push worker', () => {
     const rows = [];
     for (const t of tokens) rows.push(await devices.upsert(user.id, 'android', t, null));
     const id = randomUUID();
-    await outbox.create(id, { userId: user.id }, { title: 't', body: '', data: {} }, 0, rows);
+    await outbox.create({ id: id, target: { userId: user.id }, payload: { title: 't', body: '', data: {} }, live: 0, devices: rows });
     return id;
   };
 

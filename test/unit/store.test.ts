@@ -89,7 +89,7 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
       const devs = [];
       for (let i = 0; i < 30; i++) devs.push(await devices.upsert(user.id, 'ios', `t${i}`, null));
       const outbox = new OutboxStore(db);
-      await outbox.create('n1', { userId: user.id }, { title: 't', body: '', data: {} }, 0, devs);
+      await outbox.create({ id: 'n1', target: { userId: user.id }, payload: { title: 't', body: '', data: {} }, live: 0, devices: devs });
       const now = Date.now();
       const [a, b] = await Promise.all([outbox.claim(now, 20, 1000), new OutboxStore(db2).claim(now, 20, 1000)]);
       const ids = [...a, ...b].map((r) => r.id);

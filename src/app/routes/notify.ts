@@ -75,7 +75,7 @@ export function notifyRoutes(s: Services): Hono<AppEnv> {
       const offset = durable ? (await s.history.log.appendIn(tx, [{ topic, data: dataJson, from: null, ts }]))[0] : undefined;
       const target = userId !== undefined ? { userId } : { topic };
       const dueAt = ts + (n.push ? 0 : s.config.pushFallbackMs);
-      const queued = await s.outbox.createIn(tx, id, target, payload, 0, devices, { offset: offset ?? null, force: n.push, dueAt });
+      const queued = await s.outbox.create({ id, target, payload, live: 0, devices, offset: offset ?? null, force: n.push, dueAt }, tx);
       const accepted: Accepted = { id, ...(offset === undefined ? {} : { offset }), live: 0, queued };
       if (key !== undefined) await s.history.keys.complete(tx, 'notify', key, JSON.stringify(accepted));
       return accepted;
