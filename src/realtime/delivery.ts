@@ -68,6 +68,12 @@ export interface DeliveryDeps {
 }
 
 const USER = 'user:';
+/** Empty reads a replay tries while live delivery is ahead of what the store showed it. */
+const RACE_READS = 5;
+
+function unskip(conn: Conn, topic: string): void {
+  if (conn.skip?.delete(topic) && conn.skip.size === 0) conn.skip = null;
+}
 
 export class Delivery {
   constructor(private readonly d: DeliveryDeps) {}
@@ -76,16 +82,23 @@ export class Delivery {
   async subscribe(conn: Conn, topic: string, id: unknown, since: Since | undefined): Promise<void> {
     const { log, local } = this.d;
     const epoch = await log.epoch();
+    if (conn.closing) return;
     if (since && this.d.channels.rules(topic).recover && since.epoch === epoch) {
-      const page = await log.read(topic, since.offset, PAGE, PAGE_BYTES);
-      if (since.offset <= page.head && since.offset >= page.oldest - 1) {
-        if (conn.closing) return;
-        this.join(conn, topic);
-        local.order.startAt(topic, page.head);
-        (conn.skip ??= new Map()).set(topic, Infinity);
-        this.d.send(conn, frames.ack('sub', topic, id, { offset: page.head, epoch, recovered: true }));
-        await this.replay(conn, topic, since.offset, page);
-        return;
+      // From here live messages of the topic wait in the store for this connection (a user's
+      // channel reaches it even unsubscribed): the replay reads them in order.
+      this.join(conn, topic);
+      (conn.skip ??= new Map()).set(topic, Infinity);
+      try {
+        const page = await log.read(topic, since.offset, PAGE, PAGE_BYTES);
+        if (since.offset <= page.head && since.offset >= page.oldest - 1) {
+          local.order.startAt(topic, page.head);
+          this.d.send(conn, frames.ack('sub', topic, id, { offset: page.head, epoch, recovered: true }));
+          await this.replay(conn, topic, since.offset, page);
+          return;
+        }
+      } finally {
+        // Not recoverable, or the replay failed: live delivery resumes (never a muted topic).
+        if (conn.skip?.get(topic) === Infinity) unskip(conn, topic);
       }
     }
     const head = local.order.last(topic) ?? (await log.head(topic));
@@ -138,25 +151,29 @@ export class Delivery {
     if (!topic.startsWith(USER)) this.d.registry.subscribe(conn, topic);
   }
 
+  /**
+   * Send the log after `after` until this connection has everything this process has
+   * delivered live, then hand over: live messages up to the offset reached are repeats.
+   */
   private async replay(conn: Conn, topic: string, after: number, first: LogPage): Promise<void> {
     let page = first;
     let cursor = after;
-    for (;;) {
+    // A read may come back empty while a message committed meanwhile is already live here:
+    // read again, a few times at most (the store has it: it was committed before fan-out).
+    for (let empty = 0; empty < RACE_READS; ) {
       for (const e of page.entries) {
         if (!(await this.paced(conn, topic))) return;
         this.d.send(conn, frames.msgRaw(topic, e.data, e.from, e.offset, e.ts));
         cursor = e.offset;
       }
-      const live = this.d.local.order.last(topic);
-      if (page.entries.length > 0 && (page.more || (live !== undefined && live > cursor))) {
-        page = await this.d.log.read(topic, cursor, PAGE, PAGE_BYTES);
-        continue;
-      }
-      if (conn.skip?.get(topic) !== Infinity) return;
-      // Caught up with this process's live stream: live messages up to `cursor` are repeats.
-      conn.skip.set(topic, cursor);
-      return;
+      const live = this.d.local.order.last(topic) ?? 0;
+      if (!page.more && live <= cursor) break;
+      // Nothing left after the cursor although the head is past it: trimmed away.
+      if (page.entries.length === 0 && page.head > cursor) break;
+      if (page.entries.length === 0) empty++;
+      page = await this.d.log.read(topic, cursor, PAGE, PAGE_BYTES);
     }
+    if (conn.skip?.get(topic) === Infinity) conn.skip.set(topic, cursor);
   }
 
   /** Wait until the socket's queue is under half its bound; false when the replay must stop. */

@@ -163,13 +163,17 @@ export class Gateway {
     });
     const h = deps.history;
     this.channels = h?.channels ?? new Channels({ '*': { history: { size: 0, ttlS: 0 }, recover: false } });
-    const readGap: GapReader = async (topic, after, before) => {
+    const readGap: GapReader = async (topic, after, before, limit) => {
       if (!h) return [];
-      const page = await h.log.read(topic, after, before - after - 1, Number.MAX_SAFE_INTEGER);
+      const page = await h.log.read(topic, after, Math.min(limit, before - after - 1), Number.MAX_SAFE_INTEGER);
       return page.entries.map((e) => ({ offset: e.offset, text: frames.msgRaw(topic, e.data, e.from, e.offset, e.ts) }));
     };
-    this.local = new LocalHub(this.registry, (conn, text) => this.deliver(conn, text), readGap, (err) =>
-      this.log.error({ err }, 'filling a gap from the log failed'),
+    this.local = new LocalHub(
+      this.registry,
+      (conn, text) => this.deliver(conn, text),
+      readGap,
+      (err) => this.log.error({ err }, 'filling a gap from the log failed'),
+      deps.createHub !== undefined,
     );
     this.hub = deps.createHub?.(this.local, this.registry) ?? this.local;
     this.delivery = h
@@ -200,7 +204,7 @@ export class Gateway {
       return this.refuse('handshake', 426, 'Sec-WebSocket-Version must be 13', 'upgrade_required', { 'Sec-WebSocket-Version': '13' });
     }
     if (!req.key || !WS_KEY.test(req.key)) return this.refuse('handshake', 400, 'invalid Sec-WebSocket-Key', 'bad_request');
-    if (this.draining) return this.refuse('draining', 503, 'server is shutting down');
+    if (this.draining) return this.refuse('draining', 503, 'server is shutting down', 'not_ready');
     if (this.stats.open + this.stats.pending >= this.ceiling) {
       return this.refuse('ceiling', 503, 'connection ceiling reached');
     }
@@ -213,7 +217,7 @@ export class Gateway {
     }
     const userId = auth.userId;
     // Re-check after the await: other upgrades may have been admitted meanwhile.
-    if (this.draining) return this.refuse('draining', 503, 'server is shutting down');
+    if (this.draining) return this.refuse('draining', 503, 'server is shutting down', 'not_ready');
     if (this.stats.open + this.stats.pending >= this.ceiling) {
       return this.refuse('ceiling', 503, 'connection ceiling reached');
     }
@@ -234,7 +238,7 @@ export class Gateway {
       if (this.draining) {
         this.stats.pending--;
         this.limits.release(ipKey(ip));
-        return this.refuse('draining', 503, 'server is shutting down');
+        return this.refuse('draining', 503, 'server is shutting down', 'not_ready');
       }
     }
     return { ok: true, conn: new Conn(this.nextId++, userId, ip, Date.now(), this.config.wsPublishPerS * 2) };

@@ -59,14 +59,17 @@ export class LocalHub implements Hub {
   /**
    * @param deliver queues one serialized frame on one connection.
    * @param readGap reads messages missing from the live stream out of the store.
+   * @param crossing other processes publish too (a backplane): arrivals may cross.
    */
   constructor(
     private readonly registry: Registry,
     private readonly deliver: (conn: Conn, text: string) => void,
     readGap: GapReader,
     onError: (err: unknown) => void,
+    crossing = false,
   ) {
-    this.order = new TopicOrder((topic, text, offset) => this.fanout(topic, text, offset), readGap, (topic) => this.count(topic) > 0, onError);
+    const interest = (topic: string) => this.count(topic) > 0;
+    this.order = new TopicOrder((topic, text, offset) => this.fanout(topic, text, offset), readGap, interest, onError, crossing);
     registry.onInterest((kind, key, present) => {
       if (!present) this.order.untrack(kind === 'user' ? USER + key : key);
     });

@@ -14,7 +14,6 @@ export class ReceiptBatcher {
   private pending = new Map<string, Receipt>();
   private timer: ReturnType<typeof setTimeout> | null = null;
   private flushing: Promise<void> | null = null;
-  flushes = 0;
 
   /**
    * @param write stores one batch (one transaction).
@@ -31,19 +30,22 @@ export class ReceiptBatcher {
     const cur = this.pending.get(key);
     if (cur && cur.offset >= offset) return;
     this.pending.set(key, { userId, topic, offset });
-    this.timer ??= setTimeout(() => void this.flush(), this.flushMs);
+    if (!this.timer) {
+      this.timer = setTimeout(() => void this.flush(), this.flushMs);
+      this.timer.unref();
+    }
   }
 
-  /** Write what is pending now (shutdown, tests). */
+  /** Write what is pending now (shutdown, tests); resolves once all of it is written or failed. */
   async flush(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    await this.flushing;
+    // Another flush may be writing: wait for it, then write what came meanwhile.
+    while (this.flushing) await this.flushing;
     if (this.pending.size === 0) return;
     const batch = [...this.pending.values()];
     this.pending = new Map();
     this.flushing = this.write(batch)
-      .then(() => void this.flushes++)
       .catch((err: unknown) => {
         this.onError(err);
         // Keep them for the next flush, unless newer ones came meanwhile.

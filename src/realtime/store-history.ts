@@ -13,9 +13,17 @@ import { MessageLog } from '../store/message-log.js';
 import type { Channels } from './channels.js';
 import type { HistoryLog } from './delivery.js';
 
-/** How often the retention pass runs, and how many topics one pass visits at most. */
-const TRIM_EVERY_MS = 30_000;
-const TRIM_TOPICS_PER_PASS = 2000;
+/**
+ * How often retention runs, and the budget of one trim call (topics visited and messages
+ * deleted). A run repeats calls, yielding between them, until one stays under its budget,
+ * so retention keeps up with any publish rate the log can take.
+ */
+const TRIM_EVERY_MS = 1000;
+const TRIM_BUDGET = 2000;
+/** Trim calls of one run at most, so a backlog is worked off over several runs. */
+const TRIM_CALLS_PER_RUN = 50;
+/** Idempotency keys are purged once a minute. */
+const PURGE_EVERY_MS = 60_000;
 
 /** The hash an idempotency key is bound to: the topic and the data. */
 export const contentHash = (...parts: string[]) => createHash('sha256').update(parts.join('\n')).digest('base64url');
@@ -25,6 +33,8 @@ export class StoreHistory implements HistoryLog {
   readonly writer: LogWriter;
   readonly keys: IdempotencyStore;
   private timer: ReturnType<typeof setInterval> | null = null;
+  private running = false;
+  private purgedAt = 0;
 
   constructor(
     private readonly db: Db,
@@ -79,16 +89,27 @@ export class StoreHistory implements HistoryLog {
     await this.writer.drain();
   }
 
-  /** One retention pass: bounded, so it never holds the store long. */
+  /** One retention run: bounded calls, so no statement holds the store long. */
   async retain(now = Date.now()): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    const policy = (topic: string) => {
+      const { size, ttlS } = this.channels.rules(topic).history;
+      return { size, ttlMs: ttlS * 1000 };
+    };
     try {
-      await this.log.trim((topic) => {
-        const { size, ttlS } = this.channels.rules(topic).history;
-        return { size, ttlMs: ttlS * 1000 };
-      }, now, TRIM_TOPICS_PER_PASS);
-      await this.keys.purge(now - KEY_TTL_MS);
+      for (let i = 0; i < TRIM_CALLS_PER_RUN; i++) {
+        if ((await this.log.trim(policy, now, TRIM_BUDGET)) < TRIM_BUDGET) break;
+        await new Promise((r) => setImmediate(r));
+      }
+      if (now - this.purgedAt >= PURGE_EVERY_MS) {
+        await this.keys.purge(now - KEY_TTL_MS);
+        this.purgedAt = now;
+      }
     } catch (err) {
       this.onError(err);
+    } finally {
+      this.running = false;
     }
   }
 }

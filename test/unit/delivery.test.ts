@@ -202,3 +202,64 @@ test('a durable pub is acked with its offset after the commit; a repeated key an
   assert.deepEqual(b.offsets('room:1'), [1]);
   gw.stop();
 });
+
+const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('a caught-up since on a topic others hold: a message that goes live during the read still arrives', async () => {
+  const { gw, log, connect, publish } = await setup();
+  for (let i = 1; i <= 5; i++) await publish('room:1', i);
+  const other = await connect('other');
+  other.send({ op: 'sub', topic: 'room:1', id: 1 });
+  await eventually(() => other.frames.some((f) => f.op === 'ack'), { what: 'the first subscriber' });
+  const read = log.read.bind(log);
+  // The read sees the log as it was when it started, and answers late.
+  log.read = async (t: string, a: number, l: number) => {
+    const page = await read(t, a, l);
+    await wait(30);
+    return page;
+  };
+  const c = await connect('c');
+  c.send({ op: 'sub', topic: 'room:1', id: 's', since: { offset: 5, epoch: 'e1' } });
+  await wait(5);
+  log.read = read;
+  await publish('room:1', 6);
+  await wait(60);
+  await publish('room:1', 7);
+  await eventually(() => c.offsets('room:1').length >= 2, { what: 'both messages' });
+  await wait(50);
+  assert.deepEqual(c.offsets('room:1'), [6, 7]);
+  gw.stop();
+});
+
+test("a user's channel recovered with since: a notify during the read comes once, in order", async () => {
+  const { gw, log, connect, publish } = await setup();
+  for (let i = 1; i <= 5; i++) await log.append({ topic: 'user:alice', data: String(i), from: null, ts: i });
+  const c = await connect('c', 'alice');
+  log.readDelayMs = 30;
+  c.send({ op: 'sub', topic: 'user:alice', id: 's', since: { offset: 2, epoch: 'e1' } });
+  await wait(5);
+  log.readDelayMs = 0;
+  await publish('user:alice', 6);
+  await eventually(() => c.offsets('user:alice').length >= 4, { what: 'the replay and the notify' });
+  await wait(50);
+  assert.deepEqual(c.offsets('user:alice'), [3, 4, 5, 6]);
+  gw.stop();
+});
+
+test('a replay whose store read fails leaves the topic live on that connection', async () => {
+  const { gw, log, connect, publish } = await setup();
+  for (let i = 1; i <= 150; i++) await publish('room:1', i);
+  const c = await connect('c');
+  const read = log.read.bind(log);
+  let reads = 0;
+  log.read = async (t: string, a: number, l: number) => {
+    if (++reads === 2) throw new Error('store down');
+    return read(t, a, l);
+  };
+  c.send({ op: 'sub', topic: 'room:1', id: 's', since: { offset: 0, epoch: 'e1' } });
+  await eventually(() => c.frames.some((f) => f.op === 'error' && f.code === 'internal'), { what: 'the internal error frame' });
+  log.read = read;
+  await publish('room:1', 151);
+  await eventually(() => c.offsets('room:1').at(-1) === 151, { what: 'the live message after the failure' });
+  gw.stop();
+});

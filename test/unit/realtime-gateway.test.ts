@@ -147,7 +147,7 @@ test('upgrades that pass the ceiling together are checked again after the token:
   assert.equal(gw.stats.pending, 1);
 });
 
-test('a draining gateway refuses upgrades 503 over_capacity, also one whose token was checked while it began draining', async (t) => {
+test('a draining gateway refuses upgrades 503 not_ready, also one whose token was checked while it began draining', async (t) => {
   let release: () => void = () => undefined;
   const { gw } = setup(t, {}, {
     authenticate: (req) => new Promise((resolve) => (release = () => resolve({ ok: true, userId: req.authorization! }))),
@@ -158,7 +158,7 @@ test('a draining gateway refuses upgrades 503 over_capacity, also one whose toke
   const d = await during;
   assert.ok(!d.ok);
   assert.equal(d.status, 503);
-  assert.equal(JSON.parse(d.body).error.code, 'over_capacity');
+  assert.equal(JSON.parse(d.body).error.code, 'not_ready');
   const after = gw.authorize(request());
   release();
   const r = await after;

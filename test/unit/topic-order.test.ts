@@ -68,3 +68,38 @@ test('offsets trimmed from the store are skipped: delivery goes on from the firs
   order.arrive('t', 5, 'm5');
   assert.deepEqual(delivered, [4, 5]);
 });
+
+test('a gap the store cannot answer for now is held and filled later, never skipped', async () => {
+  const out: number[] = [];
+  let fail = true;
+  const order = new TopicOrder(
+    (_t, _x, offset) => out.push(offset),
+    async (_t, after, before) => {
+      if (fail) throw new Error('busy');
+      return Array.from({ length: before - after - 1 }, (_, i) => ({ offset: after + 1 + i, text: '' }));
+    },
+    () => true,
+    () => undefined,
+  );
+  order.startAt('t', 0);
+  order.arrive('t', 1, '');
+  order.arrive('t', 3, '');
+  await new Promise((r) => setTimeout(r, HOLD_MS * 1.5));
+  assert.deepEqual(out, [1], 'nothing skipped while the store fails');
+  fail = false;
+  order.arrive('t', 4, '');
+  await eventually(() => out.length === 4, { what: 'the filled gap', timeoutMs: 3000 });
+  assert.deepEqual(out, [1, 2, 3, 4]);
+});
+
+test('with other processes publishing, the first two messages of a topic may cross and still go out in order', async () => {
+  const out: number[] = [];
+  const order = new TopicOrder((_t, _x, offset) => out.push(offset), async () => [], () => true, () => undefined, true);
+  order.arrive('user:a', 11, '');
+  order.arrive('user:a', 10, '');
+  assert.deepEqual(out, []);
+  await eventually(() => out.length === 2, { what: 'both messages after the hold', timeoutMs: 2000 });
+  assert.deepEqual(out, [10, 11]);
+  order.arrive('user:a', 12, '');
+  assert.deepEqual(out, [10, 11, 12]);
+});
