@@ -13,8 +13,7 @@ import { MessageLog } from '../store/message-log.js';
 import type { Channels } from './channels.js';
 import type { HistoryLog } from './delivery.js';
 
-/** How often the retention pass runs, and how many topics one pass visits at most. */
-const TRIM_EVERY_MS = 30_000;
+/** How many topics one retention pass visits at most. */
 const TRIM_TOPICS_PER_PASS = 2000;
 
 /** The hash an idempotency key is bound to: the topic and the data. */
@@ -30,6 +29,8 @@ export class StoreHistory implements HistoryLog {
     private readonly db: Db,
     private readonly channels: Channels,
     private readonly onError: (err: unknown) => void,
+    /** Period of the retention pass (RETENTION_INTERVAL_MS). @default 30000 ms */
+    private readonly retentionIntervalMs = 30_000,
   ) {
     this.log = new MessageLog(db);
     this.writer = new LogWriter(this.log);
@@ -68,7 +69,7 @@ export class StoreHistory implements HistoryLog {
 
   /** Start the background retention pass. */
   start(): void {
-    this.timer ??= setInterval(() => void this.retain(), TRIM_EVERY_MS);
+    this.timer ??= setInterval(() => void this.retain(), this.retentionIntervalMs);
     this.timer.unref();
   }
 

@@ -84,6 +84,8 @@ export function notifyRoutes(s: Services): Hono<AppEnv> {
     if (result === 'conflict') throw new AppError('idempotency_conflict', 'this Idempotency-Key was used with another body');
     if ('replay' in result) return c.json(JSON.parse(result.replay) as Accepted, 202);
 
+    // Test-only (FAULT_CRASH_AFTER_COMMIT): die in the window between the commit and the fan-out.
+    if (s.config.testMode && s.config.faultCrashAfterCommit) process.kill(process.pid, 'SIGKILL');
     const live = await s.hub.publish({ topic, dataJson, from: null, offset: result.offset ?? null, ts });
     // Nobody holds the user anywhere: no receipt can come, push now.
     if (result.queued > 0 && (live === 0 || n.push)) {
