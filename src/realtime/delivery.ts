@@ -11,7 +11,9 @@
  * the last offset this process has delivered live. Then it marks the offset it reached, and
  * live messages up to it (still on their way here) are skipped as repeats. A replay is paced
  * by the socket's queue (under half of MAX_BUFFERED_BYTES), so it never trips the
- * slow-consumer drop.
+ * slow-consumer drop. A user's own channel is the exception: it reaches every connection of
+ * the user without a `sub`, so what it has delivered live before the `sub` is not replayed
+ * again (conn.userFrom); only the older part is, after the live ones it already has.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Channels } from './channels.js';
@@ -80,6 +82,13 @@ export class Delivery {
       const page = await log.read(topic, since.offset, PAGE, PAGE_BYTES);
       if (since.offset <= page.head && since.offset >= page.oldest - 1) {
         if (conn.closing) return;
+        // The user's own channel has been arriving live (it needs no sub): replay only what came before.
+        const liveFrom = topic.startsWith(USER) ? conn.userFrom : 0;
+        if (liveFrom > 0) {
+          this.d.send(conn, frames.ack('sub', topic, id, { offset: page.head, epoch, recovered: true }));
+          await this.replayBefore(conn, topic, liveFrom, page);
+          return;
+        }
         this.join(conn, topic);
         local.order.startAt(topic, page.head);
         (conn.skip ??= new Map()).set(topic, Infinity);
@@ -156,6 +165,23 @@ export class Delivery {
       // Caught up with this process's live stream: live messages up to `cursor` are repeats.
       conn.skip.set(topic, cursor);
       return;
+    }
+  }
+
+  /** Replay the entries before `end` (live delivery covers the rest), paced like replay(). */
+  private async replayBefore(conn: Conn, topic: string, end: number, first: LogPage): Promise<void> {
+    let page = first;
+    for (;;) {
+      let cursor = 0;
+      for (const e of page.entries) {
+        if (e.offset >= end) return;
+        while (!conn.closing && this.d.buffered(conn) > this.d.maxBufferedBytes / 2) await sleep(DRAIN_POLL_MS);
+        if (conn.closing) return;
+        this.d.send(conn, frames.msgRaw(topic, e.data, e.from, e.offset, e.ts));
+        cursor = e.offset;
+      }
+      if (!page.more || cursor === 0) return;
+      page = await this.d.log.read(topic, cursor, PAGE, PAGE_BYTES);
     }
   }
 

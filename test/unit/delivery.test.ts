@@ -127,6 +127,33 @@ test('sub with since replays every missed message in order, then live ones, with
   gw.stop();
 });
 
+test("sub with since on the user's own channel replays only what did not already arrive live", async () => {
+  const { gw, log, connect, publish } = await setup();
+  const topic = 'user:u1';
+  for (let i = 1; i <= 50; i++) await log.append({ topic, data: String(i), from: null, ts: i });
+  const c = await connect('c', 'u1');
+  // The channel needs no sub: a notification reaches the connection before its sub since.
+  await publish(topic, 51);
+  log.readDelayMs = 30;
+  c.send({ op: 'sub', topic, id: 's', since: { offset: 0, epoch: 'e1' } });
+  await publish(topic, 52); // while the replay reads
+  await eventually(() => c.offsets(topic).length >= 52, { what: 'the replay' });
+  await publish(topic, 53);
+  await eventually(() => c.offsets(topic).includes(53), { what: 'the live one after' });
+  assert.deepEqual(c.offsets(topic), [51, 52, ...Array.from({ length: 50 }, (_, i) => i + 1), 53]);
+  assert.equal(c.frames.find((f) => f.id === 's')!.recovered, true);
+
+  // Nothing live before the sub, one while it reads: that one is not replayed again either.
+  const d = await connect('d', 'u1');
+  d.send({ op: 'sub', topic, id: 's', since: { offset: 40, epoch: 'e1' } });
+  await publish(topic, 54);
+  await eventually(() => d.offsets(topic).length >= 14, { what: 'the second replay' });
+  await publish(topic, 55);
+  await eventually(() => d.offsets(topic).includes(55), { what: 'the live one after' });
+  assert.deepEqual(d.offsets(topic), [54, ...Array.from({ length: 13 }, (_, i) => i + 41), 55]);
+  gw.stop();
+});
+
 test('sub with a trimmed offset or another epoch: recovered false, no replay, the current position', async () => {
   const { gw, log, connect } = await setup();
   for (let i = 1; i <= 10; i++) await log.append({ topic: 'room:1', data: String(i), from: null, ts: i });
