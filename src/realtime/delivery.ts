@@ -126,8 +126,12 @@ export class Delivery {
    */
   recv(conn: Conn, topic: string, offset: number): void {
     if (!holds(conn, topic) && topic !== USER + conn.userId) return;
-    const last = this.d.local.order.last(topic);
-    this.d.receipt(conn.userId, topic, last === undefined ? offset : Math.min(offset, last));
+    let delivered = this.d.local.order.last(topic);
+    // A finished replay may have gone past the live stream here (committed elsewhere, its
+    // fan-out still on the way): what it sent counts as delivered (conn.skip holds its end).
+    const replayed = conn.skip?.get(topic);
+    if (replayed !== undefined && replayed !== Infinity) delivered = Math.max(delivered ?? 0, replayed);
+    this.d.receipt(conn.userId, topic, delivered === undefined ? offset : Math.min(offset, delivered));
   }
 
   /** A durable `pub`: committed, acknowledged with its offset, then fanned out. */

@@ -213,6 +213,23 @@ test('recv is batched, keeps the highest offset, is clamped to what was delivere
   gw.stop();
 });
 
+test('recv covers what a replay delivered ahead of the live stream here', async () => {
+  const { gw, log, connect, publish, written, receipts } = await setup();
+  const c = await connect('c', 'alice');
+  await publish('user:alice', 1);
+  // Committed by another process whose fan-out has not reached this one (Redis slow or down).
+  for (let i = 2; i <= 4; i++) await log.append({ topic: 'user:alice', data: String(i), from: null, ts: i });
+  const d = await connect('d', 'alice');
+  d.send({ op: 'sub', topic: 'user:alice', id: 's', since: { offset: 1, epoch: 'e1' } });
+  await eventually(() => d.offsets('user:alice').length === 3, { what: 'the replay of 2..4' });
+  d.send({ op: 'recv', topic: 'user:alice', offset: 4 });
+  d.send({ op: 'recv', topic: 'user:alice', offset: 9 });
+  await receipts.flush();
+  assert.deepEqual(written, [[{ userId: 'alice', topic: 'user:alice', offset: 4 }]]);
+  assert.deepEqual(c.offsets('user:alice'), [1]);
+  gw.stop();
+});
+
 test('a durable pub is acked with its offset after the commit; a repeated key answers the same offset once', async () => {
   const { gw, connect } = await setup();
   const a = await connect('a');
