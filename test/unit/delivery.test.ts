@@ -43,11 +43,12 @@ class MemoryLog implements HistoryLog {
     this.keys.set(k, { offset, content });
     return { offset, fresh: true };
   }
+  /** Sees what was committed when it was called, as a store's read does, and answers after readDelayMs. */
   async read(topic: string, after: number, limit: number): Promise<LogPage> {
-    if (this.readDelayMs) await new Promise((r) => setTimeout(r, this.readDelayMs));
     const all = (this.topics.get(topic) ?? []).filter((e) => e.offset >= (this.oldest.get(topic) ?? 0));
     const head = this.topics.get(topic)?.at(-1)?.offset ?? 0;
     const after_ = all.filter((e) => e.offset > after);
+    if (this.readDelayMs) await new Promise((r) => setTimeout(r, this.readDelayMs));
     return { entries: after_.slice(0, limit), head, oldest: all[0]?.offset ?? head + 1, more: after_.length > limit };
   }
   async head(topic: string): Promise<number> {
@@ -151,6 +152,27 @@ test("sub with since on the user's own channel replays only what did not already
   await publish(topic, 55);
   await eventually(() => d.offsets(topic).includes(55), { what: 'the live one after' });
   assert.deepEqual(d.offsets(topic), [54, ...Array.from({ length: 13 }, (_, i) => i + 41), 55]);
+  gw.stop();
+});
+
+test('live messages that keep coming during a replay of several reads are neither interleaved nor repeated', async () => {
+  const { gw, log, connect, publish } = await setup();
+  for (let i = 1; i <= 50; i++) await log.append({ topic: 'room:1', data: String(i), from: null, ts: i });
+  const other = await connect('other');
+  other.send({ op: 'sub', topic: 'room:1', id: 1 });
+  await eventually(() => other.frames.some((f) => f.op === 'ack'), { what: 'the first subscriber' });
+  log.readDelayMs = 20;
+  const c = await connect('c');
+  c.send({ op: 'sub', topic: 'room:1', id: 's', since: { offset: 0, epoch: 'e1' } });
+  // A steady stream over several reads: each read finds more, live ones arrive meanwhile.
+  for (let i = 51; i <= 70; i++) {
+    await publish('room:1', i);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  log.readDelayMs = 0;
+  await publish('room:1', 71);
+  await eventually(() => c.offsets('room:1').includes(71), { what: 'the last live message' });
+  assert.deepEqual(c.offsets('room:1'), Array.from({ length: 71 }, (_, i) => i + 1));
   gw.stop();
 });
 
