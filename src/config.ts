@@ -117,6 +117,8 @@ const settings = z.object({
   channelsFile: setting('CHANNELS_FILE', text),
   /** How long a notification to a connected user waits for a receipt before its pushes go out. @default 5000 ms */
   pushFallbackMs: setting('PUSH_FALLBACK_MS', int(0, 86_400_000), '5000'),
+  /** Period of the background run that trims topic logs to their namespace's history bounds. @default 1000 ms */
+  retentionIntervalMs: setting('RETENTION_INTERVAL_MS', int(100, 86_400_000), '1000'),
   /** Topic prefixes clients may publish to. @default none */
   wsPublishPrefixes: setting('WS_PUBLISH_PREFIXES', list, ''),
   /** Client publishes per second per connection (burst of twice that). @default 10 */
@@ -141,6 +143,12 @@ const settings = z.object({
   faultStoreDelayMs: setting('FAULT_STORE_DELAY_MS', int(0, 600_000)),
   /** Fault injection for tests (needs testMode): `POST /debug/block {ms}` (admin) holds the event loop. @default off */
   faultBlockRoute: setting('FAULT_BLOCK_ROUTE', flag),
+  /**
+   * Fault injection for tests (needs testMode): `POST /v1/notify` SIGKILLs its own process
+   * right after its transaction commits, before the fan-out (the crash window of delivery v2).
+   * @default off
+   */
+  faultCrashAfterCommit: setting('FAULT_CRASH_AFTER_COMMIT', flag),
   /** Event-loop stall that is logged with what was running. @default 200 ms */
   blockWarnMs: setting('BLOCK_WARN_MS', int(1, 600_000), '200'),
   /** Push targets one user may hold; registering one more replaces their least recently registered. @default 20 */
@@ -194,7 +202,7 @@ const settings = z.object({
 
 type Settings = z.output<typeof settings>;
 
-const FAULTS = ['faultStoreDelayMs', 'faultBlockRoute'] as const;
+const FAULTS = ['faultStoreDelayMs', 'faultBlockRoute', 'faultCrashAfterCommit'] as const;
 
 /** The rules that span variables; each issue's path names the variable at fault. */
 function crossFieldRules(c: Settings, ctx: z.RefinementCtx): void {

@@ -57,7 +57,12 @@ export interface OneboxServer {
 export async function buildServer(config: Config, log: Logger, limits: Limits = new LocalLimits()): Promise<OneboxServer> {
   if (config.testMode) {
     log.warn(
-      { testMode: true, faultStoreDelayMs: config.faultStoreDelayMs, faultBlockRoute: config.faultBlockRoute },
+      {
+        testMode: true,
+        faultStoreDelayMs: config.faultStoreDelayMs,
+        faultBlockRoute: config.faultBlockRoute,
+        faultCrashAfterCommit: config.faultCrashAfterCommit,
+      },
       'TEST_MODE=true: test-only behaviour is on (push endpoints on loopback, FAULT_* fault injection); never run production like this',
     );
   }
@@ -72,7 +77,7 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
   );
   const loopMonitor = new LoopMonitor(log, config.blockWarnMs);
   const channels = Channels.load(config.channelsFile);
-  const history = new StoreHistory(db, channels, (err) => log.error({ err }, 'log retention failed'));
+  const history = new StoreHistory(db, channels, (err) => log.error({ err }, 'log retention failed'), config.retentionIntervalMs);
   const receiptStore = new ReceiptStore(db);
   const receipts = new ReceiptBatcher((batch) => receiptStore.record(batch), (err) => log.error({ err }, 'writing receipts failed'));
   const Backplane = config.redisUrl ? (await import('./realtime/backplane/redis-hub.js')).RedisHub : null;

@@ -53,6 +53,7 @@ export type AppOptions = Pick<
   | 'testMode'
   | 'faultStoreDelayMs'
   | 'faultBlockRoute'
+  | 'faultCrashAfterCommit'
   | 'pushFallbackMs'
 >;
 

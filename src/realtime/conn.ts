@@ -25,6 +25,12 @@ export class Conn {
    * every connection.
    */
   skip: Map<string, number> | null = null;
+  /**
+   * The first offset of the user's own channel delivered live here (0: none yet). That
+   * channel reaches the connection without a `sub`, so a `sub` with `since` on it replays
+   * only what came before this offset: everything from it on has arrived live.
+   */
+  userFrom = 0;
   /** Set once the server has started closing it, so nothing more is queued. */
   closing = false;
   /** The engine's socket, set on open. */

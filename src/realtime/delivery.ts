@@ -11,7 +11,9 @@
  * the last offset this process has delivered live. Then it marks the offset it reached, and
  * live messages up to it (still on their way here) are skipped as repeats. A replay is paced
  * by the socket's queue (under half of MAX_BUFFERED_BYTES), so it never trips the
- * slow-consumer drop.
+ * slow-consumer drop. A user's own channel is the exception: it reaches every connection of
+ * the user without a `sub`, so what it has delivered live before the `sub` is not replayed
+ * again (conn.userFrom); only the older part is, after the live ones it already has.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Channels } from './channels.js';
@@ -84,15 +86,23 @@ export class Delivery {
     const epoch = await log.epoch();
     if (conn.closing) return;
     if (since && this.d.channels.rules(topic).recover && since.epoch === epoch) {
-      // From here live messages of the topic wait in the store for this connection (a user's
-      // channel reaches it even unsubscribed): the replay reads them in order.
-      this.join(conn, topic);
-      (conn.skip ??= new Map()).set(topic, Infinity);
+      // A user's own channel may have been arriving live already (it needs no sub): then only
+      // what came before the first live one is replayed. Otherwise, from here live messages of
+      // the topic wait in the store for this connection, and the replay reads them in order.
+      const liveFrom = topic.startsWith(USER) ? conn.userFrom : 0;
+      if (liveFrom === 0) {
+        this.join(conn, topic);
+        (conn.skip ??= new Map()).set(topic, Infinity);
+      }
       try {
         const page = await log.read(topic, since.offset, PAGE, PAGE_BYTES);
         if (since.offset <= page.head && since.offset >= page.oldest - 1) {
-          local.order.startAt(topic, page.head);
           this.d.send(conn, frames.ack('sub', topic, id, { offset: page.head, epoch, recovered: true }));
+          if (liveFrom > 0) {
+            await this.replayBefore(conn, topic, liveFrom, page);
+            return;
+          }
+          local.order.startAt(topic, page.head);
           await this.replay(conn, topic, since.offset, page);
           return;
         }
@@ -130,8 +140,12 @@ export class Delivery {
    */
   recv(conn: Conn, topic: string, offset: number): void {
     if (!holds(conn, topic) && topic !== USER + conn.userId) return;
-    const last = this.d.local.order.last(topic);
-    this.d.receipt(conn.userId, topic, last === undefined ? offset : Math.min(offset, last));
+    let delivered = this.d.local.order.last(topic);
+    // A finished replay may have gone past the live stream here (committed elsewhere, its
+    // fan-out still on the way): what it sent counts as delivered (conn.skip holds its end).
+    const replayed = conn.skip?.get(topic);
+    if (replayed !== undefined && replayed !== Infinity) delivered = Math.max(delivered ?? 0, replayed);
+    this.d.receipt(conn.userId, topic, delivered === undefined ? offset : Math.min(offset, delivered));
   }
 
   /** A durable `pub`: committed, acknowledged with its offset, then fanned out. */
@@ -174,6 +188,23 @@ export class Delivery {
       page = await this.d.log.read(topic, cursor, PAGE, PAGE_BYTES);
     }
     if (conn.skip?.get(topic) === Infinity) conn.skip.set(topic, cursor);
+  }
+
+  /** Replay the entries before `end` (live delivery covers the rest), paced like replay(). */
+  private async replayBefore(conn: Conn, topic: string, end: number, first: LogPage): Promise<void> {
+    let page = first;
+    for (;;) {
+      let cursor = 0;
+      for (const e of page.entries) {
+        if (e.offset >= end) return;
+        while (!conn.closing && this.d.buffered(conn) > this.d.maxBufferedBytes / 2) await sleep(DRAIN_POLL_MS);
+        if (conn.closing) return;
+        this.d.send(conn, frames.msgRaw(topic, e.data, e.from, e.offset, e.ts));
+        cursor = e.offset;
+      }
+      if (!page.more || cursor === 0) return;
+      page = await this.d.log.read(topic, cursor, PAGE, PAGE_BYTES);
+    }
   }
 
   /** Wait until the socket's queue is under half its bound; false when the replay must stop. */

@@ -97,9 +97,11 @@ export class LocalHub implements Hub {
     if (!conns) return 0;
     // Copy first: a slow consumer dropped during delivery leaves the set mid-iteration.
     const list = Array.isArray(conns) ? conns : [...conns];
+    const user = offset !== null && topic.startsWith(USER);
     for (const conn of list) {
       if (offset !== null && conn.skip !== null && skipped(conn, topic, offset)) continue;
       this.deliver(conn, text);
+      if (user && conn.userFrom === 0) conn.userFrom = offset;
     }
     return list.length;
   }

@@ -14,11 +14,10 @@ import type { Channels } from './channels.js';
 import type { HistoryLog } from './delivery.js';
 
 /**
- * How often retention runs, and the budget of one trim call (topics visited and messages
- * deleted). A run repeats calls, yielding between them, until one stays under its budget,
- * so retention keeps up with any publish rate the log can take.
+ * The budget of one trim call (topics visited and messages deleted). A retention run
+ * (every RETENTION_INTERVAL_MS) repeats calls, yielding between them, until one stays under
+ * its budget, so retention keeps up with any publish rate the log can take.
  */
-const TRIM_EVERY_MS = 1000;
 const TRIM_BUDGET = 2000;
 /** Trim calls of one run at most, so a backlog is worked off over several runs. */
 const TRIM_CALLS_PER_RUN = 50;
@@ -40,6 +39,8 @@ export class StoreHistory implements HistoryLog {
     private readonly db: Db,
     private readonly channels: Channels,
     private readonly onError: (err: unknown) => void,
+    /** Period of the retention run (RETENTION_INTERVAL_MS). @default 1000 ms */
+    private readonly retentionIntervalMs = 1000,
   ) {
     this.log = new MessageLog(db);
     this.writer = new LogWriter(this.log);
@@ -78,7 +79,7 @@ export class StoreHistory implements HistoryLog {
 
   /** Start the background retention pass. */
   start(): void {
-    this.timer ??= setInterval(() => void this.retain(), TRIM_EVERY_MS);
+    this.timer ??= setInterval(() => void this.retain(), this.retentionIntervalMs);
     this.timer.unref();
   }
 

@@ -53,6 +53,17 @@ export class IdempotencyStore {
     await tx.updateTable('idempotency_keys').set({ response }).where('scope', '=', scope).where('key', '=', key).execute();
   }
 
+  /** The stored response of (scope, key), outside a transaction; null when none is stored. */
+  async response(scope: string, key: string): Promise<string | null> {
+    const row = await this.db
+      .selectFrom('idempotency_keys')
+      .select('response')
+      .where('scope', '=', scope)
+      .where('key', '=', key)
+      .executeTakeFirst();
+    return row?.response ?? null;
+  }
+
   /**
    * Delete keys created before `olderThan` (epoch ms), e.g. `Date.now() - KEY_TTL_MS`.
    * @returns rows deleted

@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { ADMIN_TOKEN, api, ENGINES, signup, startServer, type Running } from '../kit/server.js';
 import { connectWs, type Client } from '../kit/ws.js';
+import { eventually } from '../kit/eventually.js';
 import { startRedis, type RedisServer } from '../kit/redis.js';
 import { createTestDatabase } from '../kit/pg.js';
-import { eventually } from '../kit/eventually.js';
 import { clusterConnections, metric } from '../kit/metrics.js';
 
 const admin = { token: ADMIN_TOKEN };
@@ -41,7 +41,10 @@ for (const engine of ENGINES) {
       assert.equal(r.status, 202);
       assert.ok(r.body.live >= 1);
       assert.equal(r.body.queued, 0);
-      for (const c of clients.slice(0, 9)) assert.equal((await c.next((f) => f.op === 'msg')).data.title, 'everywhere');
+      for (const c of clients.slice(0, 9)) {
+        const m = await c.next((f) => f.op === 'msg');
+        assert.deepEqual([m.data.title, m.topic, m.offset], ['everywhere', `user:${alice.id}`, r.body.offset]);
+      }
       for (const b of bobs) {
         b.send({ op: 'sub', topic: 'room:x', id: 's' });
         await b.next((f) => f.id === 's');
@@ -49,6 +52,40 @@ for (const engine of ENGINES) {
       const pub = clients[0]!;
       pub.send({ op: 'pub', topic: 'room:x', data: 'hello', id: 'p' });
       for (const b of bobs) assert.equal((await b.next((f) => f.op === 'msg')).data, 'hello');
+    });
+
+    test('a durable topic published from every worker reaches each subscriber in offset order, no gap or repeat', async () => {
+      const u = await signup(s.url);
+      const topic = `room:order-${Date.now()}`;
+      const subs: Client[] = [];
+      const pubs: Client[] = [];
+      for (let i = 0; i < 6; i++) subs.push(await connectWs(s.wsUrl, u.token));
+      for (let i = 0; i < 6; i++) pubs.push(await connectWs(s.wsUrl, u.token));
+      clients.push(...subs, ...pubs);
+      await eventually(
+        async () => {
+          const t = await clusterConnections(s.url);
+          return [...t.values()].filter((w) => w.n > 0).length >= 2;
+        },
+        { what: 'connections on at least two workers' },
+      );
+      const seen: number[][] = subs.map(() => []);
+      subs.forEach((c, i) => c.ws.on('message', (d) => {
+        const f = JSON.parse(d.toString());
+        if (f.op === 'msg' && f.topic === topic) seen[i]!.push(f.offset);
+      }));
+      for (const c of subs) {
+        c.send({ op: 'sub', topic, id: 'o' });
+        assert.equal((await c.next((f) => f.id === 'o')).offset, 0);
+      }
+      // 6 publishers x 15 (within the default burst of 20), all at once: offsets cross on Redis.
+      for (let n = 0; n < 15; n++) for (const p of pubs) p.send({ op: 'pub', topic, data: n, id: `p${n}` });
+      const acked = (await Promise.all(pubs.flatMap((p) => Array.from({ length: 15 }, (_, n) => p.next((f) => f.id === `p${n}`))))).map((a) => a.offset);
+      assert.deepEqual(acked.sort((a, b) => a - b), Array.from({ length: 90 }, (_, i) => i + 1));
+      await eventually(() => seen.every((o) => o.length >= 90), { what: 'every subscriber to get 90 messages' });
+      pubs[0]!.send({ op: 'pub', topic, data: 'last', id: 'last' });
+      await eventually(() => seen.every((o) => o.includes(91)), { what: 'the last message everywhere' });
+      for (const o of seen) assert.deepEqual(o, Array.from({ length: 91 }, (_, i) => i + 1));
     });
 
     test('a killed worker is replaced', async () => {

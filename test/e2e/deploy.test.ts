@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { BIN, JWT_SECRET, ROOT, api, signup } from '../kit/server.js';
+import { connectWs, type Client } from '../kit/ws.js';
 import { eventually } from '../kit/eventually.js';
 import { metric } from '../kit/metrics.js';
 
@@ -53,7 +54,7 @@ describe('blue-green deploy behind nginx', () => {
         `fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir}; include ${join(dir, 'site.conf')}; }\n`,
     );
     nginx = spawn(nginxBin!, ['-c', conf, '-p', dir], { stdio: 'inherit' });
-    const env = `ENGINE=bun HOST=127.0.0.1 DATA_DIR=${dir}/data JWT_SECRET=${JWT_SECRET} TRUST_PROXY=true SHUTDOWN_GRACE_MS=8000 LOG_LEVEL=warn`;
+    const env = `ENGINE=bun HOST=127.0.0.1 DATA_DIR=${dir}/data JWT_SECRET=${JWT_SECRET} TRUST_PROXY=true SHUTDOWN_GRACE_MS=8000 LOG_LEVEL=warn WS_PUBLISH_PREFIXES=room: WS_PUBLISH_PER_S=1000`;
     deployArgs = [
       '--colours', `blue:${blue},green:${green}`,
       '--state-dir', join(dir, 'state'),
@@ -163,6 +164,44 @@ describe('blue-green deploy behind nginx', () => {
     assert.deepEqual(closes.slice(5), [1012, 1012, 1012, 1012, 1012]);
     stopping = true;
     for (const ws of sockets) ws.terminate();
+  });
+
+  test('since across a deploy: the epoch is stable and what was missed before and after the switch replays in order', async () => {
+    const wsUrl = `ws://127.0.0.1:${front}/v1/ws`;
+    const u = await signup(`http://127.0.0.1:${front}`);
+    const topic = `room:deploy-${Date.now()}`;
+    const publish = async (c: Client, from: number, n: number) => {
+      for (let i = from; i < from + n; i++) c.send({ op: 'pub', id: `p${i}`, topic, data: i });
+      for (let i = from; i < from + n; i++) assert.equal((await c.next((f) => f.id === `p${i}`)).offset, i);
+    };
+    const reader = await connectWs(wsUrl, u.token);
+    reader.send({ op: 'sub', id: 's', topic });
+    const { offset, epoch } = await reader.next((f) => f.id === 's');
+    assert.equal(offset, 0);
+    reader.close();
+
+    const before = await connectWs(wsUrl, u.token);
+    await publish(before, 1, 25);
+    assert.equal(await deploy(), 0, 'deploy to the other colour');
+    assert.equal((await before.waitClosed()).code, 1012);
+    const afterSwitch = await connectWs(wsUrl, u.token);
+    await publish(afterSwitch, 26, 25);
+
+    const back = await connectWs(wsUrl, u.token);
+    const seen: number[] = [];
+    back.ws.on('message', (d) => {
+      const f = JSON.parse(d.toString());
+      if (f.op === 'msg' && f.topic === topic) seen.push(f.offset);
+    });
+    back.send({ op: 'sub', id: 'r', topic, since: { offset: 0, epoch } });
+    const ack = await back.next((f) => f.id === 'r');
+    assert.deepEqual([ack.recovered, ack.epoch, ack.offset], [true, epoch, 50]);
+    await eventually(() => seen.length >= 50, { what: 'the 50 missed messages' });
+    await publish(afterSwitch, 51, 1);
+    await eventually(() => seen.includes(51), { what: 'the live message after the replay' });
+    assert.deepEqual(seen, Array.from({ length: 51 }, (_, i) => i + 1));
+    afterSwitch.close();
+    back.close();
   });
 
   test('a config nginx -t rejects leaves the live upstream untouched', async () => {

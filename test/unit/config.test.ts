@@ -61,12 +61,17 @@ test('push hardening defaults: send deadline, concurrency, device cap, test mode
 });
 
 test('FAULT_* settings need TEST_MODE=true; the error names the variable', () => {
-  for (const env of [{ FAULT_STORE_DELAY_MS: '100' }, { FAULT_BLOCK_ROUTE: 'true' }, { FAULT_BLOCK_ROUTE: 'true', TEST_MODE: 'false' }]) {
+  for (const env of [
+    { FAULT_STORE_DELAY_MS: '100' },
+    { FAULT_BLOCK_ROUTE: 'true' },
+    { FAULT_BLOCK_ROUTE: 'true', TEST_MODE: 'false' },
+    { FAULT_CRASH_AFTER_COMMIT: 'true' },
+  ]) {
     const name = Object.keys(env)[0]!;
     assert.throws(() => loadConfig(env), (e: unknown) => e instanceof ConfigError && e.message.includes(name), JSON.stringify(env));
   }
-  const c = loadConfig({ TEST_MODE: 'true', FAULT_STORE_DELAY_MS: '100', FAULT_BLOCK_ROUTE: 'true' });
-  assert.deepEqual([c.testMode, c.faultStoreDelayMs, c.faultBlockRoute], [true, 100, true]);
+  const c = loadConfig({ TEST_MODE: 'true', FAULT_STORE_DELAY_MS: '100', FAULT_BLOCK_ROUTE: 'true', FAULT_CRASH_AFTER_COMMIT: 'true' });
+  assert.deepEqual([c.testMode, c.faultStoreDelayMs, c.faultBlockRoute, c.faultCrashAfterCommit], [true, 100, true, true]);
   assert.throws(() => loadConfig({ TEST_MODE: 'yes' }), (e: unknown) => e instanceof ConfigError && /TEST_MODE/.test(e.message));
 });
 

@@ -43,11 +43,12 @@ class MemoryLog implements HistoryLog {
     this.keys.set(k, { offset, content });
     return { offset, fresh: true };
   }
+  /** Sees what was committed when it was called, as a store's read does, and answers after readDelayMs. */
   async read(topic: string, after: number, limit: number): Promise<LogPage> {
-    if (this.readDelayMs) await new Promise((r) => setTimeout(r, this.readDelayMs));
     const all = (this.topics.get(topic) ?? []).filter((e) => e.offset >= (this.oldest.get(topic) ?? 0));
     const head = this.topics.get(topic)?.at(-1)?.offset ?? 0;
     const after_ = all.filter((e) => e.offset > after);
+    if (this.readDelayMs) await new Promise((r) => setTimeout(r, this.readDelayMs));
     return { entries: after_.slice(0, limit), head, oldest: all[0]?.offset ?? head + 1, more: after_.length > limit };
   }
   async head(topic: string): Promise<number> {
@@ -127,6 +128,54 @@ test('sub with since replays every missed message in order, then live ones, with
   gw.stop();
 });
 
+test("sub with since on the user's own channel replays only what did not already arrive live", async () => {
+  const { gw, log, connect, publish } = await setup();
+  const topic = 'user:u1';
+  for (let i = 1; i <= 50; i++) await log.append({ topic, data: String(i), from: null, ts: i });
+  const c = await connect('c', 'u1');
+  // The channel needs no sub: a notification reaches the connection before its sub since.
+  await publish(topic, 51);
+  log.readDelayMs = 30;
+  c.send({ op: 'sub', topic, id: 's', since: { offset: 0, epoch: 'e1' } });
+  await publish(topic, 52); // while the replay reads
+  await eventually(() => c.offsets(topic).length >= 52, { what: 'the replay' });
+  await publish(topic, 53);
+  await eventually(() => c.offsets(topic).includes(53), { what: 'the live one after' });
+  assert.deepEqual(c.offsets(topic), [51, 52, ...Array.from({ length: 50 }, (_, i) => i + 1), 53]);
+  assert.equal(c.frames.find((f) => f.id === 's')!.recovered, true);
+
+  // Nothing live before the sub, one while it reads: it waits for the replay and comes once, in order.
+  const d = await connect('d', 'u1');
+  d.send({ op: 'sub', topic, id: 's', since: { offset: 40, epoch: 'e1' } });
+  await publish(topic, 54);
+  await eventually(() => d.offsets(topic).length >= 14, { what: 'the second replay' });
+  await publish(topic, 55);
+  await eventually(() => d.offsets(topic).includes(55), { what: 'the live one after' });
+  assert.deepEqual(d.offsets(topic), [...Array.from({ length: 14 }, (_, i) => i + 41), 55]);
+  gw.stop();
+});
+
+test('live messages that keep coming during a replay of several reads are neither interleaved nor repeated', async () => {
+  const { gw, log, connect, publish } = await setup();
+  for (let i = 1; i <= 50; i++) await log.append({ topic: 'room:1', data: String(i), from: null, ts: i });
+  const other = await connect('other');
+  other.send({ op: 'sub', topic: 'room:1', id: 1 });
+  await eventually(() => other.frames.some((f) => f.op === 'ack'), { what: 'the first subscriber' });
+  log.readDelayMs = 20;
+  const c = await connect('c');
+  c.send({ op: 'sub', topic: 'room:1', id: 's', since: { offset: 0, epoch: 'e1' } });
+  // A steady stream over several reads: each read finds more, live ones arrive meanwhile.
+  for (let i = 51; i <= 70; i++) {
+    await publish('room:1', i);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  log.readDelayMs = 0;
+  await publish('room:1', 71);
+  await eventually(() => c.offsets('room:1').includes(71), { what: 'the last live message' });
+  assert.deepEqual(c.offsets('room:1'), Array.from({ length: 71 }, (_, i) => i + 1));
+  gw.stop();
+});
+
 test('sub with a trimmed offset or another epoch: recovered false, no replay, the current position', async () => {
   const { gw, log, connect } = await setup();
   for (let i = 1; i <= 10; i++) await log.append({ topic: 'room:1', data: String(i), from: null, ts: i });
@@ -183,6 +232,23 @@ test('recv is batched, keeps the highest offset, is clamped to what was delivere
   c.send({ op: 'recv', topic: 'room:unheld', offset: 1 });
   await receipts.flush();
   assert.deepEqual(written, [[{ userId: 'alice', topic: 'user:alice', offset: 3 }]]);
+  gw.stop();
+});
+
+test('recv covers what a replay delivered ahead of the live stream here', async () => {
+  const { gw, log, connect, publish, written, receipts } = await setup();
+  const c = await connect('c', 'alice');
+  await publish('user:alice', 1);
+  // Committed by another process whose fan-out has not reached this one (Redis slow or down).
+  for (let i = 2; i <= 4; i++) await log.append({ topic: 'user:alice', data: String(i), from: null, ts: i });
+  const d = await connect('d', 'alice');
+  d.send({ op: 'sub', topic: 'user:alice', id: 's', since: { offset: 1, epoch: 'e1' } });
+  await eventually(() => d.offsets('user:alice').length === 3, { what: 'the replay of 2..4' });
+  d.send({ op: 'recv', topic: 'user:alice', offset: 4 });
+  d.send({ op: 'recv', topic: 'user:alice', offset: 9 });
+  await receipts.flush();
+  assert.deepEqual(written, [[{ userId: 'alice', topic: 'user:alice', offset: 4 }]]);
+  assert.deepEqual(c.offsets('user:alice'), [1]);
   gw.stop();
 });
 

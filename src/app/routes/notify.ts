@@ -10,6 +10,7 @@
  * first response and create nothing.
  */
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Hono } from 'hono';
 import { z } from 'zod';
 import { isValidTopic } from '../../realtime/protocol.js';
@@ -36,6 +37,13 @@ export const NotifyBody = z
   });
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,128}$/;
+/**
+ * How long a retry waits for the first request's answer: the key commits with the message,
+ * but `live` is known only after the fan-out. Past it (the first request died between its
+ * commit and its answer) the retry answers `live: 0`.
+ */
+const FIRST_ANSWER_WAIT_MS = 2000;
+const FIRST_ANSWER_POLL_MS = 20;
 
 interface Accepted {
   id: string;
@@ -77,13 +85,16 @@ export function notifyRoutes(s: Services): Hono<AppEnv> {
       const dueAt = ts + (n.push ? 0 : s.config.pushFallbackMs);
       const queued = await s.outbox.create({ id, target, payload, live: 0, devices, offset: offset ?? null, force: n.push, dueAt }, tx);
       const accepted: Accepted = { id, ...(offset === undefined ? {} : { offset }), live: 0, queued };
-      if (key !== undefined) await s.history.keys.complete(tx, 'notify', key, JSON.stringify(accepted));
+      // Without `live` until the fan-out has counted it: a retry meanwhile waits for it.
+      if (key !== undefined) await s.history.keys.complete(tx, 'notify', key, JSON.stringify({ ...accepted, live: undefined }));
       return accepted;
     };
     const result = await s.db.transaction().execute(commit);
     if (result === 'conflict') throw new AppError('idempotency_conflict', 'this Idempotency-Key was used with another body');
-    if ('replay' in result) return c.json(JSON.parse(result.replay) as Accepted, 202);
+    if ('replay' in result) return c.json(await firstAnswer(s, key!, result.replay), 202);
 
+    // Test-only (FAULT_CRASH_AFTER_COMMIT): die in the window between the commit and the fan-out.
+    if (s.config.testMode && s.config.faultCrashAfterCommit) process.kill(process.pid, 'SIGKILL');
     const live = await s.hub.publish({ topic, dataJson, from: null, offset: result.offset ?? null, ts });
     // Nobody holds the user anywhere: no receipt can come, push now.
     if (result.queued > 0 && (live === 0 || n.push)) {
@@ -101,4 +112,16 @@ export function notifyRoutes(s: Services): Hono<AppEnv> {
     return c.json(status);
   });
   return app;
+}
+
+/** The first request's answer to a retry with its key, once it has one (see FIRST_ANSWER_WAIT_MS). */
+async function firstAnswer(s: Services, key: string, stored: string): Promise<Accepted> {
+  const deadline = Date.now() + FIRST_ANSWER_WAIT_MS;
+  let answer = JSON.parse(stored) as Partial<Accepted>;
+  while (answer.live === undefined && Date.now() < deadline) {
+    await sleep(FIRST_ANSWER_POLL_MS);
+    const now = await s.history.keys.response('notify', key);
+    if (now !== null) answer = JSON.parse(now) as Partial<Accepted>;
+  }
+  return { ...answer, live: answer.live ?? 0 } as Accepted;
 }
