@@ -17,6 +17,8 @@ export interface ClientStats {
   pings: number;
   reconnects: number;
   errors: Record<string, number>;
+  /** Pubs acknowledged since the last mark (the delivery scenario). */
+  pubAcked?: number;
 }
 
 export class Clients {
@@ -39,6 +41,7 @@ export class Clients {
     for (const s of this.stats) {
       for (const k of ['open', 'opened', 'failed', 'dropped', 'pings', 'reconnects'] as const) t[k] += s[k];
       for (const [k, v] of Object.entries(s.errors)) t.errors[k] = (t.errors[k] ?? 0) + v;
+      t.pubAcked = (t.pubAcked ?? 0) + (s.pubAcked ?? 0);
     }
     return t;
   }

@@ -22,8 +22,10 @@ import { externalTarget, startTarget, type Target } from './target.js';
 export const BENCH_HELP = `usage: onebox bench [options]
        onebox bench ws-memory [options]   RSS per idle WebSocket on one process (--help)
 
-  --scenario S        steady | fanout | storm | max-rps            (steady)
-                      max-rps steps from rate/16 up by half until p99 > 10 ms
+  --scenario S        steady | fanout | storm | max-rps | delivery (steady)
+                      max-rps steps from rate/16 up by half until p99 > 10 ms;
+                      delivery: durable pubs/s, fan-out durable vs history 0,
+                      notify latency (--scenario delivery --help)
   --connections N     idle WebSockets to hold                      (50000)
   --rate R            JSON GETs per second, constant arrival rate  (2000)
   --ping-interval S   server keep-alive ping period, seconds       (30)
@@ -194,10 +196,12 @@ async function clusterFigures(t: Target): Promise<{ spread: number[]; heap: numb
 
 /** What an interrupted or failed bench must stop: it started these processes. */
 let running: { target: Target; clients: Clients } | null = null;
+/** The same for scenarios with their own runner (delivery.ts): each stops what it started. */
+export const cleanups = new Set<() => Promise<void>>();
 function abandon(code: number): void {
   const r = running;
   r?.clients.stop();
-  void (r ? r.target.stop() : Promise.resolve()).finally(() => process.exit(code));
+  void Promise.allSettled([r ? r.target.stop() : Promise.resolve(), ...[...cleanups].map((f) => f())]).finally(() => process.exit(code));
 }
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => abandon(130));
 process.once('uncaughtException', (err) => {
@@ -388,6 +392,8 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
 
 export async function runBench(argv: string[]): Promise<number> {
   if (argv[0] === 'ws-memory') return (await import('./ws-memory.js')).runWsMemory(argv.slice(1));
+  const at = argv.indexOf('--scenario');
+  if ((at >= 0 && argv[at + 1] === 'delivery') || argv.includes('--scenario=delivery')) return (await import('./delivery.js')).runDelivery(argv);
   if (argv.includes('--help') || argv.includes('-h')) {
     console.log(BENCH_HELP);
     return 0;

@@ -13,6 +13,8 @@ export interface Target {
   pid: number | undefined;
   jwtSecret: string | undefined;
   adminToken: string | undefined;
+  /** A server the bench started: where its store is (for the bench's own reads and writes). */
+  store?: { dataDir: string; databaseUrl: string | undefined };
   /** A server the bench started: create users bench-0 .. bench-<count-1>, the subjects of the tokens it signs. */
   seedUsers?(count: number): Promise<void>;
   restart?(): Promise<void>;
@@ -58,6 +60,7 @@ export async function startTarget(o: StartOptions): Promise<Target> {
       },
       jwtSecret: server.jwtSecret,
       adminToken: server.adminToken,
+      store: { dataDir: server.dataDir, databaseUrl: env.DATABASE_URL ?? process.env.DATABASE_URL },
       seedUsers: (count) => seedUsers({ dataDir: server.dataDir, databaseUrl: env.DATABASE_URL ?? process.env.DATABASE_URL }, count),
       restart: () => server.restart(),
       async stop() {

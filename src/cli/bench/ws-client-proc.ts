@@ -3,11 +3,14 @@
  * object per connection would cost more than the server we measure and cap how many
  * connections one process can hold. Each connection does a correct RFC 6455 handshake
  * (checks Sec-WebSocket-Accept), sends masked frames, answers pings with pongs, counts the
- * pings it receives, subscribes to one topic, and records fan-out latency. Connection state
- * is a small object; socket handlers are shared functions.
+ * pings it receives, subscribes to its topics, and records fan-out latency. Connection state
+ * is a small object; socket handlers are shared functions. On `publish` (the delivery
+ * scenario) every open connection keeps a window of `pub` frames outstanding, sending the
+ * next one as each is acknowledged, and records the ack latency in an HDR histogram.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
+import * as hdr from 'hdr-histogram-js';
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 const HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -19,7 +22,8 @@ interface Start {
   port: number;
   tokens: string[];
   localAddress: string;
-  topic: string;
+  /** Topics each connection subscribes to once open (none: a publisher only). */
+  topic: string | string[];
   /** Connections opened per second by this process. */
   rate: number;
   reconnect: boolean;
@@ -31,8 +35,34 @@ class Conn {
   key = '';
   attempts = 0;
   pings = 0;
+  sock: Socket | null = null;
+  /** Outstanding pubs: frame id -> send time (performance.now()). */
+  inflight: Map<number, number> | null = null;
   constructor(readonly token: string) {}
 }
+
+/** The publishing state of this process (the delivery scenario). */
+interface Publish {
+  cmd: 'publish';
+  topics: string[];
+  /** Pubs outstanding per connection. */
+  window: number;
+  /** Filler in each pub's data, to give the frame a realistic size. */
+  pad: string;
+}
+const latencies = () => hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
+const pub = {
+  cfg: null as Publish | null,
+  sending: false,
+  nextId: 1,
+  nextTopic: 0,
+  acked: 0,
+  /** Acks over the whole run (never reset). */
+  ackedTotal: 0,
+  errors: {} as Record<string, number>,
+  /** Ack latency in microseconds since the last mark. */
+  hist: latencies(),
+};
 
 const stats = { open: 0, opened: 0, failed: 0, dropped: 0, pings: 0, reconnects: 0, errors: {} as Record<string, number> };
 const fanout = new Map<string, number[]>();
@@ -63,6 +93,7 @@ function open(c: Conn): void {
   c.key = randomBytes(16).toString('base64');
   c.buf = null;
   const sock = connect({ host: cfg.host, port: cfg.port, localAddress: cfg.localAddress });
+  c.sock = sock;
   (sock as Socket & { [STATE]: Conn })[STATE] = c;
   sock.setNoDelay(true);
   // A handshake that never answers is given up and retried, as a phone's client library
@@ -131,7 +162,8 @@ function onData(this: Socket, chunk: Buffer): void {
     this.setTimeout(0);
     stats.open++;
     stats.opened++;
-    this.write(mask(1, Buffer.from(JSON.stringify({ op: 'sub', topic: cfg.topic }))));
+    for (const topic of typeof cfg.topic === 'string' ? [cfg.topic] : cfg.topic) this.write(mask(1, Buffer.from(JSON.stringify({ op: 'sub', topic }))));
+    if (pub.sending) fill(c);
     buf = buf.subarray(end + 4);
   }
   while (buf.length >= 2) {
@@ -155,7 +187,7 @@ function onData(this: Socket, chunk: Buffer): void {
       c.pings++;
       this.write(mask(10, Buffer.from(payload)));
     } else if (opcode === 1) {
-      onText(payload);
+      onText(c, payload);
     } else if (opcode === 8) {
       this.end(mask(8, Buffer.from(payload.subarray(0, 2))));
     }
@@ -163,18 +195,59 @@ function onData(this: Socket, chunk: Buffer): void {
   c.buf = buf.length > 0 ? Buffer.from(buf) : null;
 }
 
-function onText(payload: Buffer): void {
-  // Only fan-out messages matter here; skip parsing acks and the rest.
+/** `{"op":"ack"` and `{"op":"error"`: the frames that answer a pub. */
+const ACK = Buffer.from('{"op":"ack"');
+const ERROR = Buffer.from('{"op":"error"');
+
+function onText(c: Conn, payload: Buffer): void {
+  if (c.inflight && (payload.subarray(0, ACK.length).equals(ACK) || payload.subarray(0, ERROR.length).equals(ERROR))) {
+    const f = JSON.parse(payload.toString()) as { op: string; id?: unknown; ack?: string; code?: string };
+    const sent = typeof f.id === 'number' ? c.inflight.get(f.id) : undefined;
+    if (sent === undefined) return;
+    c.inflight.delete(f.id as number);
+    if (f.op === 'ack') {
+      pub.acked++;
+      pub.ackedTotal++;
+      pub.hist.recordValue(Math.max(1, Math.round((performance.now() - sent) * 1000)));
+    } else {
+      const code = f.code ?? 'error';
+      pub.errors[code] = (pub.errors[code] ?? 0) + 1;
+    }
+    if (pub.sending) fill(c);
+    return;
+  }
+  // Otherwise only fan-out messages matter here; skip parsing the rest.
   if (payload.indexOf('"fanout"') < 0) return;
-  const f = JSON.parse(payload.toString()) as { data?: { data?: { fanout?: string; ts?: number } } };
-  const d = f.data?.data;
+  // A topic notify carries the caller's data under data.data, a client pub under data.
+  const f = JSON.parse(payload.toString()) as { data?: { fanout?: string; ts?: number; data?: { fanout?: string; ts?: number } } };
+  const d = f.data?.data?.fanout ? f.data.data : f.data;
   if (!d?.fanout || d.ts === undefined) return;
   let l = fanout.get(d.fanout);
   if (!l) fanout.set(d.fanout, (l = []));
   l.push(Date.now() - d.ts);
 }
 
-type Command = Start | { cmd: 'fanout'; id: string } | { cmd: 'census' } | { cmd: 'stop' };
+/** Top the connection's outstanding pubs up to the window. */
+function fill(c: Conn): void {
+  const p = pub.cfg!;
+  if (!c.open || !c.sock) return;
+  c.inflight ??= new Map();
+  while (c.inflight.size < p.window) {
+    const id = pub.nextId++;
+    const topic = p.topics[pub.nextTopic++ % p.topics.length]!;
+    c.inflight.set(id, performance.now());
+    c.sock.write(mask(1, Buffer.from(`{"op":"pub","id":${id},"topic":"${topic}","data":{"n":${id},"p":"${p.pad}"}}`)));
+  }
+}
+
+type Command =
+  | Start
+  | Publish
+  | { cmd: 'pubMark' }
+  | { cmd: 'pubStop'; waitMs: number }
+  | { cmd: 'fanout'; id: string }
+  | { cmd: 'census' }
+  | { cmd: 'stop' };
 let all: Conn[] = [];
 
 process.on('message', (m: Command) => {
@@ -187,6 +260,36 @@ process.on('message', (m: Command) => {
       for (let k = 0; k < perTick && i < conns.length; k++) open(conns[i++]!);
       if (i >= conns.length) clearInterval(timer);
     }, 10);
+  } else if (m.cmd === 'publish') {
+    pub.cfg = m;
+    pub.sending = true;
+    for (const c of all) fill(c);
+  } else if (m.cmd === 'pubMark') {
+    // The measured window starts: counts and latencies from here on.
+    pub.acked = 0;
+    pub.errors = {};
+    pub.hist.reset();
+    process.send!({ type: 'pubMark' });
+  } else if (m.cmd === 'pubStop') {
+    // Stop sending; report once the outstanding pubs are answered (or the wait ends).
+    const snapshot = { acked: pub.acked, errors: { ...pub.errors } };
+    pub.sending = false;
+    const began = Date.now();
+    const outstanding = () => all.reduce((a, c) => a + (c.open ? (c.inflight?.size ?? 0) : 0), 0);
+    const done = setInterval(() => {
+      if (outstanding() > 0 && Date.now() - began < m.waitMs) return;
+      clearInterval(done);
+      process.send!({
+        type: 'pubReport',
+        ackedAtStop: snapshot.acked,
+        errorsAtStop: snapshot.errors,
+        acked: pub.acked,
+        ackedTotal: pub.ackedTotal,
+        errors: pub.errors,
+        unanswered: outstanding(),
+        histogram: hdr.encodeIntoCompressedBase64(pub.hist),
+      });
+    }, 50);
   } else if (m.cmd === 'fanout') {
     process.send!({ type: 'fanout', id: m.id, latencies: fanout.get(m.id) ?? [] });
     fanout.delete(m.id);
@@ -200,6 +303,6 @@ process.on('message', (m: Command) => {
   }
 });
 
-setInterval(() => process.connected && process.send!({ type: 'stats', ...stats }), 1000).unref();
+setInterval(() => process.connected && process.send!({ type: 'stats', ...stats, pubAcked: pub.acked }), 1000).unref();
 // The bench is gone (it crashed or was killed): its clients go too.
 process.on('disconnect', () => process.exit(0));
