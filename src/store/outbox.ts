@@ -155,6 +155,19 @@ export class OutboxStore {
     });
   }
 
+  /**
+   * A notification without an offset (its namespace keeps no history, so no receipt can
+   * cover it) that reached a live connection: its pending push rows are not needed.
+   */
+  async receivedLive(notificationId: string, now = Date.now()): Promise<void> {
+    await this.db
+      .updateTable('push_outbox')
+      .set({ status: 'received', updated_at: now })
+      .where('notification_id', '=', notificationId)
+      .where('status', '=', 'pending')
+      .execute();
+  }
+
   /** Make a notification's pending push rows due now (nobody held the user when it went out). */
   async dueNow(notificationId: string, now = Date.now()): Promise<void> {
     await this.db

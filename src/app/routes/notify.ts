@@ -70,7 +70,7 @@ export function notifyRoutes(s: Services): Hono<AppEnv> {
     const dataJson = JSON.stringify({ id, ...payload });
     const durable = s.channels.durable(topic);
     // Read before the transaction: on SQLite a write must open it (see store/message-log.ts).
-    const devices: DeviceRow[] = userId !== undefined && (durable || n.push) ? await s.devices.list(userId) : [];
+    const devices: DeviceRow[] = userId !== undefined ? await s.devices.list(userId) : [];
     const hash = contentHash(JSON.stringify(n));
 
     // Commit the message, the notification and its push rows together (the key too).
@@ -96,10 +96,15 @@ export function notifyRoutes(s: Services): Hono<AppEnv> {
     // Test-only (FAULT_CRASH_AFTER_COMMIT): die in the window between the commit and the fan-out.
     if (s.config.testMode && s.config.faultCrashAfterCommit) process.kill(process.pid, 'SIGKILL');
     const live = await s.hub.publish({ topic, dataJson, from: null, offset: result.offset ?? null, ts });
-    // Nobody holds the user anywhere: no receipt can come, push now.
-    if (result.queued > 0 && (live === 0 || n.push)) {
-      await s.outbox.dueNow(id);
-      s.push.kick();
+    if (result.queued > 0) {
+      // Nobody holds the user anywhere: no receipt can come, push now.
+      if (live === 0 || n.push) {
+        await s.outbox.dueNow(id);
+        s.push.kick();
+      } else if (result.offset === undefined) {
+        // No history, so no receipt can cancel the fallback: delivered live is delivered.
+        await s.outbox.receivedLive(id);
+      }
     }
     const accepted = { ...result, live };
     if (key !== undefined) await s.history.keys.complete(s.db, 'notify', key, JSON.stringify(accepted));
