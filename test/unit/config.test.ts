@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ConfigError, environmentVariables, loadConfig, workerEnvironment } from '../../src/config.js';
 
-test('defaults follow DESIGN.md', () => {
+test('defaults are the ones README.md documents', () => {
   const c = loadConfig({});
   assert.equal(c.port, 8080);
   assert.equal(c.host, '0.0.0.0');

@@ -18,6 +18,7 @@
  * event-loop delay, and the server runs with BLOCK_WARN_MS low so that every long block is
  * logged with what was running; both are reported per phase.
  */
+import { freshDatabase } from './pg-database.js';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
@@ -25,12 +26,11 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as hdr from 'hdr-histogram-js';
-import pg from 'pg';
 import { sleep } from '../../lib/scope.js';
 import { openDb } from '../../store/db.js';
 import { Clients } from './clients.js';
 import { signToken } from './jwt.js';
-import { cleanups } from './run.js';
+import { cleanups } from './cleanups.js';
 import { boxCpu, processTree, sampleProc } from './sampler.js';
 import { startTarget, type Target } from './target.js';
 
@@ -180,27 +180,6 @@ async function adminJson(t: Target, path: string, body: unknown): Promise<{ stat
   });
   const text = await res.text();
   return { status: res.status, body: text ? JSON.parse(text) : null };
-}
-
-/** A fresh database on the PostgreSQL server, dropped by `drop`. */
-async function freshDatabase(adminUrl: string): Promise<{ url: string; name: string; drop(): Promise<void> }> {
-  const name = `onebox_bench_${randomBytes(5).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`create database ${name}`);
-  await admin.end();
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    name,
-    async drop() {
-      const c = new pg.Client({ connectionString: adminUrl });
-      await c.connect();
-      await c.query(`drop database if exists ${name} with (force)`);
-      await c.end();
-    },
-  };
 }
 
 interface Phase {

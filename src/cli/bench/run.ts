@@ -6,6 +6,7 @@
  * heap, CPU and kernel socket memory every second; then run the scenario's extra step
  * (fanout, storm, max-rps) and write report.json, report.md and chart.svg.
  */
+import { cleanups } from './cleanups.js';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
@@ -196,8 +197,6 @@ async function clusterFigures(t: Target): Promise<{ spread: number[]; heap: numb
 
 /** What an interrupted or failed bench must stop: it started these processes. */
 let running: { target: Target; clients: Clients } | null = null;
-/** The same for scenarios with their own runner (delivery.ts): each stops what it started. */
-export const cleanups = new Set<() => Promise<void>>();
 function abandon(code: number): void {
   const r = running;
   r?.clients.stop();
