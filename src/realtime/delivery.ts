@@ -76,7 +76,7 @@ export class Delivery {
   async subscribe(conn: Conn, topic: string, id: unknown, since: Since | undefined): Promise<void> {
     const { log, local } = this.d;
     const epoch = await log.epoch();
-    if (since && this.d.channels.rules(topic).recover && since.epoch === epoch) {
+    if (since && this.d.channels.rules(topic)?.recover && since.epoch === epoch) {
       const page = await log.read(topic, since.offset, PAGE, PAGE_BYTES);
       if (since.offset <= page.head && since.offset >= page.oldest - 1) {
         if (conn.closing) return;

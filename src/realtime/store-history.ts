@@ -83,8 +83,11 @@ export class StoreHistory implements HistoryLog {
   async retain(now = Date.now()): Promise<void> {
     try {
       await this.log.trim((topic) => {
-        const { size, ttlS } = this.channels.rules(topic).history;
-        return { size, ttlMs: ttlS * 1000 };
+        // A namespace no longer configured: its topics cannot be read, and a configuration
+        // typo must not delete them; they are kept until it is configured again.
+        const rules = this.channels.rules(topic);
+        if (!rules) return { size: Infinity, ttlMs: Infinity };
+        return { size: rules.history.size, ttlMs: rules.history.ttlS * 1000 };
       }, now, TRIM_TOPICS_PER_PASS);
       await this.keys.purge(now - KEY_TTL_MS);
     } catch (err) {

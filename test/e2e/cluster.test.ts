@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { ADMIN_TOKEN, api, ENGINES, signup, startServer, type Running } from '../kit/server.js';
+import { ADMIN_TOKEN, api, CHAT_NAMESPACE, ENGINES, signup, startServer, type Running } from '../kit/server.js';
 import { connectWs, type Client } from '../kit/ws.js';
 import { startRedis, type RedisServer } from '../kit/redis.js';
 import { createTestDatabase } from '../kit/pg.js';
@@ -16,7 +16,7 @@ for (const engine of ENGINES) {
     const clients: Client[] = [];
     before(async () => {
       redis = await startRedis();
-      s = await startServer(engine, { WORKERS: '3', REDIS_URL: redis.url, WS_PUBLISH_PREFIXES: 'room:' });
+      s = await startServer(engine, { WORKERS: '3', REDIS_URL: redis.url }, CHAT_NAMESPACE);
     });
     after(async () => {
       for (const c of clients) c.close();
@@ -43,11 +43,11 @@ for (const engine of ENGINES) {
       assert.equal(r.body.queued, 0);
       for (const c of clients.slice(0, 9)) assert.equal((await c.next((f) => f.op === 'msg')).data.title, 'everywhere');
       for (const b of bobs) {
-        b.send({ op: 'sub', topic: 'room:x', id: 's' });
+        b.send({ op: 'sub', topic: 'chat:x', id: 's' });
         await b.next((f) => f.id === 's');
       }
       const pub = clients[0]!;
-      pub.send({ op: 'pub', topic: 'room:x', data: 'hello', id: 'p' });
+      pub.send({ op: 'pub', topic: 'chat:x', data: 'hello', id: 'p' });
       for (const b of bobs) assert.equal((await b.next((f) => f.op === 'msg')).data, 'hello');
     });
 
