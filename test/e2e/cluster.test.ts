@@ -64,6 +64,47 @@ for (const engine of ENGINES) {
     });
   });
 
+  describe(`membership removal with WORKERS=3 and Redis on ${engine}`, () => {
+    let redis: RedisServer;
+    let s: Running;
+    const clients: Client[] = [];
+    before(async () => {
+      redis = await startRedis();
+      s = await startServer(engine, { WORKERS: '3', REDIS_URL: redis.url });
+    });
+    after(async () => {
+      for (const c of clients) c.close();
+      await s.stop();
+      await redis.stop();
+    });
+
+    test("removing a member ends that user's live subscriptions on every worker within one second", async () => {
+      const dave = await signup(s.url);
+      const daves: Client[] = [];
+      for (let i = 0; i < 6; i++) daves.push(await connectWs(s.wsUrl, dave.token));
+      clients.push(...daves);
+      await eventually(async () => {
+        const t = await clusterConnections(s.url);
+        return [...t.values()].reduce((a, w) => a + w.n, 0) === 6 && [...t.values()].filter((w) => w.n > 0).length >= 2;
+      }, { what: 'the cluster table to count all 6 connections, on at least two of 3 workers' });
+      assert.equal((await api(s.url, 'PUT', `/v1/topics/room:c/members/${dave.id}`, admin)).status, 201);
+      for (const d of daves) {
+        d.send({ op: 'sub', topic: 'room:c', id: 's' });
+        assert.equal((await d.next((f) => f.id === 's')).op, 'ack');
+      }
+      const t0 = performance.now();
+      assert.equal((await api(s.url, 'DELETE', `/v1/topics/room:c/members/${dave.id}`, admin)).status, 204);
+      for (const d of daves) assert.equal((await d.next((f) => f.code === 'membership_revoked', Math.max(1, 1000 - (performance.now() - t0)))).topic, 'room:c');
+      // Every worker dropped its cached membership too.
+      for (const d of daves) {
+        d.send({ op: 'sub', topic: 'room:c', id: 'again' });
+        assert.equal((await d.next((f) => f.id === 'again')).code, 'forbidden_topic');
+      }
+      const exits = s.lines.filter((l) => l.msg === 'worker exited; restarting');
+      assert.deepEqual(exits, [], 'no worker restarted');
+    });
+  });
+
   describe(`two instances sharing Redis and PostgreSQL on ${engine}`, () => {
     let redis: RedisServer;
     let x: Running;
