@@ -76,6 +76,8 @@ const settings = z.object({
   redisUrl: setting('REDIS_URL', z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL')),
   /** HS256 signing key. @default generated once and kept in dataDir (development) */
   jwtSecret: setting('JWT_SECRET', z.string().min(32, 'must be at least 32 characters')),
+  /** HS256 key of subscription tokens (`aud: onebox:sub`). @default JWT_SECRET */
+  subTokenSecret: setting('SUB_TOKEN_SECRET', z.string().min(32, 'must be at least 32 characters')),
   /** Token lifetime. @default 86400 s */
   jwtTtlS: setting('JWT_TTL_S', int(60, 31_536_000), '86400'),
   /** Bearer token of the admin routes (and of /metrics, /status off loopback). @default none */
@@ -113,15 +115,13 @@ const settings = z.object({
   maxSubscriptions: setting('MAX_SUBSCRIPTIONS', int(1, 10_000), '100'),
   /** Deepest nesting of client JSON (HTTP bodies and WebSocket frames). @default 32 levels */
   maxJsonDepth: setting('MAX_JSON_DEPTH', int(2, 1000), '32'),
-  /** JSON file of namespace rules (history, recovery); the built-in rules when unset. */
+  /** JSON file of namespace rules (who reads and publishes, history, recovery, presence); replaces the built-in rules as a whole. */
   channelsFile: setting('CHANNELS_FILE', text),
   /** How long a notification to a connected user waits for a receipt before its pushes go out. @default 5000 ms */
   pushFallbackMs: setting('PUSH_FALLBACK_MS', int(0, 86_400_000), '5000'),
   /** Period of the background run that trims topic logs to their namespace's history bounds. @default 1000 ms */
   retentionIntervalMs: setting('RETENTION_INTERVAL_MS', int(100, 86_400_000), '1000'),
-  /** Topic prefixes clients may publish to. @default none */
-  wsPublishPrefixes: setting('WS_PUBLISH_PREFIXES', list, ''),
-  /** Client publishes per second per connection (burst of twice that). @default 10 */
+  /** Client publishes per second per connection and namespace (burst of twice that), unless the namespace sets `publishPerS`. @default 10 */
   wsPublishPerS: setting('WS_PUBLISH_PER_S', int(1, 1_000_000), '10'),
   /** Deadline of the dashboard's concurrent loads. @default 2000 ms */
   dashboardTimeoutMs: setting('DASHBOARD_TIMEOUT_MS', int(10, 600_000), '2000'),
@@ -276,7 +276,7 @@ const schema = settings.superRefine(crossFieldRules, { when: (payload) => payloa
 export type Config = Readonly<z.output<typeof schema>>;
 
 /** Settings whose values are credentials: a configuration error names them, never quotes them. */
-const SECRET_VARS = new Set(['JWT_SECRET', 'ADMIN_TOKEN', 'DATABASE_URL', 'REDIS_URL', 'VAPID_PRIVATE_KEY']);
+const SECRET_VARS = new Set(['JWT_SECRET', 'SUB_TOKEN_SECRET', 'ADMIN_TOKEN', 'DATABASE_URL', 'REDIS_URL', 'VAPID_PRIVATE_KEY']);
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -302,8 +302,19 @@ export function environmentVariables(): Array<{ name: string; fallback: string |
   return [...byPath.values()].map((v) => ({ name: v.env, fallback: v.fallback }));
 }
 
+/**
+ * Variables that were removed, with what replaced them: set, they stop the boot rather than
+ * be silently ignored (a deploy that still sets one expects it to work).
+ */
+const REMOVED: Readonly<Record<string, string>> = {
+  WS_PUBLISH_PREFIXES: 'removed: who may publish is the `publish` rule of each namespace in CHANNELS_FILE (README, "Channels")',
+};
+
 /** Parse and validate the environment; throws ConfigError naming every bad variable. */
 export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
+  const removed = Object.keys(REMOVED)
+    .filter((name) => source[name] !== undefined && source[name] !== '')
+    .map((name) => `  ${name}: ${REMOVED[name]}`);
   const input = new Map<string, string>();
   const tree: Record<string, unknown> = {};
   for (const [path, field] of leaves(settings.shape)) {
@@ -327,8 +338,9 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
         : ' (unset)';
       return `  ${name}${shown}: ${i.message}`;
     });
-    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+    throw new ConfigError(`invalid configuration:\n${[...lines, ...removed].join('\n')}`);
   }
+  if (removed.length > 0) throw new ConfigError(`invalid configuration:\n${removed.join('\n')}`);
   return deepFreeze(parsed.data);
 }
 

@@ -11,6 +11,8 @@ export const ERROR_CODES = {
   validation_failed: 400,
   json_too_deep: 400,
   push_endpoint_forbidden: 400,
+  unknown_namespace: 400,
+  not_members_namespace: 400,
   unauthorized: 401,
   invalid_token: 401,
   token_expired: 401,
@@ -86,6 +88,10 @@ export const WS_ERROR_CODES = [
   'rate_limited',
   'no_history',
   'idempotency_conflict',
+  'unknown_namespace',
+  'invalid_subscription_token',
+  'subscription_token_expired',
+  'membership_revoked',
 ] as const;
 export type WsErrorCode = (typeof WS_ERROR_CODES)[number];
 

@@ -8,7 +8,7 @@ import { createHttpApp } from './app/create-app.js';
 import type { Bindings, Services } from './app/context.js';
 import { KnownUsers } from './app/auth/known-users.js';
 import { resolveJwtSecret } from './app/auth/secret.js';
-import { TokenService, upgradeAuthenticator } from './app/auth/tokens.js';
+import { SubTokenService, TokenService, upgradeAuthenticator } from './app/auth/tokens.js';
 import { StoreProbe } from './app/store-probe.js';
 import type { Config } from './config.js';
 import type { Limits } from './lib/limits.js';
@@ -30,6 +30,7 @@ import { ReceiptStore } from './store/receipts.js';
 import { openDb, type Db } from './store/db.js';
 import { DeviceStore } from './store/devices.js';
 import { EventWriter } from './store/events.js';
+import { MemberStore } from './store/members.js';
 import { migrateToLatest } from './store/migrations.js';
 import { OutboxStore } from './store/outbox.js';
 import { UserStore } from './store/users.js';
@@ -72,9 +73,10 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
   const lifecycle = new Lifecycle();
   const users = new UserStore(db);
   const knownUsers = new KnownUsers((id) => users.exists(id), config.userCheckTtlMs);
-  const tokens = new TokenService(resolveJwtSecret(config.jwtSecret, config.dataDir, log), config.jwtTtlS, (id) =>
-    knownUsers.check(id),
-  );
+  const jwtSecret = resolveJwtSecret(config.jwtSecret, config.dataDir, log);
+  const tokens = new TokenService(jwtSecret, config.jwtTtlS, (id) => knownUsers.check(id));
+  const subTokens = new SubTokenService(config.subTokenSecret ?? jwtSecret);
+  const members = new MemberStore(db);
   const loopMonitor = new LoopMonitor(log, config.blockWarnMs);
   const channels = Channels.load(config.channelsFile);
   const history = new StoreHistory(db, channels, (err) => log.error({ err }, 'log retention failed'), config.retentionIntervalMs);
@@ -87,7 +89,10 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
     log,
     onActivity: (label) => loopMonitor.enter(label),
     createHub: Backplane ? (local, registry) => new Backplane(config.redisUrl!, local, registry, log) : undefined,
-    history: { log: history, channels, receipts },
+    channels,
+    members: (topic, userId) => members.isMember(topic, userId),
+    verifySubToken: (token, userId, topic) => subTokens.check(token, userId, topic),
+    history: { log: history, receipts },
   });
   const backplane: RedisHub | null = Backplane && gateway.hub instanceof Backplane ? gateway.hub : null;
   const devices = new DeviceStore(db);
@@ -98,6 +103,7 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
     db,
     users,
     tokens,
+    subTokens,
     knownUsers,
     storeProbe: new StoreProbe(() => users.ping(), config.readyStoreTimeoutMs, log),
     metrics,
@@ -112,6 +118,7 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
     live: new LiveStats(),
     loopMonitor,
     channels,
+    members,
     history,
     receipts: receiptStore,
   };

@@ -12,13 +12,14 @@ import type { Hub } from '../realtime/hub.js';
 import type { PushWorker } from '../push/worker.js';
 import type { LiveStats } from '../observability/live-stats.js';
 import type { LoopMonitor } from '../observability/loop-monitor.js';
-import type { TokenService } from './auth/tokens.js';
+import type { SubTokenService, TokenService } from './auth/tokens.js';
 import { clientAddress, type TrustProxy } from '../lib/client-address.js';
 import type { Limits } from '../lib/limits.js';
 import type { KnownUsers } from './auth/known-users.js';
 import type { Channels } from '../realtime/channels.js';
 import type { StoreHistory } from '../realtime/store-history.js';
 import type { ReceiptStore } from '../store/receipts.js';
+import type { MemberStore } from '../store/members.js';
 import type { StoreProbe } from './store-probe.js';
 
 /** What the engine hands the app with each request. */
@@ -63,6 +64,8 @@ export interface Services {
   db: Db;
   users: UserStore;
   tokens: TokenService;
+  /** Signs and checks subscription tokens (an app route that grants a topic issues one). */
+  subTokens: SubTokenService;
   /** The cached does-this-user-still-exist check behind `tokens`. */
   knownUsers: KnownUsers;
   /** The store's reachability, for `/readyz`. */
@@ -80,8 +83,10 @@ export interface Services {
   limits: Limits;
   /** Dashboard loads that observed an abort, by load. */
   dashboardAborts: { profile: number; metrics: number };
-  /** Namespace rules: which topics keep history. */
+  /** Namespace rules: who reads and publishes, which topics keep history. */
   channels: Channels;
+  /** Members of `members` topics. */
+  members: MemberStore;
   /** The per-topic message log (offsets, idempotency keys). */
   history: StoreHistory;
   receipts: ReceiptStore;

@@ -22,6 +22,7 @@ import { compress } from './middleware/compress.js';
 import { observe } from './middleware/observe.js';
 import { authRoutes } from './routes/auth.js';
 import { healthRoutes } from './routes/health.js';
+import { memberRoutes } from './routes/members.js';
 import { meRoutes } from './routes/me.js';
 import { notifyRoutes } from './routes/notify.js';
 import { receiptRoutes } from './routes/receipts.js';
@@ -88,6 +89,7 @@ export function createHttpApp(s: Services, gateway: Gateway, cluster: () => Work
   app.route('/', meRoutes(s));
   app.route('/', notifyRoutes(s));
   app.route('/', receiptRoutes(s));
+  app.route('/', memberRoutes(s));
   app.route('/', dashboardRoutes(s));
   app.route('/', eventRoutes(s));
   app.route('/', deviceRoutes(s));

@@ -11,11 +11,13 @@ import { NotifyBody } from './routes/notify.js';
 import { ReceiptBody } from './routes/receipts.js';
 
 interface Operation {
-  method: 'get' | 'post' | 'patch' | 'delete';
+  method: 'get' | 'post' | 'put' | 'patch' | 'delete';
   path: string;
   summary: string;
   auth: 'none' | 'user' | 'admin' | 'user-or-admin' | 'token-or-query';
   body?: z.ZodType;
+  /** Query parameters, all optional strings. */
+  query?: Record<string, string>;
   ok: number;
 }
 
@@ -32,6 +34,16 @@ export const OPERATIONS: Operation[] = [
   { method: 'post', path: '/v1/notify', summary: 'Notify a user (logged, live, pushed unless a receipt covers it) or a topic; Idempotency-Key header', auth: 'admin', body: NotifyBody, ok: 202 },
   { method: 'get', path: '/v1/notifications/{id}', summary: 'Where a notification stands: received, pushed, push_failed or pending', auth: 'admin', ok: 200 },
   { method: 'post', path: '/v1/receipts', summary: 'Cumulative receipt: everything of a topic up to an offset was read', auth: 'user', body: ReceiptBody, ok: 204 },
+  { method: 'put', path: '/v1/topics/{topic}/members/{userId}', summary: 'Add a member to a topic of a `members` namespace (201; 200 if already one)', auth: 'admin', ok: 201 },
+  { method: 'delete', path: '/v1/topics/{topic}/members/{userId}', summary: "Remove a member; their live subscriptions to the topic end at once (membership_revoked)", auth: 'admin', ok: 204 },
+  {
+    method: 'get',
+    path: '/v1/topics/{topic}/members',
+    summary: 'A page of a topic\'s members by user id: {members: [{userId, addedAt}], next}',
+    auth: 'admin',
+    query: { limit: 'members per page, 1-1000 (default 100)', cursor: "the previous page's `next`" },
+    ok: 200,
+  },
   { method: 'get', path: '/v1/ws', summary: 'WebSocket upgrade (bearer or ?token=)', auth: 'token-or-query', ok: 101 },
 ];
 
@@ -51,7 +63,8 @@ const errorSchema = {
 export function openApiDocument(): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
   for (const op of OPERATIONS) {
-    const params = [...op.path.matchAll(/\{(\w+)\}/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } }));
+    const params: Array<Record<string, unknown>> = [...op.path.matchAll(/\{(\w+)\}/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } }));
+    for (const [name, description] of Object.entries(op.query ?? {})) params.push({ name, in: 'query', required: false, description, schema: { type: 'string' } });
     (paths[op.path] ??= {})[op.method] = {
       summary: op.summary,
       ...(op.auth !== 'none' && { security: [{ bearer: [] }] }),

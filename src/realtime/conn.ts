@@ -16,9 +16,14 @@ export class Conn {
   bucket = -1;
   prev: Conn | null = null;
   next: Conn | null = null;
-  /** Publish token bucket. */
-  pubTokens: number;
-  pubAt: number;
+  /**
+   * Publish rate (GCRA, one "theoretical arrival time" per namespace): the namespace this
+   * connection published to first, and its arrival time in ms; later namespaces, rare, in
+   * `pubMore`.
+   */
+  pubNs: string | null = null;
+  pubTat = 0;
+  pubMore: Map<string, number> | null = null;
   /**
    * Topics this connection is replaying (value Infinity: live messages wait in the store) or
    * has just replayed up to an offset (live messages up to it are repeats); null for almost
@@ -41,11 +46,8 @@ export class Conn {
     readonly userId: string,
     readonly ip: string,
     now: number,
-    pubBurst: number,
   ) {
     this.lastSeen = now;
-    this.pubTokens = pubBurst;
-    this.pubAt = now;
   }
 }
 

@@ -85,7 +85,7 @@ export class Delivery {
     const { log, local } = this.d;
     const epoch = await log.epoch();
     if (conn.closing) return;
-    if (since && this.d.channels.rules(topic).recover && since.epoch === epoch) {
+    if (since && this.d.channels.rules(topic)?.recover && since.epoch === epoch) {
       // A user's own channel may have been arriving live already (it needs no sub): then only
       // what came before the first live one is replayed. Otherwise, from here live messages of
       // the topic wait in the store for this connection, and the replay reads them in order.

@@ -12,6 +12,12 @@
  * lib/client-address.ts) and its slot is taken from the box's `Limits` (the supervisor's
  * table with WORKERS>1) once the token is verified; `releaseIp` gives it back on abort or
  * close, the only two ends of an authorized upgrade.
+ *
+ * Access (docs/protocol.md, "Namespaces"): every `sub`, `history`, `recv` and `pub` first
+ * finds its topic's namespace rules (channels.ts); an unknown namespace is refused. Reading
+ * a `members` topic takes a subscription token (checked when given, and then it decides) or
+ * a membership (a cached lookup, members.ts); a removal reaches this process through the hub
+ * and drops the user's live subscriptions with `membership_revoked`.
  */
 import type { Config } from '../config.js';
 import { CLOSE, errorBody, type ErrorCode } from '../errors.js';
@@ -22,9 +28,10 @@ import { Conn, holds, topicCount } from './conn.js';
 import { openFileLimits } from '../lib/open-files.js';
 import { deriveCeiling } from './ceiling.js';
 import { Heartbeat } from './heartbeat.js';
-import { Channels } from './channels.js';
+import { Channels, namespaceOf, type NamespaceRules } from './channels.js';
 import { Delivery, type HistoryLog } from './delivery.js';
-import { LocalHub, type Hub } from './hub.js';
+import { LocalHub, type Hub, type MembershipChange } from './hub.js';
+import { MemberCache, type MemberLookup } from './members.js';
 import type { ReceiptBatcher } from './receipts.js';
 import type { GapReader } from './topic-order.js';
 import { Registry } from './registry.js';
@@ -60,6 +67,12 @@ export type Authentication =
   | { ok: true; userId: string }
   | { ok: false; code: 'unauthorized' | 'invalid_token' | 'token_expired' | 'store_unavailable'; message: string };
 
+/**
+ * Whether a subscription token grants `userId` the topic: null when it does, else why not.
+ * The app verifies it (app/auth/tokens.ts), as it verifies access tokens.
+ */
+export type SubTokenCheck = (token: string, userId: string, topic: string) => Promise<null | 'invalid_subscription_token' | 'subscription_token_expired'>;
+
 /** The settings the gateway reads. */
 export type GatewayOptions = Pick<
   Config,
@@ -71,7 +84,6 @@ export type GatewayOptions = Pick<
   | 'maxBufferedBytes'
   | 'maxSubscriptions'
   | 'maxJsonDepth'
-  | 'wsPublishPrefixes'
   | 'wsPublishPerS'
 >;
 
@@ -86,11 +98,17 @@ export interface GatewayDeps {
   createHub?: (local: LocalHub, registry: Registry) => Hub;
   /** Told which op starts running (the loop-block detector's label). */
   onActivity?: (label: string) => void;
+  /** The namespace rules (CHANNELS_FILE). @default the built-in ones */
+  channels?: Channels;
+  /** Asks the store whether a user is a member of a topic. @default nobody is a member */
+  members?: MemberLookup;
+  /** Checks a subscription token. @default every token is invalid_subscription_token */
+  verifySubToken?: SubTokenCheck;
   /**
-   * The durable log and the namespace rules: with them, topics whose namespace keeps history
-   * get offsets, recovery, history and receipts. @default every topic fire-and-forget
+   * The durable log: with it, topics whose namespace keeps history get offsets, recovery,
+   * history and receipts. @default every topic fire-and-forget
    */
-  history?: { log: HistoryLog; channels: Channels; receipts: ReceiptBatcher };
+  history?: { log: HistoryLog; receipts: ReceiptBatcher };
 }
 
 export type UpgradeDecision =
@@ -99,6 +117,17 @@ export type UpgradeDecision =
 
 /** Labels for the loop-block detector, made once rather than per message. */
 const OP_LABEL = { sub: 'ws:sub', unsub: 'ws:unsub', pub: 'ws:pub', history: 'ws:history', recv: 'ws:recv', ping: 'ws:ping' } as const;
+
+/** Why a read was refused, by code. */
+type ReadAccess = true | 'forbidden_topic' | 'invalid_subscription_token' | 'subscription_token_expired';
+const READ_REFUSED: Record<Exclude<ReadAccess, true>, string> = {
+  forbidden_topic: 'not allowed to read this topic',
+  invalid_subscription_token: 'the subscription token is invalid, or for another user or topic',
+  subscription_token_expired: 'the subscription token has expired',
+};
+
+/** A publish burst: twice the rate, i.e. two seconds' worth. */
+const BURST_MS = 2000;
 
 /** The key of an address's WebSocket slots in the box's limit tables. */
 const ipKey = (ip: string) => `ws-ip:${limitKey(ip)}`;
@@ -121,6 +150,8 @@ export class Gateway {
   readonly registry = new Registry();
   readonly local: LocalHub;
   private readonly channels: Channels;
+  private readonly members: MemberCache;
+  private readonly verifySubToken: SubTokenCheck;
   private readonly delivery: Delivery | null;
   /** Delivers to users and topics: the local hub, or a backplane around it. */
   readonly hub: Hub;
@@ -162,7 +193,14 @@ export class Gateway {
       tick: (now) => this.cutOffClosing(now),
     });
     const h = deps.history;
-    this.channels = h?.channels ?? new Channels({ '*': { history: { size: 0, ttlS: 0 }, recover: false } });
+    this.channels = deps.channels ?? new Channels();
+    this.members = new MemberCache(deps.members ?? (() => Promise.resolve(false)));
+    this.verifySubToken = deps.verifySubToken ?? (() => Promise.resolve('invalid_subscription_token'));
+    // Membership changes reach only the processes holding the user, so cached answers may
+    // live only as long as the user has a connection here.
+    this.registry.onInterest((kind, key, present) => {
+      if (kind === 'user' && !present) this.members.forgetUser(key);
+    });
     const readGap: GapReader = async (topic, after, before, limit) => {
       if (!h) return [];
       const page = await h.log.read(topic, after, Math.min(limit, before - after - 1), Number.MAX_SAFE_INTEGER);
@@ -173,13 +211,14 @@ export class Gateway {
       (conn, text) => this.deliver(conn, text),
       readGap,
       (err) => this.log.error({ err }, 'filling a gap from the log failed'),
+      (change) => this.membershipChanged(change),
       deps.createHub !== undefined,
     );
     this.hub = deps.createHub?.(this.local, this.registry) ?? this.local;
     this.delivery = h
       ? new Delivery({
           log: h.log,
-          channels: h.channels,
+          channels: this.channels,
           registry: this.registry,
           local: this.local,
           hub: this.hub,
@@ -241,7 +280,7 @@ export class Gateway {
         return this.refuse('draining', 503, 'server is shutting down', 'not_ready');
       }
     }
-    return { ok: true, conn: new Conn(this.nextId++, userId, ip, Date.now(), this.config.wsPublishPerS * 2) };
+    return { ok: true, conn: new Conn(this.nextId++, userId, ip, Date.now()) };
   }
 
   /**
@@ -349,67 +388,159 @@ export class Gateway {
 
   private handle(conn: Conn, f: ClientFrame): void {
     this.activity(OP_LABEL[f.op]);
-    const durable = f.op !== 'ping' && this.delivery !== null && this.channels.durable(f.topic);
+    if (f.op === 'ping') {
+      this.deliver(conn, frames.pong(f.id, Date.now()));
+      return;
+    }
+    if (f.op === 'unsub') {
+      this.registry.unsubscribe(conn, f.topic);
+      if (conn.skip?.delete(f.topic) && conn.skip.size === 0) conn.skip = null;
+      this.deliver(conn, frames.ack('unsub', f.topic, f.id));
+      return;
+    }
+    const rules = this.channels.rules(f.topic);
+    if (rules === undefined) {
+      // recv has no answer: a receipt for a topic nobody can hold is dropped.
+      if (f.op !== 'recv') this.deliver(conn, frames.error('unknown_namespace', `no namespace "${namespaceOf(f.topic)}" is configured`, f.id));
+      return;
+    }
+    const durable = this.delivery !== null && rules.history.size > 0;
     switch (f.op) {
-      case 'ping':
-        this.deliver(conn, frames.pong(f.id, Date.now()));
-        return;
-      case 'sub': {
-        if (!this.mayRead(conn, f.topic, f.id)) return;
-        if (!holds(conn, f.topic) && topicCount(conn) >= this.config.maxSubscriptions) {
-          this.deliver(conn, frames.error('too_many_subscriptions', `at most ${this.config.maxSubscriptions} topics`, f.id));
-          return;
+      case 'sub':
+      case 'history': {
+        // A membership change while this sub is on its way (a lookup, a store read before
+        // the join) may have missed it: `recheck` asks again once it has joined.
+        const generation = this.members.generation;
+        const granted = () => {
+          const joined = this.read(conn, f, durable);
+          if (f.op === 'history' || f.token !== undefined || rules.subscribe !== 'members') return joined;
+          return (joined ?? Promise.resolve()).then(() => this.recheck(conn, f.topic, generation));
+        };
+        const access = this.mayRead(conn, f.topic, rules, f.token);
+        if (access !== true && typeof access !== 'string') {
+          access
+            .then((a) => (conn.closing ? undefined : a === true ? granted() : this.deliver(conn, frames.error(a, READ_REFUSED[a], f.id))))
+            .catch((err: unknown) => this.failed(conn, err, f.op, f.id));
+        } else if (access === true) {
+          granted()?.catch((err: unknown) => this.failed(conn, err, f.op, f.id));
+        } else {
+          this.deliver(conn, frames.error(access, READ_REFUSED[access], f.id));
         }
-        if (durable) {
-          this.delivery!.subscribe(conn, f.topic, f.id, f.since).catch((err: unknown) => this.failed(conn, err, f.op, f.id));
-          return;
-        }
-        this.registry.subscribe(conn, f.topic);
-        this.deliver(conn, frames.ack('sub', f.topic, f.id));
         return;
       }
-      case 'unsub':
-        this.registry.unsubscribe(conn, f.topic);
-        if (conn.skip?.delete(f.topic) && conn.skip.size === 0) conn.skip = null;
-        this.deliver(conn, frames.ack('unsub', f.topic, f.id));
-        return;
-      case 'history':
-        if (!this.mayRead(conn, f.topic, f.id)) return;
-        if (!durable) {
-          this.deliver(conn, frames.error('no_history', 'this topic keeps no history', f.id));
-          return;
-        }
-        this.delivery!.history(conn, f.topic, f.id, f.since, f.limit).catch((err: unknown) => this.failed(conn, err, f.op, f.id));
-        return;
       case 'recv':
         if (durable) this.delivery!.recv(conn, f.topic, f.offset);
         return;
       case 'pub': {
-        if (!this.config.wsPublishPrefixes.some((p) => f.topic.startsWith(p))) {
+        const allowed = this.mayPublish(conn, f.topic, rules);
+        if (allowed === true) {
+          this.publish(conn, f, rules, durable);
+          return;
+        }
+        if (allowed === false) {
           this.deliver(conn, frames.error('publish_forbidden', 'clients may not publish to this topic', f.id));
           return;
         }
-        if (!this.takePublishToken(conn)) {
-          this.deliver(conn, frames.error('rate_limited', 'publish rate exceeded', f.id));
-          return;
-        }
-        if (durable) {
-          this.delivery!.publish(conn, f.topic, f.data, f.id, f.key).catch((err: unknown) => this.failed(conn, err, f.op, f.id));
-          return;
-        }
-        const m = { topic: f.topic, dataJson: JSON.stringify(f.data ?? null), from: conn.userId, offset: null, ts: Date.now() };
-        this.deliver(conn, frames.ack('pub', f.topic, f.id));
-        this.hub.publish(m).catch((err: unknown) => this.failed(conn, err, f.op, f.id));
+        allowed
+          .then((ok) => {
+            if (conn.closing) return;
+            if (!ok) this.deliver(conn, frames.error('publish_forbidden', 'only members may publish to this topic', f.id));
+            else this.publish(conn, f, rules, durable);
+          })
+          .catch((err: unknown) => this.failed(conn, err, f.op, f.id));
         return;
       }
     }
   }
 
-  /** Until channel rules land, nobody reads another user's `user:` channel. */
-  private mayRead(conn: Conn, topic: string, id: unknown): boolean {
-    if (!topic.startsWith('user:') || topic === `user:${conn.userId}`) return true;
-    this.deliver(conn, frames.error('forbidden_topic', 'only your own user topic', id));
-    return false;
+  /**
+   * Whether this connection may read the topic: true, the refusal's code, or a promise of
+   * either (a membership lookup or a token to verify).
+   */
+  private mayRead(conn: Conn, topic: string, rules: NamespaceRules, token: string | undefined): ReadAccess | Promise<ReadAccess> {
+    switch (rules.subscribe) {
+      case 'authenticated':
+        return true;
+      case 'own':
+        return topic.slice(namespaceOf(topic).length + 1) === conn.userId ? true : 'forbidden_topic';
+      case 'members': {
+        // A token, when given, decides; without one, the membership does.
+        if (token !== undefined) return this.verifySubToken(token, conn.userId, topic).then((code) => code ?? true);
+        const member = this.members.check(topic, conn.userId);
+        return member === true ? true : member === false ? 'forbidden_topic' : member.then((m) => m || 'forbidden_topic');
+      }
+    }
+  }
+
+  /** Whether this connection may publish to the topic: a `members` topic it holds counts as membership. */
+  private mayPublish(conn: Conn, topic: string, rules: NamespaceRules): boolean | Promise<boolean> {
+    switch (rules.publish) {
+      case 'none':
+        return false;
+      case 'authenticated':
+        return true;
+      case 'members':
+        return holds(conn, topic) || this.members.check(topic, conn.userId);
+    }
+  }
+
+  /** `sub` or `history` once access is granted. */
+  private read(conn: Conn, f: Extract<ClientFrame, { op: 'sub' | 'history' }>, durable: boolean): Promise<void> | undefined {
+    if (f.op === 'history') {
+      if (!durable) {
+        this.deliver(conn, frames.error('no_history', 'this topic keeps no history', f.id));
+        return undefined;
+      }
+      return this.delivery!.history(conn, f.topic, f.id, f.since, f.limit).catch((err: unknown) => this.failed(conn, err, f.op, f.id));
+    }
+    if (!holds(conn, f.topic) && topicCount(conn) >= this.config.maxSubscriptions) {
+      this.deliver(conn, frames.error('too_many_subscriptions', `at most ${this.config.maxSubscriptions} topics`, f.id));
+      return undefined;
+    }
+    if (durable) return this.delivery!.subscribe(conn, f.topic, f.id, f.since).catch((err: unknown) => this.failed(conn, err, f.op, f.id));
+    this.registry.subscribe(conn, f.topic);
+    this.deliver(conn, frames.ack('sub', f.topic, f.id));
+    return undefined;
+  }
+
+  /**
+   * A subscription granted by a membership lookup completed after a membership change
+   * (here or on another process): the change may have been applied before the connection
+   * joined, so the membership is asked again.
+   */
+  private async recheck(conn: Conn, topic: string, generation: number): Promise<void> {
+    if (this.members.generation === generation || !holds(conn, topic)) return;
+    if (!(await this.members.check(topic, conn.userId))) this.revoke(conn, topic);
+  }
+
+  private publish(conn: Conn, f: Extract<ClientFrame, { op: 'pub' }>, rules: NamespaceRules, durable: boolean): void {
+    if (!this.takePublishToken(conn, namespaceOf(f.topic), rules.publishPerS ?? this.config.wsPublishPerS)) {
+      this.deliver(conn, frames.error('rate_limited', 'publish rate exceeded', f.id));
+      return;
+    }
+    if (durable) {
+      this.delivery!.publish(conn, f.topic, f.data, f.id, f.key).catch((err: unknown) => this.failed(conn, err, f.op, f.id));
+      return;
+    }
+    const m = { topic: f.topic, dataJson: JSON.stringify(f.data ?? null), from: conn.userId, offset: null, ts: Date.now() };
+    this.deliver(conn, frames.ack('pub', f.topic, f.id));
+    this.hub.publish(m).catch((err: unknown) => this.failed(conn, err, f.op, f.id));
+  }
+
+  /** A membership change reached this process: refresh the cache; a removal drops live subscriptions. */
+  private membershipChanged(change: MembershipChange): void {
+    this.members.invalidate(change.topic, change.userId);
+    if (change.member) return;
+    const conns = this.registry.connsOf(change.userId);
+    if (!conns) return;
+    for (const conn of [...conns]) if (holds(conn, change.topic)) this.revoke(conn, change.topic);
+  }
+
+  private revoke(conn: Conn, topic: string): void {
+    this.registry.unsubscribe(conn, topic);
+    // A replay in progress stops at its next message (delivery.ts, `paced`).
+    if (conn.skip?.delete(topic) && conn.skip.size === 0) conn.skip = null;
+    this.deliver(conn, frames.error('membership_revoked', 'no longer a member of this topic', undefined, topic));
   }
 
   /** A frame's handling threw or rejected: log it, tell that connection, keep serving. */
@@ -419,13 +550,23 @@ export class Gateway {
     this.deliver(conn, frames.error('internal', 'the server could not handle this frame', id));
   }
 
-  private takePublishToken(conn: Conn): boolean {
+  /**
+   * Per connection and namespace, `rate` publishes a second with a burst of twice that
+   * (GCRA: a publish is allowed while the theoretical arrival time stays within 2 s ahead).
+   */
+  private takePublishToken(conn: Conn, ns: string, rate: number): boolean {
     const now = Date.now();
-    const rate = this.config.wsPublishPerS;
-    conn.pubTokens = Math.min(rate * 2, conn.pubTokens + ((now - conn.pubAt) * rate) / 1000);
-    conn.pubAt = now;
-    if (conn.pubTokens < 1) return false;
-    conn.pubTokens -= 1;
+    const first = conn.pubNs === null || conn.pubNs === ns;
+    const tat = first ? conn.pubTat : (conn.pubMore?.get(ns) ?? 0);
+    const next = Math.max(tat, now) + 1000 / rate;
+    // The epsilon absorbs float error: 3 x (1000 / 3) may land a hair above 1000.
+    if (next - now > BURST_MS + 1e-6) return false;
+    if (first) {
+      conn.pubNs = ns;
+      conn.pubTat = next;
+    } else {
+      (conn.pubMore ??= new Map()).set(ns, next);
+    }
     return true;
   }
 

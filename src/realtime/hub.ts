@@ -5,6 +5,10 @@
  * serialized once, whatever the number of receivers, and the same text crosses the
  * backplane. Messages with an offset pass through the per-topic order (topic-order.ts), so
  * each connection sees a topic's messages at most once and in offset order.
+ *
+ * Membership changes travel the same way, to the processes that hold the user: each one
+ * refreshes its membership cache and, on a removal, unsubscribes the user's live
+ * connections from the topic (the gateway's `onMembership`).
  */
 import type { Conn } from './conn.js';
 import { frames } from './protocol.js';
@@ -23,12 +27,21 @@ export interface Outgoing {
   ts: number;
 }
 
+/** A user was added to (`member: true`) or removed from a `members` topic. */
+export interface MembershipChange {
+  topic: string;
+  userId: string;
+  member: boolean;
+}
+
 export interface Hub {
   /**
    * Fan out one message. Resolves to the connections reached here plus the other processes
    * that have connections for it (0 when nobody holds it anywhere).
    */
   publish(m: Outgoing): Promise<number>;
+  /** Apply a membership change on every process that holds the user, this one included. */
+  membership(change: MembershipChange): Promise<void>;
 }
 
 const USER = 'user:';
@@ -59,6 +72,7 @@ export class LocalHub implements Hub {
   /**
    * @param deliver queues one serialized frame on one connection.
    * @param readGap reads messages missing from the live stream out of the store.
+   * @param onMembership applies a membership change to this process. @default nothing to apply
    * @param crossing other processes publish too (a backplane): arrivals may cross.
    */
   constructor(
@@ -66,6 +80,7 @@ export class LocalHub implements Hub {
     private readonly deliver: (conn: Conn, text: string) => void,
     readGap: GapReader,
     onError: (err: unknown) => void,
+    private readonly onMembership: (change: MembershipChange) => void = () => undefined,
     crossing = false,
   ) {
     const interest = (topic: string) => this.count(topic) > 0;
@@ -77,6 +92,11 @@ export class LocalHub implements Hub {
 
   publish(m: Outgoing): Promise<number> {
     return Promise.resolve(this.publishText(m.topic, frames.msgRaw(m.topic, m.dataJson, m.from, m.offset, m.ts), m.offset));
+  }
+
+  membership(change: MembershipChange): Promise<void> {
+    this.onMembership(change);
+    return Promise.resolve();
   }
 
   /** Fan out an already serialized frame; returns the local connections it is for. */

@@ -1,7 +1,7 @@
 /**
  * The WebSocket protocol: JSON text frames with an `op` (docs/protocol.md is the reference).
- * Client: `sub {topic, since?}`, `unsub {topic}`, `pub {topic, data, key?}`,
- * `history {topic, since, limit?}`, `recv {topic, offset}`, `ping`; each but `recv` may carry
+ * Client: `sub {topic, since?, token?}`, `unsub {topic}`, `pub {topic, data, key?}`,
+ * `history {topic, since, limit?, token?}`, `recv {topic, offset}`, `ping`; each but `recv` may carry
  * an `id` echoed in the answer. Server: `msg {topic, offset?, ts, data, from?}`,
  * `ack {id, ack, topic, …}`, `error {code, message, id?}`, `pong {id, ts}`.
  */
@@ -16,16 +16,18 @@ export interface Since {
 }
 
 export type ClientFrame =
-  | { op: 'sub'; topic: string; id: unknown; since: Since | undefined }
+  | { op: 'sub'; topic: string; id: unknown; since: Since | undefined; token: string | undefined }
   | { op: 'unsub'; topic: string; id: unknown }
   | { op: 'pub'; topic: string; data: unknown; id: unknown; key: string | undefined }
-  | { op: 'history'; topic: string; id: unknown; since: Since; limit: number }
+  | { op: 'history'; topic: string; id: unknown; since: Since; limit: number; token: string | undefined }
   | { op: 'recv'; topic: string; offset: number }
   | { op: 'ping'; id: unknown };
 
 /** Most messages one `history` answer carries. */
 export const HISTORY_MAX = 100;
 const KEY = /^[\x21-\x7e]{1,128}$/;
+/** Longest subscription token taken (a JWT of a few claims is about 250 characters). */
+export const TOKEN_MAX = 4096;
 
 const isOffset = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
@@ -77,14 +79,21 @@ export function parseFrame(text: string, maxDepth: number): ClientFrame | FrameE
     return new FrameError('unknown_op', 'op must be sub, unsub, pub, history, recv or ping', id);
   }
   const topic = f.topic;
+  let token: string | undefined;
+  if ((f.op === 'sub' || f.op === 'history') && f.token !== undefined) {
+    if (typeof f.token !== 'string' || f.token.length === 0 || f.token.length > TOKEN_MAX) {
+      return new FrameError('bad_frame', `token must be a string of 1-${TOKEN_MAX} characters`, id);
+    }
+    token = f.token;
+  }
   if (!isValidTopic(topic)) return new FrameError('invalid_topic', 'topic must match [A-Za-z0-9][A-Za-z0-9_.:-]{0,99}', id);
   switch (f.op) {
     case 'unsub':
       return { op: 'unsub', topic, id };
     case 'sub': {
-      if (f.since === undefined) return { op: 'sub', topic, id, since: undefined };
+      if (f.since === undefined) return { op: 'sub', topic, id, since: undefined, token };
       const since = parseSince(f.since, id);
-      return since instanceof FrameError ? since : { op: 'sub', topic, id, since };
+      return since instanceof FrameError ? since : { op: 'sub', topic, id, since, token };
     }
     case 'pub': {
       if (f.key !== undefined && (typeof f.key !== 'string' || !KEY.test(f.key))) {
@@ -97,7 +106,7 @@ export function parseFrame(text: string, maxDepth: number): ClientFrame | FrameE
       if (since instanceof FrameError) return since;
       const limit = f.limit === undefined ? HISTORY_MAX : f.limit;
       if (!isOffset(limit) || limit < 1) return new FrameError('bad_frame', 'limit must be a positive integer', id);
-      return { op: 'history', topic, id, since, limit: Math.min(limit, HISTORY_MAX) };
+      return { op: 'history', topic, id, since, limit: Math.min(limit, HISTORY_MAX), token };
     }
     case 'recv':
       if (!isOffset(f.offset)) return new FrameError('bad_frame', 'offset must be an integer >= 0', id);

@@ -95,8 +95,11 @@ export class StoreHistory implements HistoryLog {
     if (this.running) return;
     this.running = true;
     const policy = (topic: string) => {
-      const { size, ttlS } = this.channels.rules(topic).history;
-      return { size, ttlMs: ttlS * 1000 };
+      // A namespace no longer configured: its topics cannot be read, and a configuration
+      // typo must not delete them; they are kept until it is configured again.
+      const rules = this.channels.rules(topic);
+      if (!rules) return { size: Infinity, ttlMs: Infinity };
+      return { size: rules.history.size, ttlMs: rules.history.ttlS * 1000 };
     };
     try {
       for (let i = 0; i < TRIM_CALLS_PER_RUN; i++) {

@@ -170,6 +170,24 @@ const migrations: Record<string, Migration> = {
       for (const t of ['idempotency_keys', 'receipts', 'messages', 'topic_heads', 'store_meta']) await db.schema.dropTable(t).execute();
     },
   },
+  '0006_topic_members': {
+    // Members of `members` namespaces (issue 14). The primary key answers the gateway's
+    // "is this user a member of this topic" and the admin API's pages by user id; the
+    // second index serves the cascade when a user is deleted.
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('topic_members')
+        .addColumn('topic', 'text', (c) => c.notNull())
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id').onDelete('cascade'))
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('topic_members_pk', ['topic', 'user_id'])
+        .execute();
+      await db.schema.createIndex('topic_members_user').on('topic_members').column('user_id').execute();
+    },
+    async down(db: Kysely<any>) {
+      await db.schema.dropTable('topic_members').execute();
+    },
+  },
 };
 
 /** Bring the schema to the newest version; throws with the failing migration's error. */

@@ -112,6 +112,13 @@ export interface IdempotencyKeysTable {
   created_at: number;
 }
 
+/** Members of topics in `members` namespaces (issue 14): who may read them without a token. */
+export interface TopicMembersTable {
+  topic: string;
+  user_id: string;
+  created_at: number;
+}
+
 export interface Database {
   users: UsersTable;
   events: EventsTable;
@@ -124,4 +131,5 @@ export interface Database {
   messages: MessagesTable;
   receipts: ReceiptsTable;
   idempotency_keys: IdempotencyKeysTable;
+  topic_members: TopicMembersTable;
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { ADMIN_TOKEN, api, ENGINES, signup, startServer, type Running } from '../kit/server.js';
+import { ADMIN_TOKEN, api, CHAT_NAMESPACE, ENGINES, signup, startServer, type Running } from '../kit/server.js';
 import { connectWs, type Client } from '../kit/ws.js';
 import { eventually } from '../kit/eventually.js';
 import { startRedis, type RedisServer } from '../kit/redis.js';
@@ -16,7 +16,7 @@ for (const engine of ENGINES) {
     const clients: Client[] = [];
     before(async () => {
       redis = await startRedis();
-      s = await startServer(engine, { WORKERS: '3', REDIS_URL: redis.url, WS_PUBLISH_PREFIXES: 'room:' });
+      s = await startServer(engine, { WORKERS: '3', REDIS_URL: redis.url }, CHAT_NAMESPACE);
     });
     after(async () => {
       for (const c of clients) c.close();
@@ -46,11 +46,11 @@ for (const engine of ENGINES) {
         assert.deepEqual([m.data.title, m.topic, m.offset], ['everywhere', `user:${alice.id}`, r.body.offset]);
       }
       for (const b of bobs) {
-        b.send({ op: 'sub', topic: 'room:x', id: 's' });
+        b.send({ op: 'sub', topic: 'chat:x', id: 's' });
         await b.next((f) => f.id === 's');
       }
       const pub = clients[0]!;
-      pub.send({ op: 'pub', topic: 'room:x', data: 'hello', id: 'p' });
+      pub.send({ op: 'pub', topic: 'chat:x', data: 'hello', id: 'p' });
       for (const b of bobs) assert.equal((await b.next((f) => f.op === 'msg')).data, 'hello');
     });
 
@@ -98,6 +98,47 @@ for (const engine of ENGINES) {
       }, { what: `worker 1 (pid ${victim}, killed) to be replaced by a new process` });
       assert.match((await api(s.url, 'GET', '/metrics')).body as string, /onebox_cluster_worker_restarts_total\{worker="1",pid="\d+"\} 1/);
       assert.equal((await api(s.url, 'GET', '/healthz')).status, 200);
+    });
+  });
+
+  describe(`membership removal with WORKERS=3 and Redis on ${engine}`, () => {
+    let redis: RedisServer;
+    let s: Running;
+    const clients: Client[] = [];
+    before(async () => {
+      redis = await startRedis();
+      s = await startServer(engine, { WORKERS: '3', REDIS_URL: redis.url });
+    });
+    after(async () => {
+      for (const c of clients) c.close();
+      await s.stop();
+      await redis.stop();
+    });
+
+    test("removing a member ends that user's live subscriptions on every worker within one second", async () => {
+      const dave = await signup(s.url);
+      const daves: Client[] = [];
+      for (let i = 0; i < 6; i++) daves.push(await connectWs(s.wsUrl, dave.token));
+      clients.push(...daves);
+      await eventually(async () => {
+        const t = await clusterConnections(s.url);
+        return [...t.values()].reduce((a, w) => a + w.n, 0) === 6 && [...t.values()].filter((w) => w.n > 0).length >= 2;
+      }, { what: 'the cluster table to count all 6 connections, on at least two of 3 workers' });
+      assert.equal((await api(s.url, 'PUT', `/v1/topics/room:c/members/${dave.id}`, admin)).status, 201);
+      for (const d of daves) {
+        d.send({ op: 'sub', topic: 'room:c', id: 's' });
+        assert.equal((await d.next((f) => f.id === 's')).op, 'ack');
+      }
+      const t0 = performance.now();
+      assert.equal((await api(s.url, 'DELETE', `/v1/topics/room:c/members/${dave.id}`, admin)).status, 204);
+      for (const d of daves) assert.equal((await d.next((f) => f.code === 'membership_revoked', Math.max(1, 1000 - (performance.now() - t0)))).topic, 'room:c');
+      // Every worker dropped its cached membership too.
+      for (const d of daves) {
+        d.send({ op: 'sub', topic: 'room:c', id: 'again' });
+        assert.equal((await d.next((f) => f.id === 'again')).code, 'forbidden_topic');
+      }
+      const exits = s.lines.filter((l) => l.msg === 'worker exited; restarting');
+      assert.deepEqual(exits, [], 'no worker restarted');
     });
   });
 

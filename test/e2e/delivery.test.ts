@@ -6,6 +6,7 @@
  * engine on SQLite; the idempotency and recovery cases once more on PostgreSQL (Node). The blue-green deploy case
  * lives in deploy.test.ts, the WORKERS=3 + Redis case in cluster.test.ts.
  */
+import { DEFAULT_NAMESPACES } from '../../src/realtime/channels.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -65,8 +66,15 @@ async function publish(c: Client, topic: string, n: number, tag: string): Promis
 
 function channelsFile(): string {
   const file = join(mkdtempSync(join(tmpdir(), 'onebox-channels-')), 'channels.json');
-  // `short:` keeps 10 messages: publishing more trims the oldest (RETENTION_INTERVAL_MS below).
-  writeFileSync(file, JSON.stringify({ namespaces: { short: { history: { size: 10, ttlS: 3600 }, recover: true } } }));
+  // Rooms open to any signed-in user (access rules are channels.test.ts's), and `short:`
+  // keeps 10 messages: publishing more trims the oldest (RETENTION_INTERVAL_MS below).
+  const open = { subscribe: 'authenticated', publish: 'authenticated' } as const;
+  const namespaces = {
+    ...DEFAULT_NAMESPACES,
+    room: { ...DEFAULT_NAMESPACES.room, ...open },
+    short: { ...open, history: { size: 10, ttlS: 3600 }, recover: true },
+  };
+  writeFileSync(file, JSON.stringify({ namespaces }));
   return file;
 }
 
@@ -75,7 +83,6 @@ const serverEnv = (extra: Record<string, string> = {}) => ({
   PUSH_FALLBACK_MS: String(FALLBACK_MS),
   PUSH_POLL_MS: String(POLL_MS),
   PUSH_BACKOFF_BASE_MS: '50',
-  WS_PUBLISH_PREFIXES: 'room:,short:',
   WS_PUBLISH_PER_S: '1000',
   RETENTION_INTERVAL_MS: '200',
   CHANNELS_FILE: channelsFile(),

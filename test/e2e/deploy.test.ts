@@ -4,6 +4,7 @@
  * --rollback). No HTTP request may fail; every WebSocket is closed with 1012 and reconnects
  * to the new colour.
  */
+import { DEFAULT_NAMESPACES } from '../../src/realtime/channels.js';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -54,7 +55,10 @@ describe('blue-green deploy behind nginx', () => {
         `fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir}; include ${join(dir, 'site.conf')}; }\n`,
     );
     nginx = spawn(nginxBin!, ['-c', conf, '-p', dir], { stdio: 'inherit' });
-    const env = `ENGINE=bun HOST=127.0.0.1 DATA_DIR=${dir}/data JWT_SECRET=${JWT_SECRET} TRUST_PROXY=true SHUTDOWN_GRACE_MS=8000 LOG_LEVEL=warn WS_PUBLISH_PREFIXES=room: WS_PUBLISH_PER_S=1000`;
+    // Rooms any signed-in user may read and publish to: the recovery case publishes to one.
+    const rooms = { ...DEFAULT_NAMESPACES, room: { ...DEFAULT_NAMESPACES.room, subscribe: 'authenticated', publish: 'authenticated' } };
+    writeFileSync(join(dir, 'channels.json'), JSON.stringify({ namespaces: rooms }));
+    const env = `ENGINE=bun HOST=127.0.0.1 DATA_DIR=${dir}/data JWT_SECRET=${JWT_SECRET} TRUST_PROXY=true SHUTDOWN_GRACE_MS=8000 LOG_LEVEL=warn CHANNELS_FILE=${dir}/channels.json WS_PUBLISH_PER_S=1000`;
     deployArgs = [
       '--colours', `blue:${blue},green:${green}`,
       '--state-dir', join(dir, 'state'),

@@ -10,7 +10,7 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { api, ENGINES, runCli, signup, startServer, type Running } from '../kit/server.js';
+import { api, CHAT_NAMESPACE, ENGINES, runCli, signup, startServer, type Running } from '../kit/server.js';
 import { connectWs, type Client } from '../kit/ws.js';
 import { eventually } from '../kit/eventually.js';
 import { startRedis, type RedisServer } from '../kit/redis.js';
@@ -58,7 +58,7 @@ for (const engine of ENGINES) {
       return c;
     };
     before(async () => {
-      s = await startServer(engine, { WS_PUBLISH_PREFIXES: 'room:', MAX_CONNECTIONS: '5', MAX_MESSAGE_BYTES: '1048576' });
+      s = await startServer(engine, { MAX_CONNECTIONS: '5', MAX_MESSAGE_BYTES: '1048576' }, CHAT_NAMESPACE);
       alice = await signup(s.url, 'alice');
     });
     after(async () => {
@@ -69,7 +69,7 @@ for (const engine of ENGINES) {
     test('a pub nested 7,000 and 200,000 deep gets json_too_deep; the server and its other sockets go on', async () => {
       const attacker = await open(alice.token);
       const bystander = await open(alice.token);
-      bystander.send({ op: 'sub', topic: 'room:1', id: 's' });
+      bystander.send({ op: 'sub', topic: 'chat:1', id: 's' });
       await bystander.next((f) => f.id === 's');
       for (const depth of [7_000, 200_000]) {
         attacker.ws.send(`{"op":"pub","topic":"room:1","id":"deep","data":${nested(depth)}}`);
@@ -77,7 +77,7 @@ for (const engine of ENGINES) {
         assert.equal(err.op, 'error');
         assert.equal(err.code, 'json_too_deep');
       }
-      attacker.send({ op: 'pub', topic: 'room:1', id: 'ok', data: { fine: [[1]] } });
+      attacker.send({ op: 'pub', topic: 'chat:1', id: 'ok', data: { fine: [[1]] } });
       assert.equal((await bystander.next((f) => f.op === 'msg')).data.fine[0][0], 1);
       await attacker.sync();
       assert.equal(s.proc.exitCode, null);
@@ -208,10 +208,10 @@ for (const engine of ENGINES) {
 
     test('a dropped consumer that reads again 3 s later gets the queued data, then 1013', async () => {
       const slow = await connectWs(s.wsUrl, bob.token);
-      slow.send({ op: 'sub', topic: 'flood:a', id: 's' });
+      slow.send({ op: 'sub', topic: 'public:flood-a', id: 's' });
       await slow.next((f) => f.id === 's');
       socketOf(slow).pause();
-      await floodUntilDropped(s.url, 'flood:a');
+      await floodUntilDropped(s.url, 'public:flood-a');
       await new Promise((r) => setTimeout(r, 3000));
       socketOf(slow).resume();
       const { code } = await slow.waitClosed();
@@ -221,12 +221,12 @@ for (const engine of ENGINES) {
 
     test('a dropped consumer that never reads again is cut off within the bound', async () => {
       const slow = await connectWs(s.wsUrl, bob.token);
-      slow.send({ op: 'sub', topic: 'flood:b', id: 's' });
+      slow.send({ op: 'sub', topic: 'public:flood-b', id: 's' });
       await slow.next((f) => f.id === 's');
       socketOf(slow).pause();
       const clientPort = socketOf(slow).localPort;
       assert.equal(serverSideState(s.port, clientPort), '01', "the server's end is found, ESTABLISHED");
-      await floodUntilDropped(s.url, 'flood:b');
+      await floodUntilDropped(s.url, 'public:flood-b');
       const dropped = Date.now();
       await eventually(async () => (await metric(s.url, 'onebox_ws_connections')) === 0, { what: 'the dropped connection to be uncounted' });
       // The bound is one PING_INTERVAL_MS (4 s here), checked on the heartbeat's tick: then
@@ -246,7 +246,7 @@ for (const engine of ENGINES) {
     let s: Running;
     before(async () => {
       redis = await startRedis();
-      s = await startServer(engine, { WORKERS: '2', REDIS_URL: redis.url, WS_PUBLISH_PREFIXES: 'room:', MAX_MESSAGE_BYTES: '1048576' });
+      s = await startServer(engine, { WORKERS: '2', REDIS_URL: redis.url, MAX_MESSAGE_BYTES: '1048576' }, CHAT_NAMESPACE);
     });
     after(async () => {
       await s.stop();

@@ -133,15 +133,17 @@ for (const engine of ENGINES) {
       assert.deepEqual(wrong.body, unknown.body);
     });
 
-    test('401: missing, forged, expired and alg:none tokens', async () => {
+    test('401: missing, forged, expired, alg:none and audience-less tokens', async () => {
       const now = Math.floor(Date.now() / 1000);
-      const claims = { sub: user.id, iss: 'onebox', iat: now, exp: now + 3600 };
+      const claims = { sub: user.id, iss: 'onebox', aud: 'onebox:access', iat: now, exp: now + 3600 };
       const cases: Array<[string | undefined, string]> = [
         [undefined, 'unauthorized'],
         ['not-a-jwt', 'invalid_token'],
         [signJwt({ alg: 'HS256', typ: 'JWT' }, claims, 'some-other-secret-some-other-secret'), 'invalid_token'],
         [signJwt({ alg: 'none', typ: 'JWT' }, claims, null), 'invalid_token'],
         [signJwt({ alg: 'HS256', typ: 'JWT' }, { ...claims, iat: now - 7200, exp: now - 3600 }, JWT_SECRET), 'token_expired'],
+        [signJwt({ alg: 'HS256', typ: 'JWT' }, { ...claims, aud: undefined }, JWT_SECRET), 'invalid_token'],
+        [signJwt({ alg: 'HS256', typ: 'JWT' }, { ...claims, aud: 'onebox:sub', topic: 'room:1' }, JWT_SECRET), 'invalid_token'],
       ];
       for (const [token, code] of cases) {
         const r = await api(s.url, 'GET', '/v1/me', token ? { token } : {});

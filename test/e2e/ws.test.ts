@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
-import { ADMIN_TOKEN, api, ENGINES, signup, startServer, type Running } from '../kit/server.js';
+import { ADMIN_TOKEN, api, CHAT_NAMESPACE, ENGINES, signup, startServer, type Running } from '../kit/server.js';
 import { connectWs, refusedUpgrade, type Client } from '../kit/ws.js';
 import { eventually } from '../kit/eventually.js';
 import { metric } from '../kit/metrics.js';
@@ -27,10 +27,9 @@ for (const engine of ENGINES) {
         IDLE_TIMEOUT_MS: '600',
         MAX_MESSAGE_BYTES: '70000',
         MAX_BUFFERED_BYTES: '262144',
-        WS_PUBLISH_PREFIXES: 'room:,flood:',
         WS_PUBLISH_PER_S: '5',
         MAX_SUBSCRIPTIONS: '3',
-      });
+      }, CHAT_NAMESPACE);
       alice = await signup(s.url, 'alice');
       bob = await signup(s.url, 'bob');
     });
@@ -57,30 +56,31 @@ for (const engine of ENGINES) {
     test('sub, pub to subscribers, unsub stops delivery', async () => {
       const a = await open(alice.token);
       const b = await open(bob.token);
-      a.send({ op: 'sub', topic: 'room:1', id: 1 });
+      a.send({ op: 'sub', topic: 'chat:1', id: 1 });
       const ack = await a.next((f) => f.op === 'ack');
-      assert.deepEqual([ack.id, ack.ack, ack.topic, ack.offset, typeof ack.epoch], [1, 'sub', 'room:1', 0, 'string']);
-      b.send({ op: 'pub', topic: 'room:1', data: { text: 'hi' }, id: 'p1' });
+      assert.deepEqual([ack.id, ack.ack, ack.topic, ack.offset, typeof ack.epoch], [1, 'sub', 'chat:1', 0, 'string']);
+      b.send({ op: 'pub', topic: 'chat:1', data: { text: 'hi' }, id: 'p1' });
       await b.next((f) => f.op === 'ack' && f.id === 'p1');
       const msg = await a.next((f) => f.op === 'msg');
       const { ts, ...rest } = msg;
-      assert.deepEqual(rest, { op: 'msg', topic: 'room:1', offset: 1, data: { text: 'hi' }, from: bob.id });
+      assert.deepEqual(rest, { op: 'msg', topic: 'chat:1', offset: 1, data: { text: 'hi' }, from: bob.id });
       assert.ok(Math.abs(Date.now() - ts) < 60_000, 'ts is server time in ms');
-      a.send({ op: 'unsub', topic: 'room:1', id: 2 });
+      a.send({ op: 'unsub', topic: 'chat:1', id: 2 });
       await a.next((f) => f.op === 'ack' && f.id === 2);
-      b.send({ op: 'pub', topic: 'room:1', data: 'again', id: 'p2' });
+      b.send({ op: 'pub', topic: 'chat:1', data: 'again', id: 'p2' });
       await b.next((f) => f.op === 'ack' && f.id === 'p2');
       await a.sync();
       assert.equal(a.frames.filter((f) => f.op === 'msg').length, 0);
     });
 
-    test('topic rules: charset, other users, publish prefixes, subscription cap, rate limit', async () => {
+    test('topic rules: charset, namespaces, other users, publish rules, subscription cap, rate limit', async () => {
       const a = await open(alice.token);
       const cases: Array<[unknown, string]> = [
         [{ op: 'sub', topic: 'bad topic!', id: 1 }, 'invalid_topic'],
         [{ op: 'sub', topic: 'x'.repeat(101), id: 2 }, 'invalid_topic'],
         [{ op: 'sub', topic: `user:${bob.id}`, id: 3 }, 'forbidden_topic'],
-        [{ op: 'pub', topic: 'news', data: 1, id: 4 }, 'publish_forbidden'],
+        [{ op: 'pub', topic: 'public:news', data: 1, id: 4 }, 'publish_forbidden'],
+        [{ op: 'sub', topic: 'news', id: 6 }, 'unknown_namespace'],
         [{ op: 'nope', id: 5 }, 'unknown_op'],
         [[1, 2], 'bad_frame'],
       ];
@@ -92,12 +92,12 @@ for (const engine of ENGINES) {
       a.send({ op: 'sub', topic: `user:${alice.id}`, id: 'own' });
       await a.next((f) => f.op === 'ack' && f.id === 'own');
       // The user's own channel takes no subscription slot: three topics fit, the fourth does not.
-      for (const t of ['t1', 't2', 't3']) a.send({ op: 'sub', topic: t, id: t });
+      for (const t of ['t1', 't2', 't3']) a.send({ op: 'sub', topic: `public:${t}`, id: t });
       await a.next((f) => f.id === 't3' && f.op === 'ack');
-      a.send({ op: 'sub', topic: 't4', id: 't4' });
+      a.send({ op: 'sub', topic: 'public:t4', id: 't4' });
       assert.equal((await a.next((f) => f.id === 't4')).code, 'too_many_subscriptions');
       const codes: string[] = [];
-      for (let i = 0; i < 15; i++) a.send({ op: 'pub', topic: 'room:rate', data: i, id: `r${i}` });
+      for (let i = 0; i < 15; i++) a.send({ op: 'pub', topic: 'chat:rate', data: i, id: `r${i}` });
       for (let i = 0; i < 15; i++) codes.push((await a.next((f) => f.id === `r${i}`)).op);
       assert.ok(codes.includes('error'), 'publish rate limit never hit');
       assert.equal(codes[0], 'ack');
@@ -187,12 +187,12 @@ for (const engine of ENGINES) {
 
     test('a consumer that stops reading is dropped with 1013, memory stays bounded', async () => {
       const slow = await open(bob.token);
-      slow.send({ op: 'sub', topic: 'flood:1', id: 's' });
+      slow.send({ op: 'sub', topic: 'public:flood-1', id: 's' });
       await slow.next((f) => f.id === 's');
       const rssBefore = await metric(s.url, 'onebox_process_resident_memory_bytes');
       const dropsBefore = await metric(s.url, 'onebox_ws_slow_consumers_total');
       (slow.ws as unknown as { _socket: { pause(): void } })._socket.pause();
-      const { bytes: published } = await floodUntilDropped(s.url, 'flood:1');
+      const { bytes: published } = await floodUntilDropped(s.url, 'public:flood-1');
       assert.equal(await metric(s.url, 'onebox_ws_slow_consumers_total'), dropsBefore + 1);
       const rssAfter = await metric(s.url, 'onebox_process_resident_memory_bytes');
       assert.ok(rssAfter - rssBefore < 64 * 1024 * 1024, `RSS grew ${rssAfter - rssBefore} after ${published} bytes`);

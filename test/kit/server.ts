@@ -3,6 +3,10 @@
  * tests' fixed secrets, a short shutdown grace and stderr kept for failure messages.
  */
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DEFAULT_NAMESPACES } from '../../src/realtime/channels.js';
 import { request as httpRequest } from 'node:http';
 import { BIN, startServer as startProcess, type EngineName, type ServerProcess } from '../../src/cli/bench/server-process.js';
 
@@ -12,9 +16,35 @@ export const ADMIN_TOKEN = 'admin-token-for-tests-0123456789';
 
 export type Running = ServerProcess;
 
-/** Start bin/onebox serve on port 0 with a fresh data directory (unless env.DATA_DIR) and wait until it listens. */
-export function startServer(engine: EngineName, env: Record<string, string> = {}): Promise<Running> {
-  return startProcess({ engine, jwtSecret: JWT_SECRET, adminToken: ADMIN_TOKEN, env: { SHUTDOWN_GRACE_MS: '3000', ...env } });
+/**
+ * A namespace any signed-in user may read and publish to, keeping history as rooms do: for
+ * tests of delivery rather than of access rules (those use the built-in `room`).
+ */
+export const CHAT_NAMESPACE = { chat: { subscribe: 'authenticated', publish: 'authenticated', history: { size: 100, ttlS: 600 } } } as const;
+
+/**
+ * Start bin/onebox serve on port 0 with a fresh data directory (unless env.DATA_DIR) and wait until it listens.
+ * @param namespaces added to the built-in ones in a CHANNELS_FILE made for this server (removed on stop).
+ */
+export async function startServer(engine: EngineName, env: Record<string, string> = {}, namespaces?: Record<string, object>): Promise<Running> {
+  let dir: string | undefined;
+  if (namespaces) {
+    dir = mkdtempSync(join(tmpdir(), 'onebox-channels-'));
+    writeFileSync(join(dir, 'channels.json'), JSON.stringify({ namespaces: { ...DEFAULT_NAMESPACES, ...namespaces } }));
+    env = { CHANNELS_FILE: join(dir, 'channels.json'), ...env };
+  }
+  const s = await startProcess({ engine, jwtSecret: JWT_SECRET, adminToken: ADMIN_TOKEN, env: { SHUTDOWN_GRACE_MS: '3000', ...env } }).catch((err: unknown) => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    throw err;
+  });
+  if (!dir) return s;
+  const stop = s.stop.bind(s);
+  return Object.assign(s, {
+    stop: async () => {
+      await stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  });
 }
 
 /**

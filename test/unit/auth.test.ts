@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { KnownUsers } from '../../src/app/auth/known-users.js';
-import { TokenService, upgradeAuthenticator } from '../../src/app/auth/tokens.js';
+import { SubTokenService, TokenService, upgradeAuthenticator } from '../../src/app/auth/tokens.js';
+import { signJwt } from '../../src/cli/bench/jwt.js';
 import { StoreProbe } from '../../src/app/store-probe.js';
 import { loadConfig } from '../../src/config.js';
 import { Gateway } from '../../src/realtime/gateway.js';
@@ -114,4 +115,45 @@ test('Gateway: an upgrade whose user is gone is 401 invalid_token; one the store
   assert.equal(JSON.parse(down.body).error.code, 'store_unavailable');
   assert.ok(Number(down.headers['Retry-After']) >= 1);
   gw.stop();
+});
+
+test('subscription tokens: accepted for their user and topic or prefix; expired, foreign, forged or malformed ones refused with their codes', async () => {
+  const secret = 's'.repeat(40);
+  const subs = new SubTokenService(secret);
+  const now = Math.floor(Date.now() / 1000);
+  const forge = (claims: object, key: string | null = secret, alg = 'HS256') => signJwt({ alg, typ: 'JWT' }, { aud: 'onebox:sub', sub: 'alice', exp: now + 60, ...claims }, key);
+  const cases: Array<[string, string, string, null | string]> = [
+    [await subs.issue('alice', { topic: 'room:1' }, 60), 'alice', 'room:1', null],
+    [await subs.issue('alice', { prefix: 'room:team-' }, 60), 'alice', 'room:team-7', null],
+    [await subs.issue('alice', { topic: 'room:1' }, 60), 'bob', 'room:1', 'invalid_subscription_token'],
+    [await subs.issue('alice', { topic: 'room:1' }, 60), 'alice', 'room:2', 'invalid_subscription_token'],
+    [await subs.issue('alice', { prefix: 'room:team-' }, 60), 'alice', 'room:other', 'invalid_subscription_token'],
+    [forge({ topic: 'room:1', exp: now - 10 }), 'alice', 'room:1', 'subscription_token_expired'],
+    [forge({ topic: 'room:1' }, 'another-secret-another-secret-another'), 'alice', 'room:1', 'invalid_subscription_token'],
+    [forge({ topic: 'room:1' }, null, 'none'), 'alice', 'room:1', 'invalid_subscription_token'],
+    [forge({ topic: 'room:1', exp: undefined }), 'alice', 'room:1', 'invalid_subscription_token'],
+    [forge({ prefix: '' }), 'alice', 'room:1', 'invalid_subscription_token'],
+    [forge({}), 'alice', 'room:1', 'invalid_subscription_token'],
+    [forge({ topic: 'room:1', aud: ['onebox:sub', 'onebox:access'] }), 'alice', 'room:1', 'invalid_subscription_token'],
+    ['not.a.jwt', 'alice', 'room:1', 'invalid_subscription_token'],
+  ];
+  for (const [token, user, topic, code] of cases) assert.equal(await subs.check(token, user, topic), code, `${user} ${topic} ${token.slice(-12)}`);
+});
+
+test('an access token is never a subscription token, nor the reverse, even under one secret', async () => {
+  const secret = 'k'.repeat(40);
+  const tokens = new TokenService(secret, 3600);
+  const subs = new SubTokenService(secret);
+  const access = await tokens.issue('alice');
+  assert.equal(await tokens.verify(access), 'alice');
+  assert.equal(await subs.check(access, 'alice', 'room:1'), 'invalid_subscription_token');
+  const sub = await subs.issue('alice', { topic: 'room:1' }, 60);
+  await assert.rejects(tokens.verify(sub), { code: 'invalid_token' });
+  const now = Math.floor(Date.now() / 1000);
+  // Without an audience, or with both in a list: neither kind.
+  for (const aud of [undefined, ['onebox:access', 'onebox:sub']]) {
+    const token = signJwt({ alg: 'HS256', typ: 'JWT' }, { sub: 'alice', iss: 'onebox', aud, exp: now + 60, topic: 'room:1' }, secret);
+    await assert.rejects(tokens.verify(token), { code: 'invalid_token' }, JSON.stringify(aud));
+    assert.equal(await subs.check(token, 'alice', 'room:1'), 'invalid_subscription_token');
+  }
 });

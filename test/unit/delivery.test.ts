@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import { loadConfig } from '../../src/config.js';
 import { LocalLimits } from '../../src/lib/local-limits.js';
 import { createLogger } from '../../src/observability/logger.js';
-import { Channels } from '../../src/realtime/channels.js';
+import { Channels, DEFAULT_NAMESPACES } from '../../src/realtime/channels.js';
 import type { HistoryLog, LogPage } from '../../src/realtime/delivery.js';
 import { Gateway, type SocketOps } from '../../src/realtime/gateway.js';
 import { ReceiptBatcher, type Receipt } from '../../src/realtime/receipts.js';
@@ -73,12 +73,14 @@ async function setup() {
   const log = new MemoryLog();
   const written: Receipt[][] = [];
   const receipts = new ReceiptBatcher(async (b) => void written.push(b), (err) => assert.fail(String(err)), 20);
-  const config = loadConfig({ MAX_CONNECTIONS: '100', WS_PUBLISH_PREFIXES: 'room:', WS_PUBLISH_PER_S: '1000' });
+  const config = loadConfig({ MAX_CONNECTIONS: '100', WS_PUBLISH_PER_S: '1000' });
   const gw = new Gateway(config, {
     authenticate: async (req) => ({ ok: true, userId: new URL(req.url, 'http://x').searchParams.get('u')! }),
     limits: new LocalLimits(),
     log: createLogger('silent'),
-    history: { log, channels: new Channels(), receipts },
+    // `room` open to every signed-in user: access rules have their own tests (channels.test.ts).
+    channels: new Channels({ ...DEFAULT_NAMESPACES, room: { ...DEFAULT_NAMESPACES.room!, subscribe: 'authenticated', publish: 'authenticated' } }),
+    history: { log, receipts },
   });
   const { ops, sent } = fakeOps();
   gw.attach(ops);

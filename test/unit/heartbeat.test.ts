@@ -6,7 +6,7 @@ import { Heartbeat } from '../../src/realtime/heartbeat.js';
 test('pings are spread evenly over the interval, each connection once per interval', () => {
   const pinged: number[] = [];
   const hb = new Heartbeat(1000, 2500, { ping: (c) => pinged.push(c.id), idle: () => undefined, tick: () => undefined });
-  const conns = Array.from({ length: 400 }, (_, i) => new Conn(i, 'u', '127.0.0.1', 0, 1));
+  const conns = Array.from({ length: 400 }, (_, i) => new Conn(i, 'u', '127.0.0.1', 0));
   for (const c of conns) hb.add(c, 0);
   const perTick: number[] = [];
   const ticks = Math.round(1000 / hb.tickMs);
@@ -24,8 +24,8 @@ test('pings are spread evenly over the interval, each connection once per interv
 test('silent connections are terminated once past the idle timeout, active ones kept', () => {
   const idle: number[] = [];
   const hb = new Heartbeat(1000, 2500, { ping: () => undefined, idle: (c) => idle.push(c.id), tick: () => undefined });
-  const quiet = new Conn(1, 'u', '127.0.0.1', 0, 1);
-  const chatty = new Conn(2, 'u', '127.0.0.1', 0, 1);
+  const quiet = new Conn(1, 'u', '127.0.0.1', 0);
+  const chatty = new Conn(2, 'u', '127.0.0.1', 0);
   hb.add(quiet, 0);
   hb.add(chatty, 0);
   for (let t = 0; t <= 2500; t += 25) {
@@ -55,7 +55,7 @@ test('no bucket holds more than its share: with N connections and B buckets, eac
   const hb = new Heartbeat(1000, 1e9, { ping: () => count++, idle: () => undefined, tick: () => undefined });
   const buckets = 1000 / hb.tickMs;
   const n = 3 * buckets + 7;
-  for (let i = 0; i < n; i++) hb.add(new Conn(i, 'u', '127.0.0.1', 0, 1), 0);
+  for (let i = 0; i < n; i++) hb.add(new Conn(i, 'u', '127.0.0.1', 0), 0);
   for (let t = 1; t <= buckets; t++) {
     count = 0;
     hb.tick(t * hb.tickMs);
@@ -69,7 +69,7 @@ test('no bucket holds more than its share: with N connections and B buckets, eac
 test('over several intervals each connection is pinged once per interval', () => {
   const pings = new Map<number, number>();
   const hb = new Heartbeat(1000, 1e9, { ping: (c) => pings.set(c.id, (pings.get(c.id) ?? 0) + 1), idle: () => undefined, tick: () => undefined });
-  for (let i = 0; i < 97; i++) hb.add(new Conn(i, 'u', '127.0.0.1', 0, 1), 0);
+  for (let i = 0; i < 97; i++) hb.add(new Conn(i, 'u', '127.0.0.1', 0), 0);
   const ticks = 3 * (1000 / hb.tickMs);
   for (let t = 1; t <= ticks; t++) hb.tick(t * hb.tickMs);
   assert.equal(pings.size, 97);
@@ -79,7 +79,7 @@ test('over several intervals each connection is pinged once per interval', () =>
 test('a connection silent for exactly the idle timeout stays; one millisecond more and the next tick evicts it', () => {
   const idle: number[] = [];
   const hb = new Heartbeat(1000, 2500, { ping: () => undefined, idle: (c) => idle.push(c.id), tick: () => undefined });
-  const c = new Conn(1, 'u', '127.0.0.1', 0, 1);
+  const c = new Conn(1, 'u', '127.0.0.1', 0);
   hb.add(c, 100);
   hb.tick(2600);
   assert.deepEqual(idle, [], 'at exactly the timeout');
@@ -93,7 +93,7 @@ test('a connection silent for exactly the idle timeout stays; one millisecond mo
 test('touch moves a connection to the tail: the sweep evicts the others, oldest first, and keeps it', () => {
   const idle: number[] = [];
   const hb = new Heartbeat(1000, 2500, { ping: () => undefined, idle: (c) => idle.push(c.id), tick: () => undefined });
-  const [a, b, c] = [1, 2, 3].map((id) => new Conn(id, 'u', '127.0.0.1', 0, 1)) as [Conn, Conn, Conn];
+  const [a, b, c] = [1, 2, 3].map((id) => new Conn(id, 'u', '127.0.0.1', 0)) as [Conn, Conn, Conn];
   hb.add(a, 0);
   hb.add(b, 10);
   hb.add(c, 20);
@@ -107,7 +107,7 @@ test('touch moves a connection to the tail: the sweep evicts the others, oldest 
 test('touch moves a connection from the middle of the list without losing its neighbours', () => {
   const idle: number[] = [];
   const hb = new Heartbeat(1000, 100, { ping: () => undefined, idle: (c) => idle.push(c.id), tick: () => undefined });
-  const conns = [1, 2, 3, 4].map((id) => new Conn(id, 'u', '127.0.0.1', 0, 1));
+  const conns = [1, 2, 3, 4].map((id) => new Conn(id, 'u', '127.0.0.1', 0));
   for (const c of conns) hb.add(c, 0);
   hb.touch(conns[1]!, 50);
   hb.touch(conns[3]!, 60);
@@ -121,7 +121,7 @@ test('touch moves a connection from the middle of the list without losing its ne
 test('a removed connection is never pinged or evicted, even when touched afterwards', () => {
   const seen: string[] = [];
   const hb = new Heartbeat(1000, 100, { ping: (c) => seen.push(`ping ${c.id}`), idle: (c) => seen.push(`idle ${c.id}`), tick: () => undefined });
-  const gone = new Conn(1, 'u', '127.0.0.1', 0, 1);
+  const gone = new Conn(1, 'u', '127.0.0.1', 0);
   hb.add(gone, 0);
   hb.remove(gone);
   hb.touch(gone, 5);
@@ -133,8 +133,8 @@ test('a removed connection is never pinged or evicted, even when touched afterwa
 test('the tick hook runs once per tick with its time, after the idle sweep and the pings', () => {
   const seen: string[] = [];
   const hb = new Heartbeat(1000, 100, { ping: (c) => seen.push(`ping ${c.id}`), idle: (c) => seen.push(`idle ${c.id}`), tick: (now) => seen.push(`tick ${now}`) });
-  hb.add(new Conn(1, 'u', '127.0.0.1', 0, 1), 0);
-  hb.add(new Conn(2, 'u', '127.0.0.1', 0, 1), 90);
+  hb.add(new Conn(1, 'u', '127.0.0.1', 0), 0);
+  hb.add(new Conn(2, 'u', '127.0.0.1', 0), 90);
   hb.tick(25);
   hb.tick(150);
   assert.deepEqual(seen, ['ping 1', 'tick 25', 'idle 1', 'ping 2', 'tick 150']);

@@ -10,6 +10,7 @@ import { createLogger } from '../../src/observability/logger.js';
 import type { Conn } from '../../src/realtime/conn.js';
 import { Gateway, type Authentication, type GatewayDeps, type GatewayOptions, type UpgradeRequest } from '../../src/realtime/gateway.js';
 import type { Hub, Outgoing } from '../../src/realtime/hub.js';
+import { Channels, DEFAULT_NAMESPACES } from '../../src/realtime/channels.js';
 import { FakeSocketOps, framesOf, lastFrame, type FakeSocket } from '../kit/fake-socket.js';
 
 /** One message as the hub takes it: fire-and-forget (no offset), at time 0. */
@@ -29,9 +30,11 @@ const OPTIONS: GatewayOptions = {
   maxBufferedBytes: 4096,
   maxSubscriptions: 3,
   maxJsonDepth: 8,
-  wsPublishPrefixes: ['chat.'],
   wsPublishPerS: 5,
 };
+
+/** The built-in namespaces plus `chat`, which any signed-in user may read and publish to. */
+const CHANNELS = new Channels({ ...DEFAULT_NAMESPACES, chat: { subscribe: 'authenticated', publish: 'authenticated' } });
 
 const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
 
@@ -53,7 +56,7 @@ const admitByName = (req: UpgradeRequest): Promise<Authentication> =>
 function setup(t: TestContext, options: Partial<GatewayOptions> = {}, deps: Partial<GatewayDeps> = {}) {
   t.mock.timers.enable({ apis: ['Date', 'setInterval', 'setTimeout'], now: T0 });
   const ops = new FakeSocketOps();
-  const gw = new Gateway({ ...OPTIONS, ...options }, { authenticate: admitByName, limits: new LocalLimits(), log: createLogger('silent'), ...deps });
+  const gw = new Gateway({ ...OPTIONS, ...options }, { authenticate: admitByName, limits: new LocalLimits(), log: createLogger('silent'), channels: CHANNELS, ...deps });
   gw.attach(ops);
   t.after(() => gw.stop());
 
@@ -332,28 +335,28 @@ test('a subscriber receives what is published to its topic; after unsub, nothing
   const { connect, send } = setup(t);
   const a = await connect('alice');
   const b = await connect('bob');
-  send(a.conn, { op: 'sub', topic: 'chat.room', id: 1 });
-  assert.deepEqual(lastFrame(a.sock), { op: 'ack', id: 1, ack: 'sub', topic: 'chat.room' });
-  send(b.conn, { op: 'pub', topic: 'chat.room', data: 'hi', id: 2 });
-  assert.deepEqual(lastFrame(b.sock), { op: 'ack', id: 2, ack: 'pub', topic: 'chat.room' });
-  assert.deepEqual(lastFrame(a.sock), { op: 'msg', topic: 'chat.room', ts: T0, data: 'hi', from: 'bob' });
-  send(a.conn, { op: 'unsub', topic: 'chat.room', id: 3 });
+  send(a.conn, { op: 'sub', topic: 'chat:room', id: 1 });
+  assert.deepEqual(lastFrame(a.sock), { op: 'ack', id: 1, ack: 'sub', topic: 'chat:room' });
+  send(b.conn, { op: 'pub', topic: 'chat:room', data: 'hi', id: 2 });
+  assert.deepEqual(lastFrame(b.sock), { op: 'ack', id: 2, ack: 'pub', topic: 'chat:room' });
+  assert.deepEqual(lastFrame(a.sock), { op: 'msg', topic: 'chat:room', ts: T0, data: 'hi', from: 'bob' });
+  send(a.conn, { op: 'unsub', topic: 'chat:room', id: 3 });
   const before = a.sock.sent.length;
-  send(b.conn, { op: 'pub', topic: 'chat.room', data: 'again' });
+  send(b.conn, { op: 'pub', topic: 'chat:room', data: 'again' });
   assert.equal(a.sock.sent.length, before);
 });
 
 test('at the subscription cap a new topic is too_many_subscriptions; a topic already held and one after unsub are fine', async (t) => {
   const { connect, send } = setup(t, { maxSubscriptions: 2 });
   const { conn, sock } = await connect();
-  send(conn, { op: 'sub', topic: 'a' });
-  send(conn, { op: 'sub', topic: 'b' });
-  send(conn, { op: 'sub', topic: 'c', id: 'c1' });
+  send(conn, { op: 'sub', topic: 'chat:a' });
+  send(conn, { op: 'sub', topic: 'chat:b' });
+  send(conn, { op: 'sub', topic: 'chat:c', id: 'c1' });
   assert.deepEqual([lastFrame(sock)?.op, lastFrame(sock)?.code, lastFrame(sock)?.id], ['error', 'too_many_subscriptions', 'c1']);
-  send(conn, { op: 'sub', topic: 'a' });
+  send(conn, { op: 'sub', topic: 'chat:a' });
   assert.equal(lastFrame(sock)?.op, 'ack', 'resubscribing to a held topic');
-  send(conn, { op: 'unsub', topic: 'a' });
-  send(conn, { op: 'sub', topic: 'c' });
+  send(conn, { op: 'unsub', topic: 'chat:a' });
+  send(conn, { op: 'sub', topic: 'chat:c' });
   assert.equal(lastFrame(sock)?.op, 'ack');
 });
 
@@ -367,13 +370,13 @@ test("another user's topic is forbidden_topic; one's own user topic is allowed",
   assert.equal(lastFrame(sock)?.op, 'ack');
 });
 
-test('publishing outside the allowed prefixes is publish_forbidden and spends no token', async (t) => {
+test('publishing to a publish: none namespace is publish_forbidden and spends no token', async (t) => {
   const { connect, send } = setup(t, { wsPublishPerS: 1 });
   const { conn, sock } = await connect();
-  for (let i = 0; i < 5; i++) send(conn, { op: 'pub', topic: 'news', data: i, id: i });
+  for (let i = 0; i < 5; i++) send(conn, { op: 'pub', topic: 'public:news', data: i, id: i });
   assert.deepEqual(framesOf(sock).map((f) => f.code), Array(5).fill('publish_forbidden'));
-  send(conn, { op: 'pub', topic: 'chat.a' });
-  send(conn, { op: 'pub', topic: 'chat.a' });
+  send(conn, { op: 'pub', topic: 'chat:a' });
+  send(conn, { op: 'pub', topic: 'chat:a' });
   assert.deepEqual(framesOf(sock).slice(5).map((f) => f.op), ['ack', 'ack'], 'the burst of 2 is intact');
 });
 
@@ -381,7 +384,7 @@ test('publish rate: a burst of twice the rate, then rate_limited; tokens refill 
   const { connect, send, advance } = setup(t, { wsPublishPerS: 5, idleTimeoutMs: 1e9 });
   const { conn, sock } = await connect();
   const pub = () => {
-    send(conn, { op: 'pub', topic: 'chat.a', id: 'p' });
+    send(conn, { op: 'pub', topic: 'chat:a', id: 'p' });
     const f = lastFrame(sock)!;
     return f.op === 'ack' ? 'ack' : String(f.code);
   };
@@ -400,16 +403,17 @@ test('publish rate: a burst of twice the rate, then rate_limited; tokens refill 
 test("a hub whose publish rejects: the frame is answered with an internal error, and the gateway keeps serving", async (t) => {
   const failing: Hub = {
     publish: () => Promise.reject(new Error('backplane exploded')),
+    membership: () => Promise.resolve(),
   };
   const { gw, connect, send } = setup(t, {}, { createHub: () => failing });
   const a = await connect('alice');
   const b = await connect('bob');
-  send(a.conn, { op: 'pub', topic: 'chat.a', id: 7 });
+  send(a.conn, { op: 'pub', topic: 'chat:a', id: 7 });
   await new Promise<void>((resolve) => setImmediate(resolve));
   assert.deepEqual(framesOf(a.sock).map((f) => [f.op, f.code, f.id]), [['ack', undefined, 7], ['error', 'internal', 7]]);
   assert.equal(gw.stats.frameFailures, 1);
   send(a.conn, { op: 'ping', id: 8 });
-  send(b.conn, { op: 'sub', topic: 'x', id: 9 });
+  send(b.conn, { op: 'sub', topic: 'chat:x', id: 9 });
   assert.equal(lastFrame(a.sock)?.op, 'pong');
   assert.equal(lastFrame(b.sock)?.op, 'ack');
 });
@@ -419,11 +423,12 @@ test('a handler that throws: the frame is answered with an internal error, and t
     publish: () => {
       throw new Error('sync failure');
     },
+    membership: () => Promise.resolve(),
   };
   const labels: string[] = [];
   const { gw, connect, send } = setup(t, {}, { createHub: () => throwing, onActivity: (l) => labels.push(l) });
   const { conn, sock } = await connect();
-  send(conn, { op: 'pub', topic: 'chat.a', id: 1 });
+  send(conn, { op: 'pub', topic: 'chat:a', id: 1 });
   assert.deepEqual([lastFrame(sock)?.op, lastFrame(sock)?.code, lastFrame(sock)?.id], ['error', 'internal', 1]);
   send(conn, { op: 'ping', id: 2 });
   assert.equal(lastFrame(sock)?.op, 'pong');
@@ -437,20 +442,20 @@ test('a send that leaves more than maxBufferedBytes queued closes the connection
   const { gw, connect, send } = setup(t, { maxBufferedBytes: 4096 });
   const slow = await connect('alice');
   const peer = await connect('bob');
-  send(slow.conn, { op: 'sub', topic: 'chat.a' });
+  send(slow.conn, { op: 'sub', topic: 'chat:a' });
   slow.sock.buffered = 4097;
-  send(peer.conn, { op: 'pub', topic: 'chat.a', data: 1 });
+  send(peer.conn, { op: 'pub', topic: 'chat:a', data: 1 });
   assert.deepEqual(slow.sock.closes.map((c) => c.code), [CLOSE.tryAgainLater]);
   assert.equal(gw.stats.slowConsumers, 1);
   const sent = slow.sock.sent.length;
-  send(peer.conn, { op: 'pub', topic: 'chat.a', data: 2 });
+  send(peer.conn, { op: 'pub', topic: 'chat:a', data: 2 });
   send(slow.conn, { op: 'ping' });
   await gw.hub.publish(out('user:alice', 'direct'));
   assert.equal(slow.sock.sent.length, sent);
   assert.equal(slow.sock.closes.length, 1);
   assert.equal(slow.sock.afterEnd, 0);
   assert.equal(gw.stats.slowConsumers, 1);
-  assert.equal(gw.registry.topics.has('chat.a'), false);
+  assert.equal(gw.registry.topics.has('chat:a'), false);
 });
 
 test('a connection with exactly maxBufferedBytes queued is kept', async (t) => {
@@ -466,11 +471,11 @@ test('a connection with exactly maxBufferedBytes queued is kept', async (t) => {
 test('a slow consumer dropped in the middle of a fan-out does not stop delivery to the subscribers after it', async (t) => {
   const { gw, connect, send } = setup(t);
   const subs = [await connect('a'), await connect('b'), await connect('c')];
-  for (const s of subs) send(s.conn, { op: 'sub', topic: 'chat.a' });
+  for (const s of subs) send(s.conn, { op: 'sub', topic: 'chat:a' });
   subs[1]!.sock.buffered = 1e9;
-  assert.equal(await gw.hub.publish(out('chat.a', 'one')), 3);
-  for (const s of subs) assert.deepEqual(lastFrame(s.sock), { op: 'msg', topic: 'chat.a', ts: 0, data: 'one' });
-  assert.equal(await gw.hub.publish(out('chat.a', 'two')), 2);
+  assert.equal(await gw.hub.publish(out('chat:a', 'one')), 3);
+  for (const s of subs) assert.deepEqual(lastFrame(s.sock), { op: 'msg', topic: 'chat:a', ts: 0, data: 'one' });
+  assert.equal(await gw.hub.publish(out('chat:a', 'two')), 2);
   assert.equal(lastFrame(subs[0]!.sock)?.data, 'two');
   assert.equal(lastFrame(subs[1]!.sock)?.data, 'one');
   assert.equal(lastFrame(subs[2]!.sock)?.data, 'two');

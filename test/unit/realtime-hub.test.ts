@@ -4,7 +4,7 @@ import { Conn } from '../../src/realtime/conn.js';
 import { LocalHub, type Outgoing } from '../../src/realtime/hub.js';
 import { Registry } from '../../src/realtime/registry.js';
 
-const conn = (id: number, userId = `u${id}`) => new Conn(id, userId, '127.0.0.1', 0, 2);
+const conn = (id: number, userId = `u${id}`) => new Conn(id, userId, '127.0.0.1', 0);
 
 /** One message as the hub takes it: fire-and-forget (no offset), at time 0. */
 const out = (topic: string, data: unknown, from: string | null = null): Outgoing => ({ topic, dataJson: JSON.stringify(data), from, offset: null, ts: 0 });

@@ -58,6 +58,13 @@ test('JSON that is not an object is bad_frame', () => {
   for (const text of ['[]', '[{"op":"ping"}]', '1', '"ping"', 'null', 'true']) assert.equal(codeOf(text), 'bad_frame', text);
 });
 
+test('a subscription token that is not a string of 1-4096 characters is bad_frame, on sub and history', () => {
+  for (const token of ['1', 'null', '""', '{}', JSON.stringify('t'.repeat(4097))]) {
+    assert.equal(codeOf(`{"op":"sub","topic":"room:1","token":${token}}`), 'bad_frame', token.slice(0, 10));
+    assert.equal(codeOf(`{"op":"history","topic":"room:1","since":{"offset":0,"epoch":"e"},"token":${token}}`), 'bad_frame', token.slice(0, 10));
+  }
+});
+
 test('an id that is neither a string nor a number is bad_frame', () => {
   for (const id of ['null', 'true', '{}', '[1]']) assert.equal(codeOf(`{"op":"ping","id":${id}}`), 'bad_frame', id);
 });
@@ -94,7 +101,8 @@ test('well-formed frames parse with their id, a string or a number, echoed', () 
   const cases: Array<[string, ClientFrame]> = [
     ['{"op":"ping"}', { op: 'ping', id: undefined }],
     ['{"op":"ping","id":1}', { op: 'ping', id: 1 }],
-    ['{"op":"sub","topic":"t","id":"a"}', { op: 'sub', topic: 't', id: 'a', since: undefined }],
+    ['{"op":"sub","topic":"t","id":"a"}', { op: 'sub', topic: 't', id: 'a', since: undefined, token: undefined }],
+    ['{"op":"sub","topic":"room:1","token":"a.b.c"}', { op: 'sub', topic: 'room:1', id: undefined, since: undefined, token: 'a.b.c' }],
     ['{"op":"unsub","topic":"t","id":0}', { op: 'unsub', topic: 't', id: 0 }],
     ['{"op":"pub","topic":"t","data":{"x":[1]},"id":2}', { op: 'pub', topic: 't', data: { x: [1] }, id: 2, key: undefined }],
     ['{"op":"pub","topic":"t"}', { op: 'pub', topic: 't', data: null, id: undefined, key: undefined }],

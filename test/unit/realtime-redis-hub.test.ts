@@ -10,14 +10,15 @@ import { createLogger } from '../../src/observability/logger.js';
 import { RedisHub } from '../../src/realtime/backplane/redis-hub.js';
 import type { Reply } from '../../src/realtime/backplane/resp.js';
 import { Conn } from '../../src/realtime/conn.js';
-import { LocalHub, type Outgoing } from '../../src/realtime/hub.js';
+import { LocalHub, type MembershipChange, type Outgoing } from '../../src/realtime/hub.js';
 import { frames } from '../../src/realtime/protocol.js';
 import { Registry } from '../../src/realtime/registry.js';
 
 function setup(t: TestContext) {
   const registry = new Registry();
   const delivered: Array<[number, string]> = [];
-  const local = new LocalHub(registry, (c, text) => delivered.push([c.id, text]), async () => [], (err) => assert.fail(String(err)));
+  const changes: MembershipChange[] = [];
+  const local = new LocalHub(registry, (c, text) => delivered.push([c.id, text]), async () => [], (err) => assert.fail(String(err)), (c) => changes.push(c));
   // Port 1 on loopback: nothing is listening, and nothing connects since start() is not called.
   const hub = new RedisHub('redis://127.0.0.1:1', local, registry, createLogger('silent'));
   const commands: string[][] = [];
@@ -25,10 +26,10 @@ function setup(t: TestContext) {
   t.after(() => hub.stop());
   /** A pub/sub push as the subscriber connection hands it over. */
   const push = (reply: Reply[]) => hub['pushed'](reply);
-  return { registry, hub, delivered, commands, push };
+  return { registry, hub, delivered, commands, push, changes };
 }
 
-const conn = (id: number, userId: string) => new Conn(id, userId, '127.0.0.1', 0, 2);
+const conn = (id: number, userId: string) => new Conn(id, userId, '127.0.0.1', 0);
 
 /** One message as the hub takes it: fire-and-forget (no offset), at time 0. */
 const out = (topic: string, data: unknown, from: string | null = null): Outgoing => ({ topic, dataJson: JSON.stringify(data), from, offset: null, ts: 0 });
@@ -103,4 +104,20 @@ test('the first local interest in a topic or user subscribes its channel, the la
   await hub.stop();
   registry.subscribe(a, 'later');
   assert.equal(commands.length, 4);
+});
+
+test("a membership change travels on the user's channel with `!`: applied here at once, and by the other instances that hold the user", async (t) => {
+  const { hub, push, changes } = setup(t);
+  const published: string[][] = [];
+  t.mock.method(hub['pub'], 'call', (...args: string[]) => (published.push(args), Promise.resolve(1)));
+  await hub.membership({ topic: 'room:1', userId: 'alice', member: false });
+  assert.deepEqual(published, [['PUBLISH', 'ob:u:alice', `${hub.instanceId} ! {"topic":"room:1","member":false}`]]);
+  assert.deepEqual(changes, [{ topic: 'room:1', userId: 'alice', member: false }]);
+  push(['message', 'ob:u:alice', `${hub.instanceId} ! {"topic":"room:1","member":false}`]);
+  assert.equal(changes.length, 1, 'our own echo is dropped');
+  push(['message', 'ob:u:bob', '0123456789ab ! {"topic":"room:2","member":true}']);
+  assert.deepEqual(changes[1], { topic: 'room:2', userId: 'bob', member: true });
+  for (const bad of ['! {"topic":1}', '! not json', '! {"topic":"room:3"}']) push(['message', 'ob:u:bob', `0123456789ab ${bad}`]);
+  push(['message', 'ob:t:room:1', '0123456789ab ! {"topic":"room:1","member":false}']);
+  assert.equal(changes.length, 2, 'malformed control messages, or one on a topic channel, are ignored');
 });

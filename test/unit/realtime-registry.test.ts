@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { Conn, holds, topicCount } from '../../src/realtime/conn.js';
 import { Registry, type InterestListener } from '../../src/realtime/registry.js';
 
-const conn = (id: number, userId = 'alice') => new Conn(id, userId, '127.0.0.1', 0, 2);
+const conn = (id: number, userId = 'alice') => new Conn(id, userId, '127.0.0.1', 0);
 
 /** A listener that records what it is told as `kind:key:+` / `kind:key:-`. */
 function recorder(): { events: string[]; listener: InterestListener } {

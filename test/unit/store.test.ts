@@ -10,6 +10,8 @@ import { countEvents, EventWriter } from '../../src/store/events.js';
 import { migrateToLatest } from '../../src/store/migrations.js';
 import { OutboxStore } from '../../src/store/outbox.js';
 import { UserStore } from '../../src/store/users.js';
+import { MemberStore } from '../../src/store/members.js';
+import { isForeignKeyViolation } from '../../src/store/db-errors.js';
 import { createTestDatabase } from '../kit/pg.js';
 
 const DAY = 86_400_000;
@@ -103,6 +105,29 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
       assert.ok(!again.some((r) => r.id === a[0]!.id || r.id === a[1]!.id));
       assert.equal(again[0]!.payload.title, 't');
       assert.deepEqual(await outbox.counts(), { pending: 29, sent: 1 });
+    });
+
+    test('members: add once, pages by user id, remove; a missing user trips the foreign key; deleting the user removes the row', async () => {
+      const users = new UserStore(db);
+      const members = new MemberStore(db);
+      const ids = [];
+      for (let i = 0; i < 5; i++) ids.push((await users.create(`m${i}@example.com`, 'h', null))!.id);
+      ids.sort();
+      for (const id of ids) assert.equal(await members.add('room:m', id), true);
+      assert.equal(await members.add('room:m', ids[0]!), false, 'already a member');
+      assert.equal(await members.isMember('room:m', ids[0]!), true);
+      assert.equal(await members.isMember('room:other', ids[0]!), false);
+      const first = await members.list('room:m', 2, undefined);
+      const second = await members.list('room:m', 2, first.next!);
+      const last = await members.list('room:m', 2, second.next!);
+      assert.deepEqual([...first.members, ...second.members, ...last.members].map((m) => m.userId), ids);
+      assert.equal(last.next, null);
+      assert.equal((await members.list('room:m', 5, undefined)).next, null, 'an exact page says there is no more');
+      assert.equal(await members.remove('room:m', ids[1]!), true);
+      assert.equal(await members.remove('room:m', ids[1]!), false);
+      await assert.rejects(members.add('room:m', 'no-such-user'), (err) => isForeignKeyViolation(err));
+      await db.deleteFrom('users').where('id', '=', ids[0]!).execute();
+      assert.equal(await members.isMember('room:m', ids[0]!), false);
     });
   });
 }

@@ -1,15 +1,24 @@
 /**
- * Access tokens: HS256 JWTs via jose. Verification pins the algorithm, so `alg: none` and
- * any asymmetric-key confusion are refused, and checks issuer and expiry; then asks
- * whether the subject still exists (a deleted user's token, however well signed, is
- * `invalid_token`). HTTP routes and the WebSocket gateway both verify here, so neither
- * needs the store.
+ * Access tokens and subscription tokens: HS256 JWTs via jose. Verification pins the
+ * algorithm, so `alg: none` and any asymmetric-key confusion are refused, and checks expiry
+ * and the audience: `onebox:access` for access tokens, `onebox:sub` for subscription tokens,
+ * exactly (a single string, not a list that holds it), so neither is ever taken for the
+ * other even when both are signed with the same secret. An access token's subject must
+ * still exist (a deleted user's token, however well signed, is `invalid_token`). HTTP
+ * routes and the WebSocket gateway both verify here, so neither needs the store.
  */
 import { SignJWT, errors, jwtVerify } from 'jose';
 import { AppError } from '../../errors.js';
 import type { Authentication } from '../../realtime/gateway.js';
 
 const ISSUER = 'onebox';
+/** The `aud` of access tokens. */
+export const ACCESS_AUDIENCE = 'onebox:access';
+/** The `aud` of subscription tokens. */
+export const SUB_AUDIENCE = 'onebox:sub';
+
+const importKey = (secret: string) =>
+  crypto.subtle.importKey('raw', new TextEncoder().encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify']);
 
 export class TokenService {
   // Imported once: handing jose raw bytes makes it import a CryptoKey on every call,
@@ -27,10 +36,7 @@ export class TokenService {
     private readonly ttlS: number,
     private readonly userExists: (userId: string) => boolean | Promise<boolean> = () => true,
   ) {
-    this.key = crypto.subtle.importKey('raw', new TextEncoder().encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, [
-      'sign',
-      'verify',
-    ]);
+    this.key = importKey(secret);
   }
 
   /** Sign a token whose subject is the user id. */
@@ -39,6 +45,7 @@ export class TokenService {
       .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
       .setSubject(userId)
       .setIssuer(ISSUER)
+      .setAudience(ACCESS_AUDIENCE)
       .setIssuedAt()
       .setExpirationTime(`${this.ttlS}s`)
       .sign(await this.key);
@@ -78,7 +85,8 @@ export class TokenService {
 
   private async verifyFresh(token: string, remember: boolean): Promise<string> {
     try {
-      const { payload } = await jwtVerify(token, await this.key, { algorithms: ['HS256'], issuer: ISSUER });
+      const { payload } = await jwtVerify(token, await this.key, { algorithms: ['HS256'], issuer: ISSUER, audience: ACCESS_AUDIENCE });
+      if (payload.aud !== ACCESS_AUDIENCE) throw new AppError('invalid_token', 'not an access token');
       if (typeof payload.sub !== 'string' || payload.sub === '') throw new AppError('invalid_token', 'token has no subject');
       if (typeof payload.exp !== 'number') throw new AppError('invalid_token', 'token has no expiry');
       if (!remember) return payload.sub;
@@ -90,6 +98,50 @@ export class TokenService {
       if (err instanceof errors.JWTExpired) throw new AppError('token_expired', 'token expired', { cause: err });
       throw new AppError('invalid_token', 'invalid token', { cause: err });
     }
+  }
+}
+
+/** What a subscription token grants: one topic, or every topic that starts with a prefix. */
+export type SubGrant = { topic: string } | { prefix: string };
+
+/**
+ * Subscription tokens (docs/protocol.md, "Subscription tokens"): an app route that decides
+ * who may read a `members` topic signs one, and the client passes it on `sub` (or
+ * `history`), with no admin API call. Claims: `aud: "onebox:sub"`, `sub` (the user id),
+ * `topic` or `prefix`, `exp`.
+ */
+export class SubTokenService {
+  private readonly key: Promise<CryptoKey>;
+
+  /** @param secret SUB_TOKEN_SECRET, or the access-token secret. */
+  constructor(secret: string) {
+    this.key = importKey(secret);
+  }
+
+  /** Sign a token granting `userId` the topic (or prefix) for `ttlS` seconds. */
+  async issue(userId: string, grant: SubGrant, ttlS: number): Promise<string> {
+    return new SignJWT({ ...grant })
+      .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+      .setSubject(userId)
+      .setIssuer(ISSUER)
+      .setAudience(SUB_AUDIENCE)
+      .setIssuedAt()
+      .setExpirationTime(`${ttlS}s`)
+      .sign(await this.key);
+  }
+
+  /** Null when the token grants `userId` the topic; otherwise the refusal's code. */
+  async check(token: string, userId: string, topic: string): Promise<null | 'invalid_subscription_token' | 'subscription_token_expired'> {
+    let payload: Record<string, unknown>;
+    try {
+      ({ payload } = await jwtVerify(token, await this.key, { algorithms: ['HS256'], audience: SUB_AUDIENCE, requiredClaims: ['exp', 'sub'] }));
+    } catch (err) {
+      return err instanceof errors.JWTExpired ? 'subscription_token_expired' : 'invalid_subscription_token';
+    }
+    if (payload.aud !== SUB_AUDIENCE || payload.sub !== userId) return 'invalid_subscription_token';
+    const { topic: granted, prefix } = payload;
+    if (typeof granted === 'string' ? granted === topic : typeof prefix === 'string' && prefix !== '' && topic.startsWith(prefix)) return null;
+    return 'invalid_subscription_token';
   }
 }
 

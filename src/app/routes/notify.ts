@@ -64,6 +64,7 @@ export function notifyRoutes(s: Services): Hono<AppEnv> {
     const userId = n.userId;
     if (userId !== undefined && !(await s.users.byId(userId))) throw new AppError('not_found', 'no such user');
     const topic = n.topic ?? `user:${userId}`;
+    if (!s.channels.rules(topic)) throw new AppError('unknown_namespace', 'no namespace is configured for this topic');
     const id = randomUUID();
     const ts = Date.now();
     const payload = { title: n.title, body: n.body, data: n.data ?? {} };

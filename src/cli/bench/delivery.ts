@@ -8,7 +8,7 @@
  *    every subscriber; latency from the publish timestamp to receipt (as the fanout
  *    scenario), pooled per topic: the durable p99 against the history-0 p99.
  * 3. Durable publishes: P more connections, each keeping a window of W `pub` frames
- *    outstanding to `room:0..T-1` (WS_PUBLISH_PREFIXES=room:, WS_PUBLISH_PER_S raised),
+ *    outstanding to `room:0..T-1` (rooms open to every bench user in a CHANNELS_FILE, no rate bound),
  *    sending the next one as each ack (sent after the commit) arrives: acked pubs/s over the
  *    measured window, ack latency (HDR), errors; then the log's heads are read back from the
  *    store and must count every acked pub.
@@ -20,14 +20,15 @@
  */
 import { freshDatabase } from './pg-database.js';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
-import { cpus, totalmem } from 'node:os';
+import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as hdr from 'hdr-histogram-js';
 import { sleep } from '../../lib/scope.js';
 import { openDb } from '../../store/db.js';
+import { DEFAULT_NAMESPACES } from '../../realtime/channels.js';
 import { Clients } from './clients.js';
 import { signToken } from './jwt.js';
 import { cleanups } from './cleanups.js';
@@ -243,8 +244,12 @@ async function runOne(o: Options, engine: 'bun' | 'node', store: 'sqlite' | 'pos
   const tag = `${engine}-${store}-w${workers}`;
   const loadavgBefore = loadavg();
   const db = store === 'postgres' ? await freshDatabase(o.databaseUrl) : null;
+  // Rooms any bench user may publish to, at any rate: the publishers are the load.
+  const channels = join(mkdtempSync(join(tmpdir(), 'onebox-bench-channels-')), 'channels.json');
+  const room = { ...DEFAULT_NAMESPACES.room, subscribe: 'authenticated', publish: 'authenticated', publishPerS: 1_000_000 };
+  writeFileSync(channels, JSON.stringify({ namespaces: { ...DEFAULT_NAMESPACES, room } }));
   const env: Record<string, string> = {
-    WS_PUBLISH_PREFIXES: 'room:',
+    CHANNELS_FILE: channels,
     WS_PUBLISH_PER_S: '1000000',
     BLOCK_WARN_MS: String(o.blockWarnMs),
     MAX_CONNECTIONS: String(o.subscribers + o.publishers + 1000),
@@ -626,7 +631,7 @@ export async function runDelivery(argv: string[]): Promise<number> {
     machine: `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, ${process.platform}`,
     options: { ...o, databaseUrl: o.databaseUrl.replace(/\/\/[^@]*@/, '//…@') },
     method:
-      `Per engine x store x workers, one server (WS_PUBLISH_PREFIXES=room:, WS_PUBLISH_PER_S=1000000, BLOCK_WARN_MS=${o.blockWarnMs}; a fresh SQLite file or a fresh PostgreSQL database; Redis when WORKERS>1). ` +
+      `Per engine x store x workers, one server (rooms open to every bench user with no publish rate bound, BLOCK_WARN_MS=${o.blockWarnMs}; a fresh SQLite file or a fresh PostgreSQL database; Redis when WORKERS>1). ` +
       `${o.subscribers} subscriber connections (each its own user) on ${DURABLE} (history: committed before fan-out) and ${VOLATILE} (history 0); after one unmeasured message to each, ${o.messages} topic notifies to each, alternating, each waited for at every subscriber. ` +
       `Then ${o.publishers} publisher connections from ${PUB_PROCS} client processes, each keeping ${o.window} pubs outstanding to room:0..room:${o.topics - 1} (${o.payload} filler bytes each), ${o.warmupS} s warm-up, ${o.durationS} s measured; ack latency from the send to the ack (HDR). ` +
       `Then ${o.notifies} sequential POST /v1/notify to ${NOTIFY_USER}, a connected subscriber. All client processes at normal priority on the same cores as the server.`,

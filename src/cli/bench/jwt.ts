@@ -13,8 +13,8 @@ export function signJwt(header: object, payload: object, secret: string | null):
   return `${input}.${createHmac('sha256', secret).update(input).digest('base64url')}`;
 }
 
-/** A bench user's token, signed like the server's own (HS256, issuer onebox, valid 24 h). */
+/** A bench user's access token, signed like the server's own (HS256, issuer onebox, audience onebox:access, valid 24 h). */
 export function signToken(secret: string, sub: string): string {
   const now = Math.floor(Date.now() / 1000);
-  return signJwt({ alg: 'HS256', typ: 'JWT' }, { sub, iss: 'onebox', iat: now, exp: now + 86_400 }, secret);
+  return signJwt({ alg: 'HS256', typ: 'JWT' }, { sub, iss: 'onebox', aud: 'onebox:access', iat: now, exp: now + 86_400 }, secret);
 }

@@ -7,13 +7,16 @@
  * so a message reaches only the instances that need it. PUBLISH answers how many
  * instances received it, which is what tells `notify` whether a user is live anywhere.
  *
- * Channels are `ob:t:<topic>` and `ob:u:<userId>`. This is plain pub/sub for one Redis
+ * Channels are `ob:t:<topic>` and `ob:u:<userId>`. A membership change rides the user's
+ * channel with `!` in place of the offset (`<instance> ! {"topic","member"}`): it reaches
+ * exactly the processes holding the user, which are the only ones with live subscriptions
+ * to drop or cached answers to refresh (realtime/members.ts). This is plain pub/sub for one Redis
  * server (or a primary with replicas); on Redis Cluster the same channels would move to
  * sharded pub/sub (SPUBLISH/SSUBSCRIBE) so each message stays on one shard.
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../../observability/logger.js';
-import type { Hub, LocalHub, Outgoing } from '../hub.js';
+import type { Hub, LocalHub, MembershipChange, Outgoing } from '../hub.js';
 import { frames } from '../protocol.js';
 import type { Registry } from '../registry.js';
 import { RespConnection, type Reply } from './resp.js';
@@ -93,6 +96,13 @@ export class RedisHub implements Hub {
     return this.local.publishText(m.topic, text, m.offset) + (await remote);
   }
 
+  async membership(change: MembershipChange): Promise<void> {
+    const selfSubscribed = this.registry.users.has(change.userId);
+    const remote = this.forward(channelOf('user', change.userId), `! ${JSON.stringify({ topic: change.topic, member: change.member })}`, selfSubscribed);
+    await this.local.membership(change);
+    await remote;
+  }
+
   /**
    * Publish `<offset or -> <frame>` to the other instances, prefixed with this instance's id;
    * resolves to how many of them had subscribers.
@@ -150,8 +160,24 @@ export class RedisHub implements Hub {
     const b = message.indexOf(' ', a + 1);
     this.stats.received++;
     const offsetText = message.slice(a + 1, b);
+    if (offsetText === '!') {
+      this.control(channel, message.slice(b + 1));
+      return;
+    }
     const offset = offsetText === '-' ? null : Number(offsetText);
     const topic = channel.startsWith('ob:u:') ? `user:${channel.slice(5)}` : channel.slice(5);
     this.local.publishText(topic, message.slice(b + 1), offset);
+  }
+
+  /** A membership change on a user's channel (another instance's admin API call). */
+  private control(channel: string, body: string): void {
+    if (!channel.startsWith('ob:u:')) return;
+    try {
+      const c = JSON.parse(body) as { topic?: unknown; member?: unknown };
+      if (typeof c.topic !== 'string' || typeof c.member !== 'boolean') throw new Error('malformed membership change');
+      void this.local.membership({ topic: c.topic, userId: channel.slice(5), member: c.member });
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message, channel }, 'backplane: ignored a malformed control message');
+    }
   }
 }
