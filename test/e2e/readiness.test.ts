@@ -98,10 +98,13 @@ for (const engine of ENGINES) {
       proxy.set('up');
       await becomes(200, '/readyz to answer 200 once the store answers again');
       // One warning when readiness was lost, one line when it came back; not a line per probe.
-      const down1 = s.lines.filter((l) => l.msg === 'store unreachable: /readyz answers 503').length;
-      const up1 = s.lines.filter((l) => l.msg === 'store reachable again: ready').length;
-      assert.equal(down1, 2);
-      assert.equal(up1, 2);
+      // The lines reach us through a pipe, after the answers they went with.
+      const count = (msg: string) => s.lines.filter((l) => l.msg === msg).length;
+      const DOWN = 'store unreachable: /readyz answers 503';
+      const UP = 'store reachable again: ready';
+      await eventually(() => count(DOWN) >= 2 && count(UP) >= 2, { what: 'both losses and both returns logged' });
+      assert.equal(count(DOWN), 2);
+      assert.equal(count(UP), 2);
     });
   });
 }
