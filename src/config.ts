@@ -117,6 +117,15 @@ const settings = z.object({
   channelsFile: setting('CHANNELS_FILE', text),
   /** How long a notification to a connected user waits for a receipt before its pushes go out. @default 5000 ms */
   pushFallbackMs: setting('PUSH_FALLBACK_MS', int(0, 86_400_000), '5000'),
+  /** How long a user whose last connection left a presence topic stays a member (a reconnect within it is no event). @default 5000 ms */
+  presenceGraceMs: setting('PRESENCE_GRACE_MS', int(0, 600_000), '5000'),
+  /** Members above which a presence topic sends a count (at most once a second) instead of join/leave events. @default 1000 */
+  presenceEventsMax: setting('PRESENCE_EVENTS_MAX', int(0, 10_000_000), '1000'),
+  /**
+   * With REDIS_URL: how long a process's presence share outlives its last refresh (every third
+   * of this); a crashed process's members leave within 4/3 of it plus the grace. @default 15000 ms
+   */
+  presenceTtlMs: setting('PRESENCE_TTL_MS', int(300, 600_000), '15000'),
   /** Topic prefixes clients may publish to. @default none */
   wsPublishPrefixes: setting('WS_PUBLISH_PREFIXES', list, ''),
   /** Client publishes per second per connection (burst of twice that). @default 10 */

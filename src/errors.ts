@@ -86,6 +86,8 @@ export const WS_ERROR_CODES = [
   'rate_limited',
   'no_history',
   'idempotency_conflict',
+  'no_presence',
+  'not_subscribed',
 ] as const;
 export type WsErrorCode = (typeof WS_ERROR_CODES)[number];
 
