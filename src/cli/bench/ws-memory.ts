@@ -23,11 +23,12 @@ export const WS_MEMORY_HELP = `usage: onebox bench ws-memory [options]
   --clients K         client processes, one loopback address each  (2)
   --ramp S            seconds to open the connections              (5)
   --settle S          seconds held before the loaded RSS is read   (10)
+  --topic T           the topic every connection subscribes to     (bench:all)
+                      (room:… has presence: each user's join is an event)
   --out DIR           report folder                                (bench/results)
 
 One server process (WORKERS=1) on 127.0.0.1; clients connect from 127.0.0.2 and up.`;
 
-const TOPIC = 'bench:all';
 const IDLE_WAIT_MS = 3000;
 const FANOUTS = 5;
 const FANOUT_WAIT_MS = 10_000;
@@ -38,6 +39,7 @@ interface Options {
   clients: number;
   rampS: number;
   settleS: number;
+  topic: string;
   out: string;
 }
 
@@ -50,6 +52,7 @@ function parse(argv: string[]): Options {
       clients: { type: 'string', default: '2' },
       ramp: { type: 'string', default: '5' },
       settle: { type: 'string', default: '10' },
+      topic: { type: 'string', default: 'bench:all' },
       out: { type: 'string', default: join('bench', 'results') },
     },
   });
@@ -66,6 +69,7 @@ function parse(argv: string[]): Options {
     clients: num(v.clients, 'clients', 1),
     rampS: num(v.ramp, 'ramp', 0.1),
     settleS: num(v.settle, 'settle', 0),
+    topic: v.topic,
     out: v.out,
   };
 }
@@ -73,12 +77,12 @@ function parse(argv: string[]): Options {
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 
 /** One publish to the topic, then the receipt latencies the clients saw, until all arrived or the wait ends. */
-async function fanout(server: ServerProcess, clients: Clients, k: number, expected: number): Promise<{ received: number; p50: number; p99: number; max: number }> {
+async function fanout(server: ServerProcess, clients: Clients, topic: string, k: number, expected: number): Promise<{ received: number; p50: number; p99: number; max: number }> {
   const id = `f${k}`;
   const res = await fetch(`${server.url}/v1/notify`, {
     method: 'POST',
     headers: { authorization: `Bearer ${server.adminToken}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ topic: TOPIC, title: 'fanout', data: { fanout: id, ts: Date.now() } }),
+    body: JSON.stringify({ topic, title: 'fanout', data: { fanout: id, ts: Date.now() } }),
   });
   if (res.status !== 202) throw new Error(`POST /v1/notify: HTTP ${res.status}`);
   let all: number[] = [];
@@ -92,6 +96,12 @@ async function fanout(server: ServerProcess, clients: Clients, k: number, expect
   return { received: all.length, p50: pct(all, 50), p99: pct(all, 99), max: all.at(-1) ?? NaN };
 }
 
+/** The server's count of WebSocket frames sent. */
+async function messagesOut(server: ServerProcess): Promise<number> {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  return Number(/^onebox_ws_messages_out_total (\d+)$/m.exec(text)?.[1] ?? NaN);
+}
+
 /** Measure one engine, print and write its report; false when a connection failed or dropped. */
 async function measure(o: Options, engine: EngineName): Promise<boolean> {
   const N = o.connections;
@@ -102,6 +112,7 @@ async function measure(o: Options, engine: EngineName): Promise<boolean> {
     await seedUsers({ dataDir: server.dataDir, databaseUrl: process.env.DATABASE_URL }, N);
     await sleep(IDLE_WAIT_MS);
     const idleRss = sampleProc(pid)!.rssBytes;
+    const sentBefore = await messagesOut(server);
     const started = Date.now();
     clients = new Clients(o.clients, 0);
     const share = Math.ceil(N / o.clients);
@@ -113,7 +124,7 @@ async function measure(o: Options, engine: EngineName): Promise<boolean> {
         port: server.port,
         tokens: Array.from({ length: n }, (_, j) => signToken(server.jwtSecret, `bench-${k * share + j}`)),
         localAddress: `127.0.0.${2 + k}`,
-        topic: TOPIC,
+        topic: o.topic,
         rate: Math.max(1, n / o.rampS),
         reconnect: false,
       });
@@ -127,12 +138,14 @@ async function measure(o: Options, engine: EngineName): Promise<boolean> {
     const openMs = Date.now() - started;
     const { open: opened, failed } = clients.total();
     await sleep(o.settleS * 1000);
+    // Frames sent while opening and settling: one `sub` ack each, plus presence events where the topic has presence.
+    const framesWhileOpening = (await messagesOut(server)) - sentBefore;
     const loadedRss = sampleProc(pid)!.rssBytes;
     const metrics = await (await fetch(`${server.url}/metrics`)).text();
     const heapUsed = Number(/onebox_process_heap_bytes\{kind="used"\} (\d+)/.exec(metrics)?.[1] ?? NaN);
     const sock = readFileSync('/proc/net/sockstat', 'utf8').trim();
     const fanouts = [];
-    for (let k = 0; k < FANOUTS; k++) fanouts.push(await fanout(server, clients, k, opened));
+    for (let k = 0; k < FANOUTS; k++) fanouts.push(await fanout(server, clients, o.topic, k, opened));
     await sleep(1500); // the clients' last stats report
     const stillOpen = clients.total().open;
 
@@ -142,7 +155,8 @@ async function measure(o: Options, engine: EngineName): Promise<boolean> {
       runtime: engine === 'bun' ? 'bun (Bun.serve)' : 'node (node:http + ws)',
       date: new Date().toISOString(),
       machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), loadAvg: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ') },
-      connections: { requested: N, opened, failed, stillOpenAtEnd: stillOpen, openMs },
+      topic: o.topic,
+      connections: { requested: N, opened, failed, stillOpenAtEnd: stillOpen, openMs, framesWhileOpening },
       rss: { idleBytes: idleRss, loadedBytes: loadedRss, perConnectionBytes: Math.round(perConn) },
       heapUsedBytes: heapUsed,
       kernelSockstat: sock,
@@ -152,12 +166,14 @@ async function measure(o: Options, engine: EngineName): Promise<boolean> {
         `RSS from /proc/<pid>/status VmRSS, idle ${IDLE_WAIT_MS / 1000} s after listening, loaded after a ${o.settleS} s settle; ` +
         `clients are ${o.clients} raw-socket bench client processes on 127.0.0.2+, opening the connections over ${o.rampS} s. ` +
         'Fan-out: POST /v1/notify to the topic, latency from the publish timestamp to receipt in each client. ' +
-        'Reproduce: onebox bench ws-memory --engines ' + engine + ` --connections ${N} --clients ${o.clients}.`,
+        'Reproduce: onebox bench ws-memory --engines ' + engine + ` --connections ${N} --clients ${o.clients} --topic ${o.topic}.`,
     };
     writeFileSync(join(o.out, `ws-memory-${engine}.json`), `${JSON.stringify(report, null, 2)}\n`);
     const md = `# WebSocket memory, ${engine}
 
 ${report.date} on ${report.machine.cpus} × ${report.machine.cpuModel}, ${report.machine.memGiB} GiB; load average ${report.machine.loadAvg} at the end.
+
+Topic \`${o.topic}\`; ${framesWhileOpening} frames sent while opening and settling (${opened} of them \`sub\` acks).
 
 | engine | connections | idle RSS | loaded RSS | RSS per connection | heap used | fan-out to all, p50 / p99 / max (ms) |
 |---|---|---|---|---|---|---|
