@@ -3,8 +3,12 @@
  * expiry, so the members of a crashed process disappear and never linger.
  *
  * - `ob:pa:<instance>`: this process is alive. Set with PX = ttl, refreshed every third of
- *   it by one process-wide interval (PEXPIRE: O(1), whatever the number of members). An
- *   answer of 0 means it had expired (a stall, Redis away): the share is announced again.
+ *   it by one process-wide interval (PEXPIRE: O(1), whatever the number of members).
+ * - After every (re)connect, and when that PEXPIRE answers 0 (it had expired: a stall),
+ *   the process takes a new instance id and announces its whole share under it. Changes
+ *   missed meanwhile (a user gone while Redis was away) stay only under the old id, which
+ *   expires like a crashed process's: nothing lingers, and a user present under both ids
+ *   never leaves in between.
  * - `ob:pr:<topic>`: a hash, field `<instance> <user>`, value that instance's connections of
  *   the user in the topic; written on each local change (HSET, HDEL at 0), then published on
  *   `ob:p:<topic>` as `<instance> <n> <user>` to the processes tracking the topic.
@@ -78,7 +82,10 @@ interface Loading {
 
 export class RedisPresence implements PresenceSync {
   readonly stats = new PresenceStats();
-  readonly instanceId = randomBytes(6).toString('hex');
+  /** This process's id in Redis; a new one after each (re)connect. */
+  private instanceId = '';
+  /** Every id this process has used: its own messages are not news. */
+  private readonly ownIds = new Set<string>();
   private readonly pub: RespConnection;
   private readonly sub: RespConnection;
   /** Other instances' fields per tracked topic: `<instance> <user>` → connections. */
@@ -98,6 +105,7 @@ export class RedisPresence implements PresenceSync {
   ) {
     const common = { url, connectTimeoutMs: 2000, backoff };
     this.pub = new RespConnection({ ...common, onReady: () => void this.announce(), onDown: noop });
+    this.rotate();
     this.sub = new RespConnection({
       ...common,
       onReady: () => this.resubscribe(),
@@ -229,7 +237,7 @@ export class RedisPresence implements PresenceSync {
     const a = message.indexOf(' ');
     const b = message.indexOf(' ', a + 1);
     const instance = message.slice(0, a);
-    if (instance === this.instanceId || a < 0 || b < 0) return;
+    if (this.ownIds.has(instance) || a < 0 || b < 0) return;
     const fields = this.remote.get(topic);
     if (!fields) return;
     this.stats.received++;
@@ -244,10 +252,11 @@ export class RedisPresence implements PresenceSync {
   }
 
   /**
-   * Write this process's whole share: the alive key, every field; published too unless this
-   * is the periodic rewrite (after a reconnect or an expiry, others may have dropped it).
+   * Write this process's whole share: the alive key, every field. After a reconnect or an
+   * expiry (`publish`), under a new id, and published; the hourly rewrite renews in place.
    */
   private async announce(publish = true): Promise<void> {
+    if (publish) this.rotate();
     try {
       await this.pub.call('SET', aliveKey(this.instanceId), '1', 'PX', String(this.ttlMs));
       this.rewriteAt = Date.now() + REWRITE_MS;
@@ -264,6 +273,13 @@ export class RedisPresence implements PresenceSync {
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'presence: announcing this process failed');
     }
+  }
+
+  /** Take a new instance id; the old one's key is deleted (others drop its fields at their next check). */
+  private rotate(): void {
+    if (this.instanceId) this.pub.call('DEL', aliveKey(this.instanceId)).catch(noop);
+    this.instanceId = randomBytes(6).toString('hex');
+    this.ownIds.add(this.instanceId);
   }
 
   /** The interval: renew this process's key, then drop the members of instances whose key is gone. */
