@@ -121,6 +121,15 @@ const settings = z.object({
   pushFallbackMs: setting('PUSH_FALLBACK_MS', int(0, 86_400_000), '5000'),
   /** Period of the background run that trims topic logs to their namespace's history bounds. @default 1000 ms */
   retentionIntervalMs: setting('RETENTION_INTERVAL_MS', int(100, 86_400_000), '1000'),
+  /** How long a user whose last connection left a presence topic stays a member (a reconnect within it is no event). @default 5000 ms */
+  presenceGraceMs: setting('PRESENCE_GRACE_MS', int(0, 600_000), '5000'),
+  /** Members above which a presence topic sends a count (at most once a second) instead of join/leave events. @default 1000 */
+  presenceEventsMax: setting('PRESENCE_EVENTS_MAX', int(0, 10_000_000), '1000'),
+  /**
+   * With REDIS_URL: how long a process's presence share outlives its last refresh (every third
+   * of this); a crashed process's members leave within 4/3 of it plus the grace. @default 15000 ms
+   */
+  presenceTtlMs: setting('PRESENCE_TTL_MS', int(300, 600_000), '15000'),
   /** Client publishes per second per connection and namespace (burst of twice that), unless the namespace sets `publishPerS`. @default 10 */
   wsPublishPerS: setting('WS_PUBLISH_PER_S', int(1, 1_000_000), '10'),
   /** Deadline of the dashboard's concurrent loads. @default 2000 ms */

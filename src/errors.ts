@@ -92,6 +92,8 @@ export const WS_ERROR_CODES = [
   'invalid_subscription_token',
   'subscription_token_expired',
   'membership_revoked',
+  'no_presence',
+  'not_subscribed',
 ] as const;
 export type WsErrorCode = (typeof WS_ERROR_CODES)[number];
 

@@ -22,6 +22,7 @@ import { Lifecycle } from './process/lifecycle.js';
 import type { WorkerFigures } from './process/supervisor.js';
 import { createPushWorker } from './push/index.js';
 import type { RedisHub } from './realtime/backplane/redis-hub.js';
+import type { RedisPresence } from './realtime/backplane/presence-redis.js';
 import { Channels } from './realtime/channels.js';
 import { Gateway } from './realtime/gateway.js';
 import { ReceiptBatcher } from './realtime/receipts.js';
@@ -83,6 +84,7 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
   const receiptStore = new ReceiptStore(db);
   const receipts = new ReceiptBatcher((batch) => receiptStore.record(batch), (err) => log.error({ err }, 'writing receipts failed'));
   const Backplane = config.redisUrl ? (await import('./realtime/backplane/redis-hub.js')).RedisHub : null;
+  const PresenceBackplane = config.redisUrl ? (await import('./realtime/backplane/presence-redis.js')).RedisPresence : null;
   const gateway = new Gateway(config, {
     authenticate: upgradeAuthenticator(tokens),
     limits,
@@ -93,8 +95,14 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
     members: (topic, userId) => members.isMember(topic, userId),
     verifySubToken: (token, userId, topic) => subTokens.check(token, userId, topic),
     history: { log: history, receipts },
+    presence: {
+      graceMs: config.presenceGraceMs,
+      eventsMax: config.presenceEventsMax,
+      createSync: PresenceBackplane ? (p) => new PresenceBackplane(config.redisUrl!, p, config.presenceTtlMs, log) : undefined,
+    },
   });
   const backplane: RedisHub | null = Backplane && gateway.hub instanceof Backplane ? gateway.hub : null;
+  const presenceSync = gateway.presence.sync as RedisPresence | null;
   const devices = new DeviceStore(db);
   const outbox = new OutboxStore(db);
   const s: Services = {
@@ -149,6 +157,7 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
     live: s.live,
     startBackground: () => {
       backplane?.start();
+      presenceSync?.start();
       history.start();
       s.push.start();
       s.live.start();
@@ -162,6 +171,7 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
       await history.stop();
       await s.push.stop();
       await backplane?.stop();
+      await presenceSync?.stop();
       await s.events.drain();
       if (limits instanceof SupervisorLimits) limits.close();
       metrics.close();

@@ -35,6 +35,7 @@ import { MemberCache, type MemberLookup } from './members.js';
 import type { ReceiptBatcher } from './receipts.js';
 import type { GapReader } from './topic-order.js';
 import { Registry } from './registry.js';
+import { Presence, type PresenceSync } from './presence.js';
 import { FrameError, frames, parseFrame, type ClientFrame } from './protocol.js';
 
 /** What the engine provides to act on its sockets. */
@@ -109,6 +110,17 @@ export interface GatewayDeps {
    * history and receipts. @default every topic fire-and-forget
    */
   history?: { log: HistoryLog; receipts: ReceiptBatcher };
+  /** Presence (presence.ts): which topics, the grace, the count-mode bound, the cross-process sync. */
+  presence?: {
+    /** @default the namespace's `presence` rule, else on for `room:` topics */
+    on?: (topic: string) => boolean;
+    /** @default 5000 ms */
+    graceMs?: number;
+    /** @default 1000 members */
+    eventsMax?: number;
+    /** @default none: one process */
+    createSync?: (presence: Presence) => PresenceSync;
+  };
 }
 
 export type UpgradeDecision =
@@ -116,7 +128,15 @@ export type UpgradeDecision =
   | { ok: false; status: number; headers: Record<string, string>; body: string };
 
 /** Labels for the loop-block detector, made once rather than per message. */
-const OP_LABEL = { sub: 'ws:sub', unsub: 'ws:unsub', pub: 'ws:pub', history: 'ws:history', recv: 'ws:recv', ping: 'ws:ping' } as const;
+const OP_LABEL = {
+  sub: 'ws:sub',
+  unsub: 'ws:unsub',
+  pub: 'ws:pub',
+  history: 'ws:history',
+  recv: 'ws:recv',
+  presence: 'ws:presence',
+  ping: 'ws:ping',
+} as const;
 
 /** Why a read was refused, by code. */
 type ReadAccess = true | 'forbidden_topic' | 'invalid_subscription_token' | 'subscription_token_expired';
@@ -157,6 +177,8 @@ export class Gateway {
   readonly hub: Hub;
   readonly ceiling: number;
   private readonly heartbeat: Heartbeat;
+  /** Members per presence topic; its grace periods and counts ride the heartbeat's tick. */
+  readonly presence: Presence;
   /**
    * Connections we closed that have not finished the closing handshake, with the time they
    * are terminated at. A client that never reads again would otherwise hold its socket and
@@ -190,7 +212,10 @@ export class Gateway {
         this.forget(conn);
         this.ops!.terminate(conn.sock);
       },
-      tick: (now) => this.cutOffClosing(now),
+      tick: (now) => {
+        this.cutOffClosing(now);
+        this.presence.tick(now);
+      },
     });
     const h = deps.history;
     this.channels = deps.channels ?? new Channels();
@@ -215,6 +240,19 @@ export class Gateway {
       deps.createHub !== undefined,
     );
     this.hub = deps.createHub?.(this.local, this.registry) ?? this.local;
+    // Presence hook: until namespace rules carry `presence`, `room:` topics have it.
+    const p = deps.presence;
+    const rulesOf = (topic: string) => this.channels.rules(topic) as { presence?: boolean } | undefined;
+    this.presence = new Presence(
+      this.registry,
+      (conn, text) => this.deliver(conn, text),
+      {
+        on: p?.on ?? ((topic) => rulesOf(topic)?.presence ?? topic.startsWith('room:')),
+        graceMs: p?.graceMs ?? 5000,
+        eventsMax: p?.eventsMax ?? 1000,
+      },
+      p?.createSync,
+    );
     this.delivery = h
       ? new Delivery({
           log: h.log,
@@ -431,6 +469,9 @@ export class Gateway {
       case 'recv':
         if (durable) this.delivery!.recv(conn, f.topic, f.offset);
         return;
+      case 'presence':
+        this.answerPresence(conn, f.topic, f.id);
+        return;
       case 'pub': {
         const allowed = this.mayPublish(conn, f.topic, rules);
         if (allowed === true) {
@@ -451,6 +492,27 @@ export class Gateway {
         return;
       }
     }
+  }
+
+  /** The `presence` op: count and first page of a topic the connection holds. */
+  private answerPresence(conn: Conn, topic: string, id: unknown): void {
+    if (!this.presence.enabled(topic)) {
+      this.deliver(conn, frames.error('no_presence', 'this topic does not track presence', id));
+      return;
+    }
+    if (!holds(conn, topic)) {
+      this.deliver(conn, frames.error('not_subscribed', 'subscribe to the topic first', id));
+      return;
+    }
+    const answer = () => {
+      const m = this.presence.members(topic);
+      // Unsubscribed while the other processes' members were loading.
+      if (!m) this.deliver(conn, frames.error('not_subscribed', 'subscribe to the topic first', id));
+      else this.deliver(conn, frames.ack('presence', topic, id, { ...m }));
+    };
+    const loading = this.presence.loaded(topic);
+    if (loading) loading.then(answer).catch((err: unknown) => this.failed(conn, err, 'presence', id));
+    else answer();
   }
 
   /**

@@ -1,9 +1,10 @@
 /**
  * The WebSocket protocol: JSON text frames with an `op` (docs/protocol.md is the reference).
  * Client: `sub {topic, since?, token?}`, `unsub {topic}`, `pub {topic, data, key?}`,
- * `history {topic, since, limit?, token?}`, `recv {topic, offset}`, `ping`; each but `recv` may carry
- * an `id` echoed in the answer. Server: `msg {topic, offset?, ts, data, from?}`,
- * `ack {id, ack, topic, …}`, `error {code, message, id?}`, `pong {id, ts}`.
+ * `history {topic, since, limit?, token?}`, `recv {topic, offset}`, `presence {topic}`, `ping`;
+ * each but `recv` may carry an `id` echoed in the answer. Server: `msg {topic, offset?, ts,
+ * data, from?}`, `ack {id, ack, topic, …}`, `error {code, message, id?}`, `pong {id, ts}`,
+ * `presence {topic, join | leave | count}`.
  */
 
 import type { WsErrorCode } from '../errors.js';
@@ -21,6 +22,7 @@ export type ClientFrame =
   | { op: 'pub'; topic: string; data: unknown; id: unknown; key: string | undefined }
   | { op: 'history'; topic: string; id: unknown; since: Since; limit: number; token: string | undefined }
   | { op: 'recv'; topic: string; offset: number }
+  | { op: 'presence'; topic: string; id: unknown }
   | { op: 'ping'; id: unknown };
 
 /** Most messages one `history` answer carries. */
@@ -75,8 +77,8 @@ export function parseFrame(text: string, maxDepth: number): ClientFrame | FrameE
     return new FrameError('bad_frame', 'id must be a string or a number');
   }
   if (f.op === 'ping') return { op: 'ping', id };
-  if (f.op !== 'sub' && f.op !== 'unsub' && f.op !== 'pub' && f.op !== 'history' && f.op !== 'recv') {
-    return new FrameError('unknown_op', 'op must be sub, unsub, pub, history, recv or ping', id);
+  if (f.op !== 'sub' && f.op !== 'unsub' && f.op !== 'pub' && f.op !== 'history' && f.op !== 'recv' && f.op !== 'presence') {
+    return new FrameError('unknown_op', 'op must be sub, unsub, pub, history, recv, presence or ping', id);
   }
   const topic = f.topic;
   let token: string | undefined;
@@ -90,6 +92,8 @@ export function parseFrame(text: string, maxDepth: number): ClientFrame | FrameE
   switch (f.op) {
     case 'unsub':
       return { op: 'unsub', topic, id };
+    case 'presence':
+      return { op: 'presence', topic, id };
     case 'sub': {
       if (f.since === undefined) return { op: 'sub', topic, id, since: undefined, token };
       const since = parseSince(f.since, id);

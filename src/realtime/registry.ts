@@ -1,6 +1,8 @@
 import { holds, type Conn } from './conn.js';
 
 export type InterestListener = (kind: 'user' | 'topic', key: string, present: boolean) => void;
+/** Told of every subscription a connection gains (`joined`) or loses (presence). */
+export type MemberListener = (conn: Conn, topic: string, joined: boolean) => void;
 
 /**
  * Who is where: connections by topic and by user, on this process. A user with one
@@ -10,6 +12,7 @@ export class Registry {
   readonly topics = new Map<string, Set<Conn>>();
   readonly users = new Map<string, Conn | Set<Conn>>();
   private readonly interest = new Set<InterestListener>();
+  private readonly members = new Set<MemberListener>();
 
   /**
    * Be told when this process gains or loses its first/last connection of a user or topic
@@ -18,6 +21,15 @@ export class Registry {
   onInterest(listener: InterestListener): () => void {
     this.interest.add(listener);
     return () => this.interest.delete(listener);
+  }
+
+  /**
+   * Be told of every topic a connection gains or loses (presence counts users per topic).
+   * On a gain the topic's interest is told first; on a loss, last. Returns the unsubscribe.
+   */
+  onMember(listener: MemberListener): () => void {
+    this.members.add(listener);
+    return () => this.members.delete(listener);
   }
 
   private tell(kind: 'user' | 'topic', key: string, present: boolean): void {
@@ -70,6 +82,7 @@ export class Registry {
       this.tell('topic', topic, true);
     }
     set.add(conn);
+    for (const l of this.members) l(conn, topic, true);
     return true;
   }
 
@@ -79,9 +92,13 @@ export class Registry {
     if (t === topic) conn.topics = null;
     else if (!(t instanceof Set && t.delete(topic))) return false;
     const set = this.topics.get(topic);
-    if (set && set.delete(conn) && set.size === 0) {
-      this.topics.delete(topic);
-      this.tell('topic', topic, false);
+    if (set && set.delete(conn)) {
+      for (const l of this.members) l(conn, topic, false);
+      // A listener's fan-out may drop a slow consumer of this topic: told once, whoever empties it.
+      if (set.size === 0 && this.topics.get(topic) === set) {
+        this.topics.delete(topic);
+        this.tell('topic', topic, false);
+      }
     }
     return true;
   }

@@ -24,7 +24,7 @@ export const WS_MEMORY_HELP = `usage: onebox bench ws-memory [options]
   --ramp S            seconds to open the connections              (5)
   --settle S          seconds held before the loaded RSS is read   (10)
   --topic T           the topic every connection subscribes to     (bench:all)
-                      (room:mem keeps history: the durable path)
+                      (room:… has presence: each user's join is an event)
   --out DIR           report folder                                (bench/results)
 
 One server process (WORKERS=1) on 127.0.0.1; clients connect from 127.0.0.2 and up.`;
@@ -96,6 +96,12 @@ async function fanout(server: ServerProcess, clients: Clients, topic: string, k:
   return { received: all.length, p50: pct(all, 50), p99: pct(all, 99), max: all.at(-1) ?? NaN };
 }
 
+/** The server's count of WebSocket frames sent. */
+async function messagesOut(server: ServerProcess): Promise<number> {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  return Number(/^onebox_ws_messages_out_total (\d+)$/m.exec(text)?.[1] ?? NaN);
+}
+
 /** Measure one engine, print and write its report; false when a connection failed or dropped. */
 async function measure(o: Options, engine: EngineName): Promise<boolean> {
   const N = o.connections;
@@ -106,6 +112,7 @@ async function measure(o: Options, engine: EngineName): Promise<boolean> {
     await seedUsers({ dataDir: server.dataDir, databaseUrl: process.env.DATABASE_URL }, N);
     await sleep(IDLE_WAIT_MS);
     const idleRss = sampleProc(pid)!.rssBytes;
+    const sentBefore = await messagesOut(server);
     const started = Date.now();
     clients = new Clients(o.clients, 0);
     const share = Math.ceil(N / o.clients);
@@ -131,6 +138,8 @@ async function measure(o: Options, engine: EngineName): Promise<boolean> {
     const openMs = Date.now() - started;
     const { open: opened, failed } = clients.total();
     await sleep(o.settleS * 1000);
+    // Frames sent while opening and settling: one `sub` ack each, plus presence events where the topic has presence.
+    const framesWhileOpening = (await messagesOut(server)) - sentBefore;
     const loadedRss = sampleProc(pid)!.rssBytes;
     const metrics = await (await fetch(`${server.url}/metrics`)).text();
     const heapUsed = Number(/onebox_process_heap_bytes\{kind="used"\} (\d+)/.exec(metrics)?.[1] ?? NaN);
@@ -147,7 +156,7 @@ async function measure(o: Options, engine: EngineName): Promise<boolean> {
       date: new Date().toISOString(),
       machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), loadAvg: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ') },
       topic: o.topic,
-      connections: { requested: N, opened, failed, stillOpenAtEnd: stillOpen, openMs },
+      connections: { requested: N, opened, failed, stillOpenAtEnd: stillOpen, openMs, framesWhileOpening },
       rss: { idleBytes: idleRss, loadedBytes: loadedRss, perConnectionBytes: Math.round(perConn) },
       heapUsedBytes: heapUsed,
       kernelSockstat: sock,
@@ -164,9 +173,11 @@ async function measure(o: Options, engine: EngineName): Promise<boolean> {
 
 ${report.date} on ${report.machine.cpus} × ${report.machine.cpuModel}, ${report.machine.memGiB} GiB; load average ${report.machine.loadAvg} at the end.
 
-| engine | topic | connections | idle RSS | loaded RSS | RSS per connection | heap used | fan-out to all, p50 / p99 / max (ms) |
-|---|---|---|---|---|---|---|---|
-| ${engine} | ${o.topic} | ${opened} (failed ${failed}, open at the end ${stillOpen}) | ${(idleRss / 2 ** 20).toFixed(1)} MiB | ${(loadedRss / 2 ** 20).toFixed(1)} MiB | ${(perConn / 1024).toFixed(2)} KiB | ${(heapUsed / 2 ** 20).toFixed(1)} MiB | ${fanouts.map((f) => `${f.p50}/${f.p99}/${f.max} (${f.received})`).join(', ')} |
+Topic \`${o.topic}\`; ${framesWhileOpening} frames sent while opening and settling (${opened} of them \`sub\` acks).
+
+| engine | connections | idle RSS | loaded RSS | RSS per connection | heap used | fan-out to all, p50 / p99 / max (ms) |
+|---|---|---|---|---|---|---|
+| ${engine} | ${opened} (failed ${failed}, open at the end ${stillOpen}) | ${(idleRss / 2 ** 20).toFixed(1)} MiB | ${(loadedRss / 2 ** 20).toFixed(1)} MiB | ${(perConn / 1024).toFixed(2)} KiB | ${(heapUsed / 2 ** 20).toFixed(1)} MiB | ${fanouts.map((f) => `${f.p50}/${f.p99}/${f.max} (${f.received})`).join(', ')} |
 
 Kernel sockets (not in RSS), from /proc/net/sockstat while loaded:
 
