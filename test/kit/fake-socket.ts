@@ -4,7 +4,7 @@
  * A test sets the bytes a socket reports as queued to play a slow consumer. Writes after the
  * gateway closed or terminated a socket are counted, so a test can prove there were none.
  */
-import type { SocketOps } from '../../src/realtime/gateway.js';
+import type { GatewayOptions, SocketOps } from '../../src/realtime/gateway.js';
 
 export interface FakeSocket {
   readonly id: number;
@@ -72,4 +72,23 @@ function as(sock: unknown): FakeSocket {
   // The gateway must only ever hand back a socket it was given by `open`.
   if (typeof sock !== 'object' || sock === null || !('sent' in sock)) throw new Error(`not a fake socket: ${String(sock)}`);
   return sock as FakeSocket;
+}
+
+/**
+ * Gateway settings for tests over the fake transport: a 1000 ms ping interval (the heartbeat
+ * then ticks every 25 ms), small bounds a test can reach; override what a test is about.
+ */
+export function gatewayOptions(overrides: Partial<GatewayOptions> = {}): GatewayOptions {
+  return {
+    maxConnections: 100,
+    maxConnectionsPerIp: undefined,
+    trustProxy: { kind: 'off' },
+    pingIntervalMs: 1000,
+    idleTimeoutMs: 2500,
+    maxBufferedBytes: 4096,
+    maxSubscriptions: 3,
+    maxJsonDepth: 8,
+    wsPublishPerS: 5,
+    ...overrides,
+  };
 }

@@ -11,7 +11,7 @@ import type { Conn } from '../../src/realtime/conn.js';
 import { Gateway, type Authentication, type GatewayDeps, type GatewayOptions, type UpgradeRequest } from '../../src/realtime/gateway.js';
 import type { Hub, Outgoing } from '../../src/realtime/hub.js';
 import { Channels, DEFAULT_NAMESPACES } from '../../src/realtime/channels.js';
-import { FakeSocketOps, framesOf, lastFrame, type FakeSocket } from '../kit/fake-socket.js';
+import { FakeSocketOps, framesOf, gatewayOptions, lastFrame, type FakeSocket } from '../kit/fake-socket.js';
 
 /** One message as the hub takes it: fire-and-forget (no offset), at time 0. */
 const out = (topic: string, data: unknown, from: string | null = null): Outgoing => ({ topic, dataJson: JSON.stringify(data), from, offset: null, ts: 0 });
@@ -21,17 +21,7 @@ const T0 = 1_700_000_000_000;
 /** 1000 ms over 40 buckets: the heartbeat ticks every 25 ms. */
 const TICK_MS = 25;
 
-const OPTIONS: GatewayOptions = {
-  maxConnections: 100,
-  maxConnectionsPerIp: undefined,
-  trustProxy: { kind: 'off' },
-  pingIntervalMs: 1000,
-  idleTimeoutMs: 2500,
-  maxBufferedBytes: 4096,
-  maxSubscriptions: 3,
-  maxJsonDepth: 8,
-  wsPublishPerS: 5,
-};
+const OPTIONS = gatewayOptions();
 
 /** The built-in namespaces plus `chat`, which any signed-in user may read and publish to. */
 const CHANNELS = new Channels({ ...DEFAULT_NAMESPACES, chat: { subscribe: 'authenticated', publish: 'authenticated' } });

@@ -9,26 +9,16 @@ import { test, type TestContext } from 'node:test';
 import { LocalLimits } from '../../src/lib/local-limits.js';
 import { createLogger } from '../../src/observability/logger.js';
 import type { Conn } from '../../src/realtime/conn.js';
-import { Gateway, type Authentication, type GatewayDeps, type GatewayOptions, type UpgradeRequest } from '../../src/realtime/gateway.js';
+import { Gateway, type Authentication, type GatewayDeps, type UpgradeRequest } from '../../src/realtime/gateway.js';
 import type { PresenceSync } from '../../src/realtime/presence.js';
-import { FakeSocketOps, framesOf, type FakeSocket } from '../kit/fake-socket.js';
+import { FakeSocketOps, framesOf, gatewayOptions, type FakeSocket } from '../kit/fake-socket.js';
 
 const T0 = 1_700_000_000_000;
 /** 1000 ms over 40 buckets: the heartbeat ticks every 25 ms. */
 const TICK_MS = 25;
 const GRACE_MS = 500;
 
-const OPTIONS: GatewayOptions = {
-  maxConnections: 10_000,
-  maxConnectionsPerIp: undefined,
-  trustProxy: { kind: 'off' },
-  pingIntervalMs: 1000,
-  idleTimeoutMs: 60_000,
-  maxBufferedBytes: 1 << 20,
-  maxSubscriptions: 10,
-  maxJsonDepth: 8,
-  wsPublishPerS: 5,
-};
+const OPTIONS = gatewayOptions({ maxConnections: 10_000, idleTimeoutMs: 60_000, maxBufferedBytes: 1 << 20, maxSubscriptions: 10 });
 
 const admit = (req: UpgradeRequest): Promise<Authentication> => Promise.resolve({ ok: true, userId: req.authorization! });
 

@@ -240,6 +240,33 @@ export interface DeliveryRow {
   wsDropped: number;
 }
 
+/**
+ * Start `procs` client processes opening `count` connections as users bench-<firstUser>… over
+ * `rampS` seconds, each process from its own loopback address from 127.0.0.<firstAddress>.
+ */
+function startClients(
+  t: Target,
+  procs: number,
+  o: { firstUser: number; count: number; firstAddress: number; topic: string[]; rampS: number },
+): Clients {
+  const clients = new Clients(procs, 0);
+  const share = Math.ceil(o.count / procs);
+  clients.procs.forEach((p, k) => {
+    const n = Math.max(0, Math.min(share, o.count - k * share));
+    p.send({
+      cmd: 'start',
+      host: t.host,
+      port: t.port,
+      tokens: Array.from({ length: n }, (_, j) => signToken(t.jwtSecret!, `bench-${o.firstUser + k * share + j}`)),
+      localAddress: `127.0.0.${o.firstAddress + k}`,
+      topic: o.topic,
+      rate: Math.max(1, n / o.rampS),
+      reconnect: false,
+    });
+  });
+  return clients;
+}
+
 async function runOne(o: Options, engine: 'bun' | 'node', store: 'sqlite' | 'postgres', workers: number): Promise<DeliveryRow> {
   const tag = `${engine}-${store}-w${workers}`;
   const loadavgBefore = loadavg();
@@ -308,21 +335,7 @@ async function runOne(o: Options, engine: 'bun' | 'node', store: 'sqlite' | 'pos
     // 1. Subscribers.
     enter('subscribe');
     const subProcs = Math.max(1, Math.ceil(o.subscribers / SUBS_PER_PROC));
-    subs = new Clients(subProcs, 0);
-    const share = Math.ceil(o.subscribers / subProcs);
-    subs.procs.forEach((p, k) => {
-      const n = Math.max(0, Math.min(share, o.subscribers - k * share));
-      p.send({
-        cmd: 'start',
-        host: t.host,
-        port: t.port,
-        tokens: Array.from({ length: n }, (_, j) => signToken(t.jwtSecret!, `bench-${k * share + j}`)),
-        localAddress: `127.0.0.${2 + k}`,
-        topic: [DURABLE, VOLATILE],
-        rate: Math.max(1, n / o.rampS),
-        reconnect: false,
-      });
-    });
+    subs = startClients(t, subProcs, { firstUser: 0, count: o.subscribers, firstAddress: 2, topic: [DURABLE, VOLATILE], rampS: o.rampS });
     const settled = (c: Clients, n: number) => c.total().open + c.total().failed >= n;
     let deadline = Date.now() + (o.rampS + 60) * 1000;
     while (!settled(subs, o.subscribers) && Date.now() < deadline) await sleep(250);
@@ -363,21 +376,7 @@ async function runOne(o: Options, engine: 'bun' | 'node', store: 'sqlite' | 'pos
 
     // 3. Durable publishes.
     enter('publishers-open');
-    pubs = new Clients(PUB_PROCS, 0);
-    const pubShare = Math.ceil(o.publishers / PUB_PROCS);
-    pubs.procs.forEach((p, k) => {
-      const n = Math.max(0, Math.min(pubShare, o.publishers - k * pubShare));
-      p.send({
-        cmd: 'start',
-        host: t.host,
-        port: t.port,
-        tokens: Array.from({ length: n }, (_, j) => signToken(t.jwtSecret!, `bench-${o.subscribers + k * pubShare + j}`)),
-        localAddress: `127.0.0.${2 + subProcs + k}`,
-        topic: [],
-        rate: Math.max(1, n / 2),
-        reconnect: false,
-      });
-    });
+    pubs = startClients(t, PUB_PROCS, { firstUser: o.subscribers, count: o.publishers, firstAddress: 2 + subProcs, topic: [], rampS: 2 });
     deadline = Date.now() + 60_000;
     while (!settled(pubs, o.publishers) && Date.now() < deadline) await sleep(250);
     await sleep(1500);
