@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { signJwt } from '../../src/cli/bench/jwt.js';
 import { ADMIN_TOKEN, api, ENGINES, JWT_SECRET, signup, startServer, type Running } from '../kit/server.js';
-import { connectWs, refusedUpgrade, type Client } from '../kit/ws.js';
+import { ClientPool, refusedUpgrade, type Client } from '../kit/ws.js';
 
 const admin = { token: ADMIN_TOKEN };
 
@@ -20,12 +20,8 @@ function subToken(claims: Record<string, unknown>, secret = JWT_SECRET): string 
 for (const engine of ENGINES) {
   describe(`channels on ${engine}`, () => {
     let s: Running;
-    const clients: Client[] = [];
-    const open = async (token: string) => {
-      const c = await connectWs(s.wsUrl, token);
-      clients.push(c);
-      return c;
-    };
+    const pool = new ClientPool(() => s.wsUrl);
+    const open = (token: string) => pool.open(token);
     /** Send a frame with an id and return its answer: `ack` or the error code. */
     const ask = async (c: Client, frame: Record<string, unknown>) => {
       const id = `q${Math.random()}`;
@@ -37,7 +33,7 @@ for (const engine of ENGINES) {
       s = await startServer(engine);
     });
     after(async () => {
-      for (const c of clients) c.close();
+      pool.closeAll();
       await s.stop();
     });
 

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { api, CHAT_NAMESPACE, ENGINES, runCli, signup, startServer, type Running } from '../kit/server.js';
-import { connectWs, type Client } from '../kit/ws.js';
+import { ClientPool, connectWs, type Client } from '../kit/ws.js';
 import { eventually } from '../kit/eventually.js';
 import { startRedis, type RedisServer } from '../kit/redis.js';
 import { metric } from '../kit/metrics.js';
@@ -51,18 +51,14 @@ for (const engine of ENGINES) {
   describe(`hostile input on ${engine}`, () => {
     let s: Running;
     let alice: { token: string; id: string };
-    const clients: Client[] = [];
-    const open = async (token: string) => {
-      const c = await connectWs(s.wsUrl, token);
-      clients.push(c);
-      return c;
-    };
+    const pool = new ClientPool(() => s.wsUrl);
+    const open = (token: string) => pool.open(token);
     before(async () => {
       s = await startServer(engine, { MAX_CONNECTIONS: '5', MAX_MESSAGE_BYTES: '1048576' }, CHAT_NAMESPACE);
       alice = await signup(s.url, 'alice');
     });
     after(async () => {
-      for (const c of clients) c.close();
+      pool.closeAll();
       await s.stop();
     });
 

@@ -27,7 +27,9 @@ async function signupFrom(url: string, from: { localAddress?: string; forwardedF
 /** One upgrade attempt: the open client, or the refusal's status and code. */
 function attempt(url: string, headers: Record<string, string> = {}): Promise<Client | { status: number; code: string }> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { headers });
+    // Short: on Node a connection the cluster primary hands to a worker as it dies never
+    // answers, and the caller's eventually() retries.
+    const ws = new WebSocket(url, { headers, handshakeTimeout: 2000 });
     const client = new Client(ws);
     ws.once('open', () => resolve(client));
     ws.once('error', reject);
@@ -119,7 +121,7 @@ for (const engine of ENGINES) {
           await eventually(async () => {
             const r = await attempt(url);
             return r instanceof Client ? r : null;
-          }, { what: `slot ${open + 1} of 3 after the worker died` }),
+          }, { timeoutMs: 30_000, what: `slot ${open + 1} of 3 after the worker died` }),
         );
         open++;
       }

@@ -8,7 +8,7 @@ import { DEFAULT_NAMESPACES } from '../../src/realtime/channels.js';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { ENGINES, signup, startServer, type Running } from '../kit/server.js';
-import { connectWs, type Client } from '../kit/ws.js';
+import { ClientPool, connectWs, type Client } from '../kit/ws.js';
 import { startRedis, type RedisServer } from '../kit/redis.js';
 import { eventually } from '../kit/eventually.js';
 import { clusterConnections } from '../kit/metrics.js';
@@ -43,17 +43,13 @@ const isPresence = (topic: string, key: 'join' | 'leave', user: string) => (f: R
 for (const engine of ENGINES) {
   describe(`presence on ${engine}`, () => {
     let s: Running;
-    const clients: Client[] = [];
-    const open = async (token: string) => {
-      const c = await connectWs(s.wsUrl, token);
-      clients.push(c);
-      return c;
-    };
+    const pool = new ClientPool(() => s.wsUrl);
+    const open = (token: string) => pool.open(token);
     before(async () => {
       s = await startServer(engine, { PING_INTERVAL_MS: '1000', PRESENCE_GRACE_MS: String(GRACE_MS) }, OPEN_ROOMS);
     });
     after(async () => {
-      for (const c of clients) c.close();
+      pool.closeAll();
       await s.stop();
     });
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { ADMIN_TOKEN, api, CHAT_NAMESPACE, ENGINES, signup, startServer, type Running } from '../kit/server.js';
-import { connectWs, refusedUpgrade, type Client } from '../kit/ws.js';
+import { ClientPool, connectWs, refusedUpgrade } from '../kit/ws.js';
 import { eventually } from '../kit/eventually.js';
 import { metric } from '../kit/metrics.js';
 import { floodUntilDropped } from '../kit/flood.js';
@@ -15,12 +15,8 @@ for (const engine of ENGINES) {
     let s: Running;
     let alice: { token: string; id: string };
     let bob: { token: string; id: string };
-    const clients: Client[] = [];
-    const open = async (token: string, opts?: WebSocket.ClientOptions) => {
-      const c = await connectWs(s.wsUrl, token, opts);
-      clients.push(c);
-      return c;
-    };
+    const pool = new ClientPool(() => s.wsUrl);
+    const open = (token: string, opts?: WebSocket.ClientOptions) => pool.open(token, opts);
     before(async () => {
       s = await startServer(engine, {
         PING_INTERVAL_MS: String(PING_INTERVAL_MS),
@@ -34,7 +30,7 @@ for (const engine of ENGINES) {
       bob = await signup(s.url, 'bob');
     });
     after(async () => {
-      for (const c of clients) c.close();
+      pool.closeAll();
       await s.stop();
     });
 

@@ -100,3 +100,22 @@ export function refusedUpgrade(url: string, headers: Record<string, string> = {}
     });
   });
 }
+
+/** The connections a test suite opens, all closed in its `after()`. */
+export class ClientPool {
+  private readonly clients: Client[] = [];
+
+  /** @param url the server's WebSocket URL, read at each open (the server starts in `before()`). */
+  constructor(private readonly url: () => string) {}
+
+  /** Open an authenticated connection (as connectWs) and keep it for closeAll(). */
+  async open(token: string, opts?: WebSocket.ClientOptions): Promise<Client> {
+    const c = await connectWs(this.url(), token, opts);
+    this.clients.push(c);
+    return c;
+  }
+
+  closeAll(): void {
+    for (const c of this.clients.splice(0)) c.close();
+  }
+}
