@@ -13,13 +13,11 @@
  * table with WORKERS>1) once the token is verified; `releaseIp` gives it back on abort or
  * close, the only two ends of an authorized upgrade.
  *
- * Access (docs/protocol.md, "Namespaces"): every `sub`, `history`, `recv` and `pub` first
- * finds its topic's namespace rules (channels.ts); an unknown namespace is refused. Reading
- * a `members` topic takes a subscription token (checked when given, and then it decides) or
- * a membership (a cached lookup, members.ts); a removal reaches this process through the hub
- * and drops the user's live subscriptions with `membership_revoked`.
+ * Access: every `sub`, `history`, `recv` and `pub` first finds its topic's namespace rules
+ * (channels.ts); an unknown namespace is refused, and access.ts decides the rest. A
+ * membership removal reaches this process through the hub and drops the user's live
+ * subscriptions with `membership_revoked`. The seam's types are in gateway-types.ts.
  */
-import type { Config } from '../config.js';
 import { CLOSE, errorBody, type ErrorCode } from '../errors.js';
 import { clientAddress, limitKey } from '../lib/client-address.js';
 import type { Limits } from '../lib/limits.js';
@@ -29,103 +27,21 @@ import { openFileLimits } from '../lib/open-files.js';
 import { deriveCeiling } from './ceiling.js';
 import { Heartbeat } from './heartbeat.js';
 import { Channels, namespaceOf, type NamespaceRules } from './channels.js';
-import { Delivery, type HistoryLog } from './delivery.js';
+import { Delivery } from './delivery.js';
 import { LocalHub, type Hub, type MembershipChange } from './hub.js';
-import { MemberCache, type MemberLookup } from './members.js';
-import type { ReceiptBatcher } from './receipts.js';
+import { MemberCache } from './members.js';
 import type { GapReader } from './topic-order.js';
 import { Registry } from './registry.js';
-import { Presence, type PresenceSync } from './presence.js';
+import { Presence } from './presence.js';
 import { FrameError, frames, parseFrame, type ClientFrame } from './protocol.js';
+import { Access, READ_REFUSED } from './access.js';
+import { GatewayStats, type GatewayDeps, type GatewayOptions, type SocketOps, type UpgradeDecision, type UpgradeRequest } from './gateway-types.js';
 
-/** What the engine provides to act on its sockets. */
-export interface SocketOps {
-  send(sock: unknown, text: string): void;
-  /** Bytes queued on the socket and not yet written to the kernel. */
-  buffered(sock: unknown): number;
-  ping(sock: unknown): void;
-  close(sock: unknown, code: number, reason: string): void;
-  terminate(sock: unknown): void;
-}
-
-export interface UpgradeRequest {
-  url: string;
-  authorization: string | null | undefined;
-  /** The TCP peer address. */
-  ip: string;
-  /** Sec-WebSocket-Version and Sec-WebSocket-Key, checked before anything is counted. */
-  version: string | null | undefined;
-  key: string | null | undefined;
-  /** The X-Forwarded-For header, as the HTTP side reads it. */
-  forwarded: string | readonly string[] | null | undefined;
-}
+export { GatewayStats } from './gateway-types.js';
+export type { Authentication, GatewayDeps, GatewayOptions, SocketOps, SubTokenCheck, UpgradeDecision, UpgradeRequest } from './gateway-types.js';
 
 /** A Sec-WebSocket-Key is the base64 of 16 bytes (RFC 6455 section 4.1). */
 const WS_KEY = /^[+/0-9A-Za-z]{21}[AQgw]==$/;
-
-/** Who is upgrading: a user id, or why not (401 codes; `store_unavailable` is a 503). */
-export type Authentication =
-  | { ok: true; userId: string }
-  | { ok: false; code: 'unauthorized' | 'invalid_token' | 'token_expired' | 'store_unavailable'; message: string };
-
-/**
- * Whether a subscription token grants `userId` the topic: null when it does, else why not.
- * The app verifies it (app/auth/tokens.ts), as it verifies access tokens.
- */
-export type SubTokenCheck = (token: string, userId: string, topic: string) => Promise<null | 'invalid_subscription_token' | 'subscription_token_expired'>;
-
-/** The settings the gateway reads. */
-export type GatewayOptions = Pick<
-  Config,
-  | 'maxConnections'
-  | 'maxConnectionsPerIp'
-  | 'trustProxy'
-  | 'pingIntervalMs'
-  | 'idleTimeoutMs'
-  | 'maxBufferedBytes'
-  | 'maxSubscriptions'
-  | 'maxJsonDepth'
-  | 'wsPublishPerS'
->;
-
-/** What the gateway is given by its owner. */
-export interface GatewayDeps {
-  /** Decide who is upgrading (the token, checked however the app checks tokens). */
-  authenticate(req: UpgradeRequest): Promise<Authentication>;
-  /** The box's per-address slot table. */
-  limits: Limits;
-  log: Logger;
-  /** Build the hub over this process's registry: a backplane wraps the local hub. @default the local hub */
-  createHub?: (local: LocalHub, registry: Registry) => Hub;
-  /** Told which op starts running (the loop-block detector's label). */
-  onActivity?: (label: string) => void;
-  /** The namespace rules (CHANNELS_FILE). @default the built-in ones */
-  channels?: Channels;
-  /** Asks the store whether a user is a member of a topic. @default nobody is a member */
-  members?: MemberLookup;
-  /** Checks a subscription token. @default every token is invalid_subscription_token */
-  verifySubToken?: SubTokenCheck;
-  /**
-   * The durable log: with it, topics whose namespace keeps history get offsets, recovery,
-   * history and receipts. @default every topic fire-and-forget
-   */
-  history?: { log: HistoryLog; receipts: ReceiptBatcher };
-  /** Presence (presence.ts): which topics, the grace, the count-mode bound, the cross-process sync. */
-  presence?: {
-    /** @default the namespace's `presence` rule, else on for `room:` topics */
-    on?: (topic: string) => boolean;
-    /** @default 5000 ms */
-    graceMs?: number;
-    /** @default 1000 members */
-    eventsMax?: number;
-    /** @default none: one process */
-    createSync?: (presence: Presence) => PresenceSync;
-  };
-}
-
-export type UpgradeDecision =
-  | { ok: true; conn: Conn }
-  | { ok: false; status: number; headers: Record<string, string>; body: string };
 
 /** Labels for the loop-block detector, made once rather than per message. */
 const OP_LABEL = {
@@ -138,32 +54,11 @@ const OP_LABEL = {
   ping: 'ws:ping',
 } as const;
 
-/** Why a read was refused, by code. */
-type ReadAccess = true | 'forbidden_topic' | 'invalid_subscription_token' | 'subscription_token_expired';
-const READ_REFUSED: Record<Exclude<ReadAccess, true>, string> = {
-  forbidden_topic: 'not allowed to read this topic',
-  invalid_subscription_token: 'the subscription token is invalid, or for another user or topic',
-  subscription_token_expired: 'the subscription token has expired',
-};
-
 /** A publish burst: twice the rate, i.e. two seconds' worth. */
 const BURST_MS = 2000;
 
 /** The key of an address's WebSocket slots in the box's limit tables. */
 const ipKey = (ip: string) => `ws-ip:${limitKey(ip)}`;
-
-export class GatewayStats {
-  open = 0;
-  pending = 0;
-  messagesIn = 0;
-  messagesOut = 0;
-  pingsSent = 0;
-  slowConsumers = 0;
-  idleTimeouts = 0;
-  frameFailures = 0;
-  readonly refused = new Map<string, number>();
-  readonly closes = new Map<number, number>();
-}
 
 export class Gateway {
   readonly stats = new GatewayStats();
@@ -171,7 +66,7 @@ export class Gateway {
   readonly local: LocalHub;
   private readonly channels: Channels;
   private readonly members: MemberCache;
-  private readonly verifySubToken: SubTokenCheck;
+  private readonly access: Access;
   private readonly delivery: Delivery | null;
   /** Delivers to users and topics: the local hub, or a backplane around it. */
   readonly hub: Hub;
@@ -220,7 +115,7 @@ export class Gateway {
     const h = deps.history;
     this.channels = deps.channels ?? new Channels();
     this.members = new MemberCache(deps.members ?? (() => Promise.resolve(false)));
-    this.verifySubToken = deps.verifySubToken ?? (() => Promise.resolve('invalid_subscription_token'));
+    this.access = new Access(this.members, deps.verifySubToken ?? (() => Promise.resolve('invalid_subscription_token')));
     // Membership changes reach only the processes holding the user, so cached answers may
     // live only as long as the user has a connection here.
     this.registry.onInterest((kind, key, present) => {
@@ -454,7 +349,7 @@ export class Gateway {
           if (f.op === 'history' || f.token !== undefined || rules.subscribe !== 'members') return joined;
           return (joined ?? Promise.resolve()).then(() => this.recheck(conn, f.topic, generation));
         };
-        const access = this.mayRead(conn, f.topic, rules, f.token);
+        const access = this.access.mayRead(conn, f.topic, rules, f.token);
         if (access !== true && typeof access !== 'string') {
           access
             .then((a) => (conn.closing ? undefined : a === true ? granted() : this.deliver(conn, frames.error(a, READ_REFUSED[a], f.id))))
@@ -473,7 +368,7 @@ export class Gateway {
         this.answerPresence(conn, f.topic, f.id);
         return;
       case 'pub': {
-        const allowed = this.mayPublish(conn, f.topic, rules);
+        const allowed = this.access.mayPublish(conn, f.topic, rules);
         if (allowed === true) {
           this.publish(conn, f, rules, durable);
           return;
@@ -513,37 +408,6 @@ export class Gateway {
     const loading = this.presence.loaded(topic);
     if (loading) loading.then(answer).catch((err: unknown) => this.failed(conn, err, 'presence', id));
     else answer();
-  }
-
-  /**
-   * Whether this connection may read the topic: true, the refusal's code, or a promise of
-   * either (a membership lookup or a token to verify).
-   */
-  private mayRead(conn: Conn, topic: string, rules: NamespaceRules, token: string | undefined): ReadAccess | Promise<ReadAccess> {
-    switch (rules.subscribe) {
-      case 'authenticated':
-        return true;
-      case 'own':
-        return topic.slice(namespaceOf(topic).length + 1) === conn.userId ? true : 'forbidden_topic';
-      case 'members': {
-        // A token, when given, decides; without one, the membership does.
-        if (token !== undefined) return this.verifySubToken(token, conn.userId, topic).then((code) => code ?? true);
-        const member = this.members.check(topic, conn.userId);
-        return member === true ? true : member === false ? 'forbidden_topic' : member.then((m) => m || 'forbidden_topic');
-      }
-    }
-  }
-
-  /** Whether this connection may publish to the topic: a `members` topic it holds counts as membership. */
-  private mayPublish(conn: Conn, topic: string, rules: NamespaceRules): boolean | Promise<boolean> {
-    switch (rules.publish) {
-      case 'none':
-        return false;
-      case 'authenticated':
-        return true;
-      case 'members':
-        return holds(conn, topic) || this.members.check(topic, conn.userId);
-    }
   }
 
   /** `sub` or `history` once access is granted. */
