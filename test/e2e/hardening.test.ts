@@ -161,9 +161,12 @@ for (const engine of ENGINES) {
           req.end(body);
         });
       try {
-        const big = await send('POST', '/v1/events', Buffer.alloc(3 * 1024 * 1024, 0x20));
-        assert.equal(big.status, 413);
-        assert.equal(big.connection, 'close');
+        // The server answers and closes before the body is in: the client either reads the
+        // 413 (with Connection: close) or, still writing, sees the socket go (EPIPE/ECONNRESET).
+        // Either way its pool must not hand the dying socket to the next request.
+        const big = await send('POST', '/v1/events', Buffer.alloc(3 * 1024 * 1024, 0x20)).catch((err: NodeJS.ErrnoException) => err);
+        if (big instanceof Error) assert.match(String(big.code), /^(EPIPE|ECONNRESET)$/);
+        else assert.deepEqual([big.status, big.connection], [413, 'close']);
         for (let i = 0; i < 3; i++) assert.equal((await send('GET', '/healthz')).status, 200);
       } finally {
         agent.destroy();
