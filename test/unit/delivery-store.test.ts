@@ -1,7 +1,4 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { openDb, type Db } from '../../src/store/db.js';
@@ -13,7 +10,7 @@ import { migrateToLatest } from '../../src/store/migrations.js';
 import { OutboxStore } from '../../src/store/outbox.js';
 import { ReceiptStore } from '../../src/store/receipts.js';
 import { UserStore } from '../../src/store/users.js';
-import { createTestDatabase } from '../kit/pg.js';
+import { createTestStore } from '../kit/pg.js';
 
 type StoreConfig = { databaseUrl: string | undefined; dataDir: string };
 
@@ -86,15 +83,7 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
     const newUser = async () => (await new UserStore(db).create(`u${++n}@example.com`, 'h', null))!;
 
     before(async () => {
-      if (dialect === 'postgres') {
-        const t = await createTestDatabase();
-        config = { databaseUrl: t.url, dataDir: '' };
-        cleanup = t.drop;
-      } else {
-        const dir = mkdtempSync(join(tmpdir(), 'onebox-delivery-'));
-        config = { databaseUrl: undefined, dataDir: dir };
-        cleanup = async () => rmSync(dir, { recursive: true, force: true });
-      }
+      ({ config, cleanup } = await createTestStore(dialect, 'onebox-delivery-'));
       db = await openDb(config);
       await migrateToLatest(db);
       db2 = await openDb(config);

@@ -12,7 +12,7 @@ import { OutboxStore } from '../../src/store/outbox.js';
 import { UserStore } from '../../src/store/users.js';
 import { MemberStore } from '../../src/store/members.js';
 import { isForeignKeyViolation } from '../../src/store/db-errors.js';
-import { createTestDatabase } from '../kit/pg.js';
+import { createTestStore } from '../kit/pg.js';
 
 const DAY = 86_400_000;
 
@@ -22,16 +22,9 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
     let db2: Db;
     let cleanup: () => Promise<void>;
     before(async () => {
-      let config: { databaseUrl: string | undefined; dataDir: string };
-      if (dialect === 'postgres') {
-        const t = await createTestDatabase();
-        config = { databaseUrl: t.url, dataDir: '' };
-        cleanup = t.drop;
-      } else {
-        const dir = mkdtempSync(join(tmpdir(), 'onebox-store-'));
-        config = { databaseUrl: undefined, dataDir: dir };
-        cleanup = async () => rmSync(dir, { recursive: true, force: true });
-      }
+      const store = await createTestStore(dialect);
+      const config = store.config;
+      cleanup = store.cleanup;
       db = await openDb(config);
       await migrateToLatest(db);
       await migrateToLatest(db); // idempotent
