@@ -127,7 +127,7 @@ export class Delivery {
     const head = page?.head ?? (await log.head(topic));
     const recovered = page !== null && since.offset <= page.head && since.offset >= page.oldest - 1;
     const messages = recovered
-      ? page.entries.map((e) => `{"offset":${e.offset},"ts":${e.ts},"data":${e.data}${e.from ? `,"from":${JSON.stringify(e.from)}` : ''}}`).join(',')
+      ? page.entries.map((e) => frames.entryRaw(e.data, e.from, e.offset, e.ts)).join(',')
       : '';
     const head2 = `{"op":"ack","id":${JSON.stringify(id ?? null)},"ack":"history","topic":${JSON.stringify(topic)}`;
     const tail = `"offset":${head},"epoch":${JSON.stringify(epoch)},"recovered":${recovered},"more":${recovered && page.more}}`;

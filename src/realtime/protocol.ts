@@ -129,5 +129,13 @@ export const frames = {
    * @param ts server time of the publish, ms since the epoch.
    */
   msgRaw: (topic: string, dataJson: string, from: string | null | undefined, offset: number | null, ts: number) =>
-    `{"op":"msg","topic":${JSON.stringify(topic)}${offset === null ? '' : `,"offset":${offset}`},"ts":${ts},"data":${dataJson}${from ? `,"from":${JSON.stringify(from)}` : ''}}`,
+    `{"op":"msg","topic":${JSON.stringify(topic)}${offset === null ? '' : `,"offset":${offset}`},${messageFields(dataJson, from, ts)}}`,
+  /** One entry of a `history` answer's `messages`: a message without op and topic. */
+  entryRaw: (dataJson: string, from: string | null | undefined, offset: number, ts: number) =>
+    `{"offset":${offset},${messageFields(dataJson, from, ts)}}`,
 };
+
+/** The fields a message carries wherever it is sent: `ts`, `data` (JSON text), and `from` if any. */
+function messageFields(dataJson: string, from: string | null | undefined, ts: number): string {
+  return `"ts":${ts},"data":${dataJson}${from ? `,"from":${JSON.stringify(from)}` : ''}`;
+}
