@@ -86,7 +86,7 @@ export interface GatewayDeps {
   history?: { log: HistoryLog; receipts: ReceiptBatcher };
   /** Presence (presence.ts): which topics, the grace, the count-mode bound, the cross-process sync. */
   presence?: {
-    /** @default the namespace's `presence` rule, else on for `room:` topics */
+    /** @default the namespace's `presence` rule (off for a namespace not configured) */
     on?: (topic: string) => boolean;
     /** @default 5000 ms */
     graceMs?: number;

@@ -137,12 +137,11 @@ export class Gateway {
     this.hub = deps.createHub?.(this.local, this.registry) ?? this.local;
     // Presence hook: until namespace rules carry `presence`, `room:` topics have it.
     const p = deps.presence;
-    const rulesOf = (topic: string) => this.channels.rules(topic) as { presence?: boolean } | undefined;
     this.presence = new Presence(
       this.registry,
       (conn, text) => this.deliver(conn, text),
       {
-        on: p?.on ?? ((topic) => rulesOf(topic)?.presence ?? topic.startsWith('room:')),
+        on: p?.on ?? ((topic) => this.channels.rules(topic)?.presence === true),
         graceMs: p?.graceMs ?? 5000,
         eventsMax: p?.eventsMax ?? 1000,
       },
