@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { RevocationState, Revocations, type ConnFilter, type Revocation } from '../../src/app/auth/revocations.js';
 import { Sessions } from '../../src/app/auth/sessions.js';
 import { KnownUsers } from '../../src/app/auth/known-users.js';
-import { TokenService } from '../../src/app/auth/tokens.js';
+import { TokenService, tokenAuthenticator } from '../../src/app/auth/tokens.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { RedisBroadcast } from '../../src/realtime/backplane/broadcast-redis.js';
 import { openDb, type Db } from '../../src/store/db.js';
@@ -189,7 +189,7 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
         return { closed, state, revocations, tokens, sessions };
       }
 
-      test('boot loads the revocations still in force', async () => {
+      test('boot loads the revocations still in force; the gateway’s token check (upgrade and auth op) refuses them as session_revoked', async () => {
         const a = processOn(undefined);
         const uid = await user();
         const s1 = await a.sessions.start(uid);
@@ -199,6 +199,11 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
         const claims = await a.tokens.verify(s1.token, false).catch((e: { code: string }) => e.code);
         assert.equal(claims, 'session_revoked');
         await assert.rejects(b.tokens.verify(s1.token, false), { code: 'session_revoked' });
+        const auth = await tokenAuthenticator(b.tokens)(s1.token);
+        assert.deepEqual(auth.ok ? auth : auth.code, 'session_revoked');
+        const fresh = await a.sessions.start(uid);
+        const ok = await tokenAuthenticator(b.tokens)(fresh.token);
+        assert.ok(ok.ok && ok.userId === uid && typeof ok.sid === 'string' && ok.exp! > ok.iat!, 'a session started after the logout-all is accepted');
       });
 
       test('over Redis: a logout on one process refuses the token and closes the sockets on the other; while Redis is down the other polls the store', async () => {
