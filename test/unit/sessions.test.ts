@@ -162,6 +162,18 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
       assert.deepEqual((await store.cutoffsSince(0)).filter((c) => c.user_id === uid), []);
     });
 
+    test('sweep deletes a live session’s rotated tokens once they have expired, and keeps the session', async () => {
+      const uid = await user();
+      const t1 = newRefreshToken();
+      const s = await store.create(uid, null, hashRefreshToken(t1), 1000, DAY);
+      const t2 = newRefreshToken();
+      await store.rotate(hashRefreshToken(t1), rotateOpts(t2, 2000));
+      await store.sweep(1000 + DAY + 1);
+      assert.equal(await store.byRefreshHash(hashRefreshToken(t1)), undefined);
+      assert.equal((await store.byRefreshHash(hashRefreshToken(t2)))?.id, s.id);
+      assert.equal((await store.rotate(hashRefreshToken(t2), rotateOpts(newRefreshToken(), 1000 + DAY + 2))).kind, 'rotated');
+    });
+
     test('a session for a deleted user is refused by the foreign key, and the user’s sessions go with the user', async () => {
       const uid = await user();
       await store.create(uid, null, hashRefreshToken(newRefreshToken()), 1000, DAY);
