@@ -162,6 +162,37 @@ const settings = z.object({
   blockWarnMs: setting('BLOCK_WARN_MS', int(1, 600_000), '200'),
   /** Push targets one user may hold; registering one more replaces their least recently registered. @default 20 */
   maxDevicesPerUser: setting('MAX_DEVICES_PER_USER', int(1, 10_000), '20'),
+  /**
+   * Deadline of one call to a sign-in provider: fetching Apple's or Google's signing keys,
+   * Apple's token exchange and revocation. @default 5000 ms
+   */
+  authProviderTimeoutMs: setting('AUTH_PROVIDER_TIMEOUT_MS', int(100, 60_000), '5000'),
+  apple: z.object({
+    /**
+     * Audiences accepted in Sign in with Apple ID tokens (the app's bundle ids, Services IDs),
+     * comma-separated in the environment. @default none (POST /v1/auth/apple answers 404)
+     */
+    clientIds: setting('APPLE_CLIENT_IDS', list, ''),
+    /** The .p8 key of Sign in with Apple, for the client secret of the code exchange and revocation. */
+    keyFile: setting('APPLE_KEY_FILE', text),
+    keyId: setting('APPLE_KEY_ID', text),
+    teamId: setting('APPLE_TEAM_ID', text),
+    /** Test only (needs testMode): Apple's JWKS URL. @default https://appleid.apple.com/auth/keys */
+    testJwksUrl: setting('TEST_APPLE_JWKS_URL', z.url()),
+    /** Test only (needs testMode): Apple's token endpoint. @default https://appleid.apple.com/auth/token */
+    testTokenUrl: setting('TEST_APPLE_TOKEN_URL', z.url()),
+    /** Test only (needs testMode): Apple's revoke endpoint. @default https://appleid.apple.com/auth/revoke */
+    testRevokeUrl: setting('TEST_APPLE_REVOKE_URL', z.url()),
+  }),
+  google: z.object({
+    /**
+     * Audiences accepted in Google ID tokens (OAuth client ids), comma-separated in the
+     * environment. @default none (POST /v1/auth/google answers 404)
+     */
+    clientIds: setting('GOOGLE_CLIENT_IDS', list, ''),
+    /** Test only (needs testMode): Google's JWKS URL. @default https://www.googleapis.com/oauth2/v3/certs */
+    testJwksUrl: setting('TEST_GOOGLE_JWKS_URL', z.url()),
+  }),
   push: z.object({
     /** Outbox poll period. @default 1000 ms */
     pollMs: setting('PUSH_POLL_MS', int(10, 3_600_000), '1000'),
@@ -228,6 +259,23 @@ function crossFieldRules(c: Settings, ctx: z.RefinementCtx): void {
       }
     }
   }
+  if (!c.testMode) {
+    const overrides = [
+      ['apple', 'testJwksUrl'],
+      ['apple', 'testTokenUrl'],
+      ['apple', 'testRevokeUrl'],
+      ['google', 'testJwksUrl'],
+    ] as const;
+    for (const [group, key] of overrides) {
+      if ((c[group] as Record<string, unknown>)[key] !== undefined) {
+        ctx.addIssue({ code: 'custom', path: [group, key], message: 'a test-only endpoint override, allowed only with TEST_MODE=true' });
+      }
+    }
+  }
+  const appleKey = (['keyFile', 'keyId', 'teamId'] as const).filter((k) => c.apple[k] === undefined);
+  if (appleKey.length > 0 && appleKey.length < 3) {
+    for (const k of appleKey) ctx.addIssue({ code: 'custom', path: ['apple', k], message: 'set all of APPLE_KEY_FILE, APPLE_KEY_ID, APPLE_TEAM_ID, or none' });
+  }
   // A lease that ends while its send may still be running lets another claimer send it too.
   if (c.push.leaseMs < 2 * c.push.sendTimeoutMs) {
     ctx.addIssue({ code: 'custom', path: ['push', 'leaseMs'], message: `must be at least twice PUSH_SEND_TIMEOUT_MS (${c.push.sendTimeoutMs})` });
@@ -265,6 +313,11 @@ function deriveDefaults(c: Settings) {
     ...c,
     /** Silent connections are terminated after this. @default 2.5 x pingIntervalMs */
     idleTimeoutMs: c.idleTimeoutMs ?? Math.round(c.pingIntervalMs * 2.5),
+    apple: {
+      ...c.apple,
+      /** The Sign in with Apple key (client secrets): all of APPLE_KEY_FILE, _KEY_ID, _TEAM_ID, or unset. */
+      key: c.apple.keyFile && c.apple.keyId && c.apple.teamId ? { file: c.apple.keyFile, id: c.apple.keyId, teamId: c.apple.teamId } : undefined,
+    },
     push: {
       ...c.push,
       /** APNs token auth: all of APNS_KEY_FILE, _KEY_ID, _TEAM_ID, _TOPIC, or unset. */

@@ -9,6 +9,9 @@ import type { Bindings, Services } from './app/context.js';
 import { KnownUsers } from './app/auth/known-users.js';
 import { resolveJwtSecret } from './app/auth/secret.js';
 import { SubTokenService, TokenService, upgradeAuthenticator } from './app/auth/tokens.js';
+import { AppleClient } from './app/auth/apple.js';
+import { IdTokenVerifier } from './app/auth/id-tokens.js';
+import { SocialSignIn } from './app/auth/social.js';
 import { StoreProbe } from './app/store-probe.js';
 import type { Config } from './config.js';
 import type { Limits } from './lib/limits.js';
@@ -31,6 +34,7 @@ import { ReceiptStore } from './store/receipts.js';
 import { openDb, type Db } from './store/db.js';
 import { DeviceStore } from './store/devices.js';
 import { EventWriter } from './store/events.js';
+import { IdentityStore } from './store/identities.js';
 import { MemberStore } from './store/members.js';
 import { migrateToLatest } from './store/migrations.js';
 import { OutboxStore } from './store/outbox.js';
@@ -65,7 +69,7 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
         faultBlockRoute: config.faultBlockRoute,
         faultCrashAfterCommit: config.faultCrashAfterCommit,
       },
-      'TEST_MODE=true: test-only behaviour is on (push endpoints on loopback, FAULT_* fault injection); never run production like this',
+      'TEST_MODE=true: test-only behaviour is on (push endpoints on loopback, FAULT_* fault injection, TEST_* sign-in provider endpoints); never run production like this',
     );
   }
   const db = await openDb(config);
@@ -105,6 +109,16 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
   const presenceSync = gateway.presence.sync as RedisPresence | null;
   const devices = new DeviceStore(db);
   const outbox = new OutboxStore(db);
+  const timeoutMs = config.authProviderTimeoutMs;
+  const social = new SocialSignIn({
+    verifiers: {
+      apple: config.apple.clientIds.length > 0 ? new IdTokenVerifier('apple', { clientIds: config.apple.clientIds, timeoutMs, jwksUrl: config.apple.testJwksUrl }) : undefined,
+      google: config.google.clientIds.length > 0 ? new IdTokenVerifier('google', { clientIds: config.google.clientIds, timeoutMs, jwksUrl: config.google.testJwksUrl }) : undefined,
+    },
+    apple: config.apple.key && new AppleClient({ key: config.apple.key, timeoutMs, tokenUrl: config.apple.testTokenUrl, revokeUrl: config.apple.testRevokeUrl }),
+    identities: new IdentityStore(db),
+    log,
+  });
   const s: Services = {
     config,
     log,
@@ -129,6 +143,7 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
     members,
     history,
     receipts: receiptStore,
+    social,
   };
   let cluster: WorkerFigures[] = [];
   registerFigures(metrics.registry, {

@@ -21,6 +21,7 @@ import type { StoreHistory } from '../realtime/store-history.js';
 import type { ReceiptStore } from '../store/receipts.js';
 import type { MemberStore } from '../store/members.js';
 import type { StoreProbe } from './store-probe.js';
+import type { SocialSignIn } from './auth/social.js';
 
 /** What the engine hands the app with each request. */
 export interface Bindings {
@@ -90,6 +91,8 @@ export interface Services {
   /** The per-topic message log (offsets, idempotency keys). */
   history: StoreHistory;
   receipts: ReceiptStore;
+  /** Sign in with Apple and Google, and the revocation of Apple tokens at account deletion. */
+  social: SocialSignIn;
 }
 
 /**

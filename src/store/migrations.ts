@@ -188,6 +188,30 @@ const migrations: Record<string, Migration> = {
       await db.schema.dropTable('topic_members').execute();
     },
   },
+  '0009_identities': {
+    // Sign in with Apple and Google (issue 16): one row per provider account, found by the
+    // provider's subject; the user_id index serves "a user's identities" and the cascade when
+    // the user is deleted. `refresh_token` is Apple's, kept only to revoke it at deletion.
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('identities')
+        .addColumn('provider', 'text', (c) => c.notNull())
+        .addColumn('subject', 'text', (c) => c.notNull())
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id').onDelete('cascade'))
+        .addColumn('client_id', 'text', (c) => c.notNull())
+        .addColumn('email', 'text')
+        .addColumn('email_verified', 'integer', (c) => c.notNull())
+        .addColumn('refresh_token', 'text')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('identities_pk', ['provider', 'subject'])
+        .execute();
+      await db.schema.createIndex('identities_user').on('identities').column('user_id').execute();
+    },
+    async down(db: Kysely<any>) {
+      await db.schema.dropTable('identities').execute();
+    },
+  },
 };
 
 /** Bring the schema to the newest version; throws with the failing migration's error. */

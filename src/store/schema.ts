@@ -119,6 +119,24 @@ export interface TopicMembersTable {
   created_at: number;
 }
 
+/** A provider account (Sign in with Apple / Google) linked to a user. */
+export interface IdentitiesTable {
+  provider: 'apple' | 'google';
+  /** The provider's stable user id (the ID token's `sub`). */
+  subject: string;
+  user_id: string;
+  /** The audience of the last ID token (the app's client id); Apple's calls need it. */
+  client_id: string;
+  /** The email the provider last gave, lower-cased; null when it gave none. */
+  email: string | null;
+  /** 1 when the provider vouched for `email`. */
+  email_verified: number;
+  /** Apple only: the refresh token of the last code exchange, revoked when the user is deleted. */
+  refresh_token: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
 export interface Database {
   users: UsersTable;
   events: EventsTable;
@@ -132,4 +150,5 @@ export interface Database {
   receipts: ReceiptsTable;
   idempotency_keys: IdempotencyKeysTable;
   topic_members: TopicMembersTable;
+  identities: IdentitiesTable;
 }

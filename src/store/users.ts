@@ -5,6 +5,13 @@ import type { UsersTable } from './schema.js';
 
 export type UserRow = UsersTable;
 
+/**
+ * The `password_hash` of an account without a password (created through Sign in with Apple
+ * or Google): no hash matches it, and checking a password against it costs a full hash, so
+ * login tells it apart neither by answer nor by timing.
+ */
+export const NO_PASSWORD = '';
+
 /** The profile as the API shows it (no hash). */
 export interface PublicUser {
   id: string;
