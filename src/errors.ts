@@ -20,6 +20,8 @@ export const ERROR_CODES = {
   invalid_credentials: 401,
   invalid_id_token: 401,
   invalid_authorization_code: 401,
+  invalid_refresh_token: 401,
+  session_revoked: 401,
   forbidden: 403,
   not_found: 404,
   provider_disabled: 404,

@@ -27,6 +27,7 @@ import { meRoutes } from './routes/me.js';
 import { notifyRoutes } from './routes/notify.js';
 import { receiptRoutes } from './routes/receipts.js';
 import { socialRoutes } from './routes/social.js';
+import { sessionRoutes } from './routes/sessions.js';
 
 /** True when the request announces a body (Content-Length above 0, or chunked). */
 function hasBody(req: Request): boolean {
@@ -88,6 +89,7 @@ export function createHttpApp(s: Services, gateway: Gateway, cluster: () => Work
   app.route('/', healthRoutes(s));
   app.route('/', authRoutes(s));
   app.route('/', socialRoutes(s));
+  app.route('/', sessionRoutes(s));
   app.route('/', meRoutes(s));
   app.route('/', notifyRoutes(s));
   app.route('/', receiptRoutes(s));

@@ -6,19 +6,20 @@
 import { Hono } from 'hono';
 import { z } from 'zod';
 import { limitKey } from '../../lib/client-address.js';
-import { toPublicUser } from '../../store/users.js';
 import type { Provider } from '../auth/id-tokens.js';
 import { clientIp, type AppEnv, type Services } from '../context.js';
 import { readJson } from '../middleware/json-body.js';
 import { RateLimiter } from '../middleware/rate-limit.js';
+import { labelOf, sessionLabel } from './auth.js';
 
 const idToken = z.string().min(1).max(8192);
 const nonce = z.string().min(1).max(256).optional();
 
-export const GoogleSignInBody = z.strictObject({ idToken, nonce });
+export const GoogleSignInBody = z.strictObject({ idToken, nonce, label: sessionLabel });
 export const AppleSignInBody = z.strictObject({
   idToken,
   nonce,
+  label: sessionLabel,
   code: z.string().min(1).max(1024).optional(),
   displayName: z.string().trim().min(1).max(100).optional(),
 });
@@ -33,7 +34,7 @@ export function socialRoutes(s: Services): Hono<AppEnv> {
       const body = await readJson(c, schema, s.config.maxJsonDepth);
       await byIp.hit(limitKey(ip));
       const { user, created } = await s.social.signIn(provider, body);
-      return c.json({ token: await s.tokens.issue(user.id), user: toPublicUser(user) }, created ? 201 : 200);
+      return c.json(await s.sessions.start(user.id, { label: labelOf(body.label, c.req.header('user-agent')), user }), created ? 201 : 200);
     });
   route('apple', AppleSignInBody);
   route('google', GoogleSignInBody);
