@@ -78,8 +78,17 @@ const settings = z.object({
   jwtSecret: setting('JWT_SECRET', z.string().min(32, 'must be at least 32 characters')),
   /** HS256 key of subscription tokens (`aud: onebox:sub`). @default JWT_SECRET */
   subTokenSecret: setting('SUB_TOKEN_SECRET', z.string().min(32, 'must be at least 32 characters')),
-  /** Token lifetime. @default 86400 s */
-  jwtTtlS: setting('JWT_TTL_S', int(60, 31_536_000), '86400'),
+  // Documented on the derived field in deriveDefaults: unset, it follows JWT_TTL_S, then 900 s.
+  accessTtlS: setting('ACCESS_TTL_S', int(60, 31_536_000)),
+  /** The former name of ACCESS_TTL_S, still read; setting both is a configuration error. */
+  jwtTtlS: setting('JWT_TTL_S', int(60, 31_536_000)),
+  /** How long a refresh token works after it was issued (each refresh issues a new one). @default 2592000 s (30 days) */
+  refreshTtlS: setting('REFRESH_TTL_S', int(60, 31_536_000), '2592000'),
+  /**
+   * A refresh token presented again within this long of its rotation gets a fresh answer (the
+   * first was lost on the way) instead of revoking its session as stolen; 0 disables. @default 30 s
+   */
+  refreshReuseGraceS: setting('REFRESH_REUSE_GRACE_S', int(0, 3600), '30'),
   /** Bearer token of the admin routes (and of /metrics, /status off loopback). @default none */
   adminToken: setting('ADMIN_TOKEN', z.string().min(16, 'must be at least 16 characters')),
   /**
@@ -248,6 +257,9 @@ function crossFieldRules(c: Settings, ctx: z.RefinementCtx): void {
   if (c.idleTimeoutMs !== undefined && c.idleTimeoutMs <= c.pingIntervalMs) {
     ctx.addIssue({ code: 'custom', path: ['idleTimeoutMs'], message: `must be greater than PING_INTERVAL_MS (${c.pingIntervalMs})` });
   }
+  if (c.accessTtlS !== undefined && c.jwtTtlS !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['jwtTtlS'], message: 'the former name of ACCESS_TTL_S: set only one of them' });
+  }
   if (c.workers > 1 && !c.redisUrl) {
     ctx.addIssue({ code: 'custom', path: ['workers'], message: 'several workers need REDIS_URL for the backplane' });
   }
@@ -305,6 +317,8 @@ function deriveDefaults(c: Settings) {
     ...c,
     /** Silent connections are terminated after this. @default 2.5 x pingIntervalMs */
     idleTimeoutMs: c.idleTimeoutMs ?? Math.round(c.pingIntervalMs * 2.5),
+    /** Access-token lifetime (ACCESS_TTL_S, or its former name JWT_TTL_S). @default 900 s */
+    accessTtlS: c.accessTtlS ?? c.jwtTtlS ?? 900,
     /**
      * How mail leaves: over SMTP_URL; without it, logged with its links in development
      * (JWT_SECRET unset) or dropped in production (JWT_SECRET set; one warning at boot).

@@ -19,6 +19,8 @@ export const ERROR_CODES = {
   invalid_token: 401,
   token_expired: 401,
   invalid_credentials: 401,
+  invalid_refresh_token: 401,
+  session_revoked: 401,
   forbidden: 403,
   email_not_verified: 403,
   reauthentication_required: 403,

@@ -7,6 +7,8 @@
 import { createHttpApp } from './app/create-app.js';
 import type { Bindings, Services } from './app/context.js';
 import { KnownUsers } from './app/auth/known-users.js';
+import { RevocationState, Revocations, type ConnFilter } from './app/auth/revocations.js';
+import { Sessions } from './app/auth/sessions.js';
 import { resolveJwtSecret } from './app/auth/secret.js';
 import { SubTokenService, TokenService, upgradeAuthenticator } from './app/auth/tokens.js';
 import { StoreProbe } from './app/store-probe.js';
@@ -35,6 +37,7 @@ import { MemberStore } from './store/members.js';
 import { migrateToLatest } from './store/migrations.js';
 import { OutboxStore } from './store/outbox.js';
 import { UserStore } from './store/users.js';
+import { SessionStore } from './store/sessions.js';
 
 export interface OneboxServer {
   fetch(req: Request, env: Bindings): Response | Promise<Response>;
@@ -75,7 +78,10 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
   const users = new UserStore(db);
   const knownUsers = new KnownUsers((id) => users.exists(id), config.userCheckTtlMs);
   const jwtSecret = resolveJwtSecret(config.jwtSecret, config.dataDir, log);
-  const tokens = new TokenService(jwtSecret, config.jwtTtlS, (id) => knownUsers.check(id));
+  // A revoked session's entry outlives its last access token, with a minute for clock skew.
+  const retainMs = config.accessTtlS * 1000 + 60_000;
+  const revokedState = new RevocationState(retainMs);
+  const tokens = new TokenService(jwtSecret, config.accessTtlS, (id) => knownUsers.check(id), (t) => revokedState.refuses(t));
   const subTokens = new SubTokenService(config.subTokenSecret ?? jwtSecret);
   const members = new MemberStore(db);
   const loopMonitor = new LoopMonitor(log, config.blockWarnMs);
@@ -102,6 +108,23 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
     },
   });
   const backplane: RedisHub | null = Backplane && gateway.hub instanceof Backplane ? gateway.hub : null;
+  const sessionStore = new SessionStore(db);
+  const Broadcast = config.redisUrl ? (await import('./realtime/backplane/broadcast-redis.js')).RedisBroadcast : null;
+  const revocations = new Revocations({
+    store: sessionStore,
+    state: revokedState,
+    // Until the gateway's closeUserConnections lands (Socket v1), a revocation refuses the
+    // session's tokens but leaves its live sockets open.
+    closeSockets: (_userId: string, _which: ConnFilter) => undefined,
+    bus: Broadcast ? new Broadcast(config.redisUrl!, 'ob:revoke', log) : undefined,
+    log,
+    retainMs,
+  });
+  await revocations.load();
+  const sessions = new Sessions(sessionStore, users, tokens, revocations, knownUsers, {
+    refreshTtlS: config.refreshTtlS,
+    reuseGraceS: config.refreshReuseGraceS,
+  });
   const presenceSync = gateway.presence.sync as RedisPresence | null;
   const devices = new DeviceStore(db);
   const outbox = new OutboxStore(db);
@@ -111,6 +134,7 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
     db,
     users,
     tokens,
+    sessions,
     subTokens,
     knownUsers,
     storeProbe: new StoreProbe(() => users.ping(), config.readyStoreTimeoutMs, log),
@@ -158,6 +182,7 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
     startBackground: () => {
       backplane?.start();
       presenceSync?.start();
+      revocations.start();
       history.start();
       s.push.start();
       s.live.start();
@@ -172,6 +197,7 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
       await s.push.stop();
       await backplane?.stop();
       await presenceSync?.stop();
+      await revocations.stop();
       await s.events.drain();
       if (limits instanceof SupervisorLimits) limits.close();
       metrics.close();

@@ -21,6 +21,7 @@ import type { StoreHistory } from '../realtime/store-history.js';
 import type { ReceiptStore } from '../store/receipts.js';
 import type { MemberStore } from '../store/members.js';
 import type { StoreProbe } from './store-probe.js';
+import type { Sessions } from './auth/sessions.js';
 
 /** What the engine hands the app with each request. */
 export interface Bindings {
@@ -33,6 +34,8 @@ export interface AppEnv {
   Variables: {
     requestId: string;
     userId: string;
+    /** The session of the bearer token (its `sid` claim); undefined for tokens from before sessions. */
+    sid: string | undefined;
     /** Set when the bearer is ADMIN_TOKEN. */
     admin: boolean;
   };
@@ -64,6 +67,11 @@ export interface Services {
   db: Db;
   users: UserStore;
   tokens: TokenService;
+  /**
+   * Device sessions: `start` answers login/signup/social sign-in, `revokeAll` ends every
+   * session of a user (but one) on every process, sockets included.
+   */
+  sessions: Sessions;
   /** Signs and checks subscription tokens (an app route that grants a topic issues one). */
   subTokens: SubTokenService;
   /** The cached does-this-user-still-exist check behind `tokens`. */

@@ -26,6 +26,7 @@ import { memberRoutes } from './routes/members.js';
 import { meRoutes } from './routes/me.js';
 import { notifyRoutes } from './routes/notify.js';
 import { receiptRoutes } from './routes/receipts.js';
+import { sessionRoutes } from './routes/sessions.js';
 
 /** True when the request announces a body (Content-Length above 0, or chunked). */
 function hasBody(req: Request): boolean {
@@ -86,6 +87,7 @@ export function createHttpApp(s: Services, gateway: Gateway, cluster: () => Work
 
   app.route('/', healthRoutes(s));
   app.route('/', authRoutes(s));
+  app.route('/', sessionRoutes(s));
   app.route('/', meRoutes(s));
   app.route('/', notifyRoutes(s));
   app.route('/', receiptRoutes(s));

@@ -40,7 +40,7 @@ export interface UpgradeRequest {
 /** Who is upgrading: a user id, or why not (401 codes; `store_unavailable` is a 503). */
 export type Authentication =
   | { ok: true; userId: string }
-  | { ok: false; code: 'unauthorized' | 'invalid_token' | 'token_expired' | 'store_unavailable'; message: string };
+  | { ok: false; code: 'unauthorized' | 'invalid_token' | 'token_expired' | 'session_revoked' | 'store_unavailable'; message: string };
 
 /**
  * Whether a subscription token grants `userId` the topic: null when it does, else why not.

@@ -141,6 +141,37 @@ export interface TopicMembersTable {
   created_at: number;
 }
 
+/** One device's login (issue 16): its id is the `sid` claim of its access tokens. */
+export interface SessionsTable {
+  id: string;
+  user_id: string;
+  /** The device label the client gave, or its User-Agent. */
+  label: string | null;
+  created_at: number;
+  /** The last login or refresh. */
+  last_used_at: number;
+  /** When its current refresh token stops working. */
+  expires_at: number;
+  revoked_at: number | null;
+}
+
+/** A session's refresh tokens, by SHA-256 (hex); the current one has no `rotated_at`. */
+export interface RefreshTokensTable {
+  hash: string;
+  session_id: string;
+  created_at: number;
+  expires_at: number;
+  rotated_at: number | null;
+}
+
+/** Per user: access tokens issued before `not_before` (epoch seconds) are refused, but those of session `except_sid`. */
+export interface TokenCutoffsTable {
+  user_id: string;
+  not_before: number;
+  except_sid: string | null;
+  updated_at: number;
+}
+
 export interface Database {
   users: UsersTable;
   events: EventsTable;
@@ -154,5 +185,8 @@ export interface Database {
   receipts: ReceiptsTable;
   idempotency_keys: IdempotencyKeysTable;
   topic_members: TopicMembersTable;
+  sessions: SessionsTable;
+  refresh_tokens: RefreshTokensTable;
+  token_cutoffs: TokenCutoffsTable;
   one_time_tokens: OneTimeTokensTable;
 }

@@ -19,6 +19,19 @@ test('idle timeout derives from the ping interval unless set', () => {
   assert.equal(loadConfig({ PING_INTERVAL_MS: '1000', IDLE_TIMEOUT_MS: '5000' }).idleTimeoutMs, 5000);
 });
 
+test('access-token lifetime: ACCESS_TTL_S, else its former name JWT_TTL_S, else 900 s; both set is a configuration error naming JWT_TTL_S', () => {
+  assert.equal(loadConfig({}).accessTtlS, 900);
+  assert.equal(loadConfig({ ACCESS_TTL_S: '600' }).accessTtlS, 600);
+  assert.equal(loadConfig({ JWT_TTL_S: '3600' }).accessTtlS, 3600);
+  assert.throws(
+    () => loadConfig({ ACCESS_TTL_S: '600', JWT_TTL_S: '3600' }),
+    (e: unknown) => e instanceof ConfigError && /JWT_TTL_S="3600": .*ACCESS_TTL_S/.test(e.message),
+  );
+  const c = loadConfig({});
+  assert.deepEqual([c.refreshTtlS, c.refreshReuseGraceS], [2_592_000, 30]);
+  assert.equal(loadConfig({ REFRESH_REUSE_GRACE_S: '0' }).refreshReuseGraceS, 0);
+});
+
 test('bad values name the variable', () => {
   const cases: Array<[Record<string, string>, RegExp]> = [
     [{ PORT: 'abc' }, /PORT/],

@@ -1,4 +1,8 @@
-/** Signup and login. Both are rate limited per client address and per email, per box. */
+/**
+ * Signup and login: each opens a device session (auth/sessions.ts) and answers
+ * `{token, refreshToken, expiresIn, user}`. Both are rate limited per client address and
+ * per email, per box. Refresh and logout are in sessions.ts.
+ */
 import { Hono } from 'hono';
 import { z } from 'zod';
 import { hashPassword, verifyPassword } from '../auth/passwords.js';
@@ -7,17 +11,25 @@ import { clientIp, type AppEnv, type Services } from '../context.js';
 import { AppError } from '../../errors.js';
 import { readJson } from '../middleware/json-body.js';
 import { RateLimiter } from '../middleware/rate-limit.js';
-import { toPublicUser } from '../../store/users.js';
 
 const email = z.email().max(254).transform((e) => e.trim().toLowerCase());
 const password = z.string().min(8).max(256);
+
+/** The device label shown in the session list (`GET /v1/me/sessions`); the User-Agent when absent. */
+export const sessionLabel = z.string().trim().min(1).max(100).optional();
 
 export const SignupBody = z.strictObject({
   email,
   password,
   displayName: z.string().trim().min(1).max(100).optional(),
+  label: sessionLabel,
 });
-export const LoginBody = z.strictObject({ email, password: z.string().min(1).max(256) });
+export const LoginBody = z.strictObject({ email, password: z.string().min(1).max(256), label: sessionLabel });
+
+/** A session's label: the one the client gave, else its User-Agent (cut to 100 characters). */
+export function labelOf(given: string | undefined, userAgent: string | undefined): string | undefined {
+  return given ?? (userAgent ? userAgent.slice(0, 100) : undefined);
+}
 
 export function authRoutes(s: Services): Hono<AppEnv> {
   const byIp = new RateLimiter(s.limits, 'auth-ip', s.config.authRatePerMin, 60_000);
@@ -35,7 +47,7 @@ export function authRoutes(s: Services): Hono<AppEnv> {
     await limit(ip, body.email);
     const user = await s.users.create(body.email, await hashPassword(body.password), body.displayName ?? null);
     if (!user) throw new AppError('email_taken', 'an account with this email exists');
-    return c.json({ token: await s.tokens.issue(user.id), user: toPublicUser(user) }, 201);
+    return c.json(await s.sessions.start(user.id, { label: labelOf(body.label, c.req.header('user-agent')), user }), 201);
   });
 
   app.post('/v1/auth/login', async (c) => {
@@ -46,7 +58,7 @@ export function authRoutes(s: Services): Hono<AppEnv> {
     if (!(await verifyPassword(body.password, user?.password_hash)) || !user) {
       throw new AppError('invalid_credentials', 'wrong email or password');
     }
-    return c.json({ token: await s.tokens.issue(user.id), user: toPublicUser(user) });
+    return c.json(await s.sessions.start(user.id, { label: labelOf(body.label, c.req.header('user-agent')), user }));
   });
 
   return app;
