@@ -108,6 +108,36 @@ const settings = z.object({
   compressMinBytes: setting('COMPRESS_MIN_BYTES', int(0, 1 << 30), '1024'),
   /** Login/signup attempts per client address and per email, per box. @default 20 per minute */
   authRatePerMin: setting('AUTH_RATE_PER_MIN', int(1, 100_000), '20'),
+  /**
+   * Outgoing mail server: `smtp://[user:password@]host[:port]` (STARTTLS when the server offers
+   * it) or `smtps://…` (TLS from the start). Unset: mail is logged instead (development, no
+   * JWT_SECRET) or not sent at all (JWT_SECRET set). @default none
+   */
+  smtpUrl: setting('SMTP_URL', z.string().regex(/^smtps?:\/\//, 'must be an smtp:// or smtps:// URL')),
+  /** The From of every mail, e.g. `Acme <no-reply@acme.example>`; required with SMTP_URL. @default none */
+  mailFrom: setting('MAIL_FROM', text),
+  /**
+   * Base of the links in mails (`<APP_URL>/verify-email?token=…`, `<APP_URL>/reset-password?token=…`):
+   * the app's page or universal link that posts the token back. Unset, mails carry the code alone. @default none
+   */
+  appUrl: setting('APP_URL', z.url({ protocol: /^https?$/ }).transform((u) => u.replace(/\/+$/, ''))),
+  /** Deadline of each SMTP step (connect, greeting, each command) of one send. @default 10000 ms */
+  smtpTimeoutMs: setting('SMTP_TIMEOUT_MS', int(100, 600_000), '10000'),
+  /** Mails that forgot-password, resend-verification and change-email may send to one address, per box. @default 5 per hour */
+  mailPerAddressPerHour: setting('MAIL_PER_ADDRESS_PER_HOUR', int(1, 10_000), '5'),
+  /** Lifetime of an email verification link (signup, resend, change of email). @default 86400 s */
+  emailVerifyTtlS: setting('EMAIL_VERIFY_TTL_S', int(60, 31_536_000), '86400'),
+  /** Lifetime of a password reset link. @default 1800 s */
+  passwordResetTtlS: setting('PASSWORD_RESET_TTL_S', int(60, 86_400), '1800'),
+  /** Refuse login (403 `email_not_verified`) until the address is verified; signup then answers 202 without a token. @default false */
+  requireEmailVerification: setting('REQUIRE_EMAIL_VERIFICATION', flag, 'false'),
+  /**
+   * Signup that does not tell a taken email apart (needs REQUIRE_EMAIL_VERIFICATION): always 202,
+   * and the owner of a taken address gets a mail saying they already have an account. @default false
+   */
+  signupEnumerationSafe: setting('SIGNUP_ENUMERATION_SAFE', flag, 'false'),
+  /** `DELETE /v1/me` without the password needs an access token issued at most this long ago. 0: always the password. @default 300 s */
+  freshLoginS: setting('FRESH_LOGIN_S', int(0, 86_400), '300'),
   /** Upgrade ceiling of this process. @default derived from the open-file limit */
   maxConnections: setting('MAX_CONNECTIONS', int(1, 10_000_000)),
   /** WebSocket connections per client address, per box (all workers). @default unlimited */
@@ -288,6 +318,16 @@ function crossFieldRules(c: Settings, ctx: z.RefinementCtx): void {
   if (appleKey.length > 0 && appleKey.length < 3) {
     for (const k of appleKey) ctx.addIssue({ code: 'custom', path: ['apple', k], message: 'set all of APPLE_KEY_FILE, APPLE_KEY_ID, APPLE_TEAM_ID, or none' });
   }
+  if (c.smtpUrl && !c.mailFrom) {
+    ctx.addIssue({ code: 'custom', path: ['mailFrom'], message: 'required with SMTP_URL (the From of every mail)' });
+  }
+  if (c.signupEnumerationSafe && !c.requireEmailVerification) {
+    ctx.addIssue({ code: 'custom', path: ['signupEnumerationSafe'], message: 'needs REQUIRE_EMAIL_VERIFICATION=true (the account is usable only once its owner answers the mail)' });
+  }
+  // In production (JWT_SECRET set) without SMTP no mail goes out: nobody could ever verify.
+  if (c.requireEmailVerification && c.jwtSecret && !c.smtpUrl) {
+    ctx.addIssue({ code: 'custom', path: ['requireEmailVerification'], message: 'needs SMTP_URL when JWT_SECRET is set: without it no verification mail is sent' });
+  }
   // A lease that ends while its send may still be running lets another claimer send it too.
   if (c.push.leaseMs < 2 * c.push.sendTimeoutMs) {
     ctx.addIssue({ code: 'custom', path: ['push', 'leaseMs'], message: `must be at least twice PUSH_SEND_TIMEOUT_MS (${c.push.sendTimeoutMs})` });
@@ -332,6 +372,11 @@ function deriveDefaults(c: Settings) {
     },
     /** Access-token lifetime (ACCESS_TTL_S, or its former name JWT_TTL_S). @default 900 s */
     accessTtlS: c.accessTtlS ?? c.jwtTtlS ?? 900,
+    /**
+     * How mail leaves: over SMTP_URL; without it, logged with its links in development
+     * (JWT_SECRET unset) or dropped in production (JWT_SECRET set; one warning at boot).
+     */
+    mailMode: (c.smtpUrl ? 'smtp' : c.jwtSecret ? 'off' : 'log') as 'smtp' | 'log' | 'off',
     push: {
       ...c.push,
       /** APNs token auth: all of APNS_KEY_FILE, _KEY_ID, _TEAM_ID, _TOPIC, or unset. */
@@ -352,7 +397,7 @@ const schema = settings.superRefine(crossFieldRules, { when: (payload) => payloa
 export type Config = Readonly<z.output<typeof schema>>;
 
 /** Settings whose values are credentials: a configuration error names them, never quotes them. */
-const SECRET_VARS = new Set(['JWT_SECRET', 'SUB_TOKEN_SECRET', 'ADMIN_TOKEN', 'DATABASE_URL', 'REDIS_URL', 'VAPID_PRIVATE_KEY']);
+const SECRET_VARS = new Set(['JWT_SECRET', 'SUB_TOKEN_SECRET', 'ADMIN_TOKEN', 'DATABASE_URL', 'REDIS_URL', 'VAPID_PRIVATE_KEY', 'SMTP_URL']);
 
 export class ConfigError extends Error {
   override name = 'ConfigError';

@@ -4,11 +4,15 @@
  *
  * 1. The identity (provider, subject) exists: its user. The provider's subject is stable;
  *    the email may change at the provider and is only recorded.
+ *    When the provider vouches for the account's own address, the account's email becomes
+ *    verified (an account created unverified, its owner verified later at the provider).
  * 2. Otherwise the token's email belongs to an account: linked only when the provider
- *    vouches for the email AND the account's own email is verified. Anyone can sign up with
- *    a password under someone else's address; linking to such an account would hand the
- *    attacker's password a door into the victim's provider sign-in. Otherwise `email_taken`.
- * 3. Otherwise a new account: no password (`NO_PASSWORD`), its email as the provider gave it.
+ *    vouches for the email AND the account's own email is verified (`users.email_verified`).
+ *    Anyone can sign up with a password under someone else's address; linking to such an
+ *    account would hand the attacker's password a door into the victim's provider sign-in.
+ *    Otherwise `email_taken`.
+ * 3. Otherwise a new account: no password (`NO_PASSWORD`), its email as the provider gave it,
+ *    verified when the provider vouches for it.
  *
  * All of it runs in one transaction whose first statement is a write (the identity's
  * UPDATE), so SQLite takes its write lock before reading (see message-log.ts). Two first
@@ -78,14 +82,18 @@ export class IdentityStore {
       .returning('user_id')
       .executeTakeFirst();
     if (found) {
-      const user = await tx.selectFrom('users').selectAll().where('id', '=', found.user_id).executeTakeFirst();
       // The cascade removes identities with their user: a row without one cannot be seen here.
-      return { kind: 'user', user: user!, created: false, linked: false };
+      let user = (await tx.selectFrom('users').selectAll().where('id', '=', found.user_id).executeTakeFirst())!;
+      if (p.emailVerified && p.email === user.email && Number(user.email_verified) !== 1) {
+        await tx.updateTable('users').set({ email_verified: 1, updated_at: now }).where('id', '=', user.id).execute();
+        user = { ...user, email_verified: 1, updated_at: now };
+      }
+      return { kind: 'user', user, created: false, linked: false };
     }
     if (p.email === null) return { kind: 'email_required' };
     const existing = await tx.selectFrom('users').selectAll().where('email', '=', p.email).executeTakeFirst();
     if (existing) {
-      if (!p.emailVerified || !(await this.accountEmailVerified(tx, existing))) return { kind: 'email_taken' };
+      if (!p.emailVerified || Number(existing.email_verified) !== 1) return { kind: 'email_taken' };
       await this.insertIdentity(tx, p, existing.id, now);
       return { kind: 'user', user: existing, created: false, linked: true };
     }
@@ -98,27 +106,13 @@ export class IdentityStore {
       locale: null,
       created_at: now,
       updated_at: now,
+      email_verified: p.emailVerified ? 1 : 0,
+      pending_email: null,
     };
     const inserted = await tx.insertInto('users').values(user).onConflict((oc) => oc.column('email').doNothing()).executeTakeFirst();
     if (Number(inserted.numInsertedOrUpdatedRows ?? 0) !== 1) throw new Raced();
     await this.insertIdentity(tx, p, user.id, now);
     return { kind: 'user', user, created: true, linked: false };
-  }
-
-  /**
-   * Whether an existing account's email is verified: some provider identity of the account
-   * vouched for that same address. (A password account's email counts as unverified until
-   * the store records email verification.)
-   */
-  private async accountEmailVerified(tx: Db, user: UserRow): Promise<boolean> {
-    const vouched = await tx
-      .selectFrom('identities')
-      .select('provider')
-      .where('user_id', '=', user.id)
-      .where('email', '=', user.email)
-      .where('email_verified', '=', 1)
-      .executeTakeFirst();
-    return vouched !== undefined;
   }
 
   private async insertIdentity(tx: Db, p: ProviderAccount, userId: string, now: number): Promise<void> {

@@ -1,4 +1,5 @@
 /** Table types for the typed query builder. Times are integer milliseconds since the epoch. */
+import type { Generated } from 'kysely';
 
 export interface UsersTable {
   id: string;
@@ -9,6 +10,27 @@ export interface UsersTable {
   locale: string | null;
   created_at: number;
   updated_at: number;
+  /** 1 once the owner answered a mail sent to `email` (or reset their password through one). */
+  email_verified: Generated<number>;
+  /** The address a change of email waits to have verified; `email` stays until then. */
+  pending_email: string | null;
+}
+
+/** What a one-time token does when it is consumed. */
+export type OneTimeTokenKind = 'verify_email' | 'change_email' | 'reset_password';
+
+/** Links and codes sent by mail; only the SHA-256 of each token is kept. */
+export interface OneTimeTokensTable {
+  /** SHA-256 of the token, base64url. */
+  hash: string;
+  user_id: string;
+  kind: OneTimeTokenKind;
+  /** The address the token was sent to (for change_email, the new one). */
+  email: string;
+  expires_at: number;
+  /** When it was consumed; a token works once. */
+  used_at: number | null;
+  created_at: number;
 }
 
 export interface EventsTable {
@@ -184,5 +206,6 @@ export interface Database {
   sessions: SessionsTable;
   refresh_tokens: RefreshTokensTable;
   token_cutoffs: TokenCutoffsTable;
+  one_time_tokens: OneTimeTokensTable;
   identities: IdentitiesTable;
 }

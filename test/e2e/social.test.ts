@@ -30,7 +30,7 @@ for (const engine of ENGINES) {
       const first = await api(s.url, 'POST', '/v1/auth/google', { body: { idToken, nonce: 'n-1' } });
       assert.equal(first.status, 201, JSON.stringify(first.body));
       assert.deepEqual(Object.keys(first.body).sort(), ['expiresIn', 'refreshToken', 'token', 'user'], 'the login answer');
-      assert.deepEqual([first.body.user.email, first.body.user.displayName], [`g-${engine}@example.com`, 'Gee']);
+      assert.deepEqual([first.body.user.email, first.body.user.displayName, first.body.user.emailVerified], [`g-${engine}@example.com`, 'Gee', true]);
       const me = await api(s.url, 'GET', '/v1/me', { token: first.body.token });
       const refreshed = await api(s.url, 'POST', '/v1/auth/refresh', { body: { refreshToken: first.body.refreshToken } });
       assert.equal(refreshed.status, 200, 'the refresh token of a social sign-in rotates like any other');

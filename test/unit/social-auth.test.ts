@@ -201,10 +201,28 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
       assert.deepEqual((await identities.list(first.user.id)).map((i) => i.email), ['new-address@example.com']);
     });
 
-    test("a provider's verified email does not link to a password account (its email is unverified)", async () => {
+    test("a provider's verified email does not link to a password account whose email is unverified", async () => {
       const victim = (await users.create('victim@example.com', 'scrypt$hash', null))!;
       assert.deepEqual(await identities.signIn(account({ subject: 'attacker', email: 'victim@example.com' })), { kind: 'email_taken' });
       assert.deepEqual(await identities.list(victim.id), []);
+    });
+
+    test("a provider's verified email links to a password account whose email is verified", async () => {
+      const owner = (await users.create('owner@example.com', 'scrypt$hash', null, { emailVerified: true }))!;
+      const r = await identities.signIn(account({ subject: 'owner-google', email: 'owner@example.com' }));
+      assert.ok(r.kind === 'user' && r.linked && !r.created);
+      assert.equal(r.user.id, owner.id);
+      assert.equal(r.user.password_hash, 'scrypt$hash', 'the password stays');
+    });
+
+    test("a new account's email is verified when the provider vouches for it, and becomes verified when it later does", async () => {
+      const vouched = await identities.signIn(account({ subject: 'v-yes', email: 'v-yes@example.com' }));
+      assert.ok(vouched.kind === 'user' && vouched.user.email_verified === 1);
+      const soft = await identities.signIn(account({ subject: 'v-later', email: 'v-later@example.com', emailVerified: false }));
+      assert.ok(soft.kind === 'user' && soft.user.email_verified === 0);
+      const later = await identities.signIn(account({ subject: 'v-later', email: 'v-later@example.com' }));
+      assert.ok(later.kind === 'user' && later.user.email_verified === 1);
+      assert.equal(Number((await users.byId(soft.user.id))!.email_verified), 1);
     });
 
     test('an email the provider does not vouch for never links, and an account whose own email is unverified is never linked to', async () => {
