@@ -141,6 +141,7 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
     apple: config.apple.key && new AppleClient({ key: config.apple.key, timeoutMs, tokenUrl: config.apple.testTokenUrl, revokeUrl: config.apple.testRevokeUrl }),
     identities: new IdentityStore(db),
     log,
+    requireVerifiedEmail: config.requireEmailVerification,
   });
   const s: Services = {
     config,

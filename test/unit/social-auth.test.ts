@@ -316,6 +316,14 @@ describe('SocialSignIn', () => {
     }
   });
 
+  test('with REQUIRE_EMAIL_VERIFICATION an unverified email is 403 email_not_verified, a vouched one signs in', async () => {
+    const s = new SocialSignIn({ verifiers: { google: verifier('google') }, identities: new IdentityStore(db), log: createLogger('silent'), requireVerifiedEmail: true });
+    const e = await refusal(async () => s.signIn('google', { idToken: await idp.sign('google', { sub: 'rv-1', email: 'rv1@example.com', email_verified: false }) }));
+    assert.deepEqual([e.code, e.status], ['email_not_verified', 403]);
+    const ok = await s.signIn('google', { idToken: await idp.sign('google', { sub: 'rv-2', email: 'rv2@example.com', email_verified: true }) });
+    assert.equal(ok.user.email, 'rv2@example.com');
+  });
+
   test('a provider that is not configured is 404 provider_disabled', async () => {
     const e = await refusal(async () => social().signIn('google', { idToken: await idp.sign('google', { sub: 'x' }) }));
     assert.deepEqual([e.code, e.status], ['provider_disabled', 404]);

@@ -27,6 +27,12 @@ export interface SocialSignInOptions {
   apple?: AppleClient;
   identities: IdentityStore;
   log: Logger;
+  /**
+   * REQUIRE_EMAIL_VERIFICATION: an account whose email is not verified is refused (403
+   * `email_not_verified`) as login refuses it; it is kept, and a verification mail
+   * (`POST /v1/auth/verify/resend`) opens it. @default false
+   */
+  requireVerifiedEmail?: boolean;
 }
 
 export class SocialSignIn {
@@ -66,6 +72,9 @@ export class SocialSignIn {
     }
     if (outcome.kind === 'email_required') {
       throw new AppError('email_required', `${provider} gave no email for this new account: request the email scope`);
+    }
+    if (this.o.requireVerifiedEmail && Number(outcome.user.email_verified) !== 1) {
+      throw new AppError('email_not_verified', `${provider} does not vouch for this email: verify it through the mail (POST /v1/auth/verify/resend), then sign in again`);
     }
     return { user: outcome.user, created: outcome.created };
   }
