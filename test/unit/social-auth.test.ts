@@ -18,6 +18,7 @@ import { IdentityStore, type ProviderAccount } from '../../src/store/identities.
 import { migrateToLatest } from '../../src/store/migrations.js';
 import { NO_PASSWORD, UserStore } from '../../src/store/users.js';
 import { APPLE_CLIENT_ID, APPLE_KEY_ID, APPLE_TEAM_ID, GOOGLE_CLIENT_ID, startFakeIdp, type FakeIdp } from '../kit/fake-idp.js';
+import { eventually } from '../kit/eventually.js';
 import { createTestStore } from '../kit/pg.js';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -303,6 +304,15 @@ describe('SocialSignIn', () => {
     const refresh = idp.issued.at(-1)!;
     assert.equal(await s.revokeAppleTokens(user.id), 1);
     assert.deepEqual(idp.revoked.at(-1), { token: refresh, clientId: APPLE_CLIENT_ID });
+  });
+
+  test('an Apple sign-in refused after the code exchange revokes the token it got', async () => {
+    const s = social();
+    const idToken = await idp.sign('apple', { sub: 'ss-none' });
+    const e = await refusal(async () => s.signIn('apple', { idToken, code: idp.issueCode('ss-none') }));
+    assert.equal(e.code, 'email_required');
+    const refresh = idp.issued.at(-1)!;
+    await eventually(() => idp.revoked.some((r) => r.token === refresh), { what: 'the unused refresh token to be revoked at Apple' });
   });
 
   test('a failing revocation is logged, not thrown', async () => {

@@ -67,6 +67,11 @@ export class SocialSignIn {
       displayName: r.displayName ?? claims.name,
       refreshToken,
     });
+    if (outcome.kind !== 'user' && refreshToken !== undefined) {
+      // No account keeps this token: revoke it now rather than leave the app authorised at Apple.
+      const apple = this.o.apple!;
+      apple.revoke(refreshToken, claims.clientId).catch((err: unknown) => this.o.log.warn({ err }, 'revoking an unused Apple refresh token failed'));
+    }
     if (outcome.kind === 'email_taken') {
       throw new AppError('email_taken', 'an account with this email exists and cannot be linked: sign in to it another way');
     }
