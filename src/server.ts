@@ -38,6 +38,11 @@ import { migrateToLatest } from './store/migrations.js';
 import { OutboxStore } from './store/outbox.js';
 import { UserStore } from './store/users.js';
 import { SessionStore } from './store/sessions.js';
+import { AccountStore } from './store/accounts.js';
+import { OneTimeTokenStore } from './store/one-time-tokens.js';
+import { AccountMail } from './app/auth/account-mail.js';
+import { AccountDeletion, type DeletionHook } from './app/auth/account-deletion.js';
+import { createMailer, Outgoing } from './mail/mailer.js';
 
 export interface OneboxServer {
   fetch(req: Request, env: Bindings): Response | Promise<Response>;
@@ -126,6 +131,12 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
     reuseGraceS: config.refreshReuseGraceS,
   });
   const presenceSync = gateway.presence.sync as RedisPresence | null;
+  const oneTimeTokens = new OneTimeTokenStore(db);
+  const accounts = new AccountStore(db, oneTimeTokens);
+  const mailer = createMailer(config, log);
+  const outgoing = new Outgoing(mailer, log);
+  // Work to do before or after an account is deleted (account-deletion.ts): add a hook here.
+  const deletionHooks: DeletionHook[] = [];
   const devices = new DeviceStore(db);
   const outbox = new OutboxStore(db);
   const s: Services = {
@@ -153,6 +164,9 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
     members,
     history,
     receipts: receiptStore,
+    accounts,
+    accountMail: new AccountMail(users, oneTimeTokens, outgoing, config),
+    accountDeletion: new AccountDeletion(accounts, knownUsers, (id) => sessions.revokeAll(id), log, deletionHooks),
   };
   let cluster: WorkerFigures[] = [];
   registerFigures(metrics.registry, {
@@ -198,6 +212,8 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
       await backplane?.stop();
       await presenceSync?.stop();
       await revocations.stop();
+      await outgoing.drain();
+      mailer.close();
       await s.events.drain();
       if (limits instanceof SupervisorLimits) limits.close();
       metrics.close();

@@ -22,6 +22,9 @@ import type { ReceiptStore } from '../store/receipts.js';
 import type { MemberStore } from '../store/members.js';
 import type { StoreProbe } from './store-probe.js';
 import type { Sessions } from './auth/sessions.js';
+import type { AccountStore } from '../store/accounts.js';
+import type { AccountMail } from './auth/account-mail.js';
+import type { AccountDeletion } from './auth/account-deletion.js';
 
 /** What the engine hands the app with each request. */
 export interface Bindings {
@@ -59,6 +62,11 @@ export type AppOptions = Pick<
   | 'faultBlockRoute'
   | 'faultCrashAfterCommit'
   | 'pushFallbackMs'
+  | 'mailPerAddressPerHour'
+  | 'emailVerifyTtlS'
+  | 'requireEmailVerification'
+  | 'signupEnumerationSafe'
+  | 'freshLoginS'
 >;
 
 export interface Services {
@@ -98,6 +106,12 @@ export interface Services {
   /** The per-topic message log (offsets, idempotency keys). */
   history: StoreHistory;
   receipts: ReceiptStore;
+  /** Email verification, change of email, password reset and change (the store side). */
+  accounts: AccountStore;
+  /** The mails of those flows, sent after the HTTP answer. */
+  accountMail: AccountMail;
+  /** `DELETE /v1/me`: deletes the user and everything theirs; hooks run before and after. */
+  accountDeletion: AccountDeletion;
 }
 
 /**

@@ -20,6 +20,8 @@ export interface MailMessage {
 }
 
 export interface Mailer {
+  /** False when mail goes nowhere (production without SMTP_URL): jobs are then skipped whole. */
+  readonly delivers: boolean;
   /** Send one message; rejects when the server refuses it or a deadline passes. */
   send(m: MailMessage): Promise<void>;
   close(): void;
@@ -36,17 +38,19 @@ export function createMailer(opts: MailOptions, log: Logger): Mailer {
   if (opts.mailMode === 'log') {
     log.info('SMTP_URL unset (development): mails are logged with their links instead of sent');
     return {
+      delivers: true,
       send: async (m) => log.info({ mail: { from: DEV_FROM, ...m } }, 'mail (not sent: SMTP_URL unset)'),
       close: () => undefined,
     };
   }
   log.warn('SMTP_URL unset with JWT_SECRET set: no mail is sent (email verification, password reset, change of email)');
-  return { send: async () => undefined, close: () => undefined };
+  return { delivers: false, send: async () => undefined, close: () => undefined };
 }
 
 function lazySmtp(opts: MailOptions, log: Logger): Mailer {
   let real: Promise<Mailer> | undefined;
   return {
+    delivers: true,
     async send(m) {
       real ??= import('./smtp-mailer.js').then((mod) => mod.createSmtpMailer(opts.smtpUrl!, opts.mailFrom!, opts.smtpTimeoutMs));
       await (await real).send(m);
@@ -80,6 +84,7 @@ export class Outgoing {
 
   /** Run `job` soon; `kind` names it in logs (never the address or the message). */
   enqueue(kind: string, job: MailJob): void {
+    if (!this.mailer.delivers) return;
     if (this.queue.length >= this.maxQueued) {
       this.stats.dropped++;
       this.log.warn({ kind }, 'mail queue full: mail dropped');
