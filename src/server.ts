@@ -42,7 +42,7 @@ import { AccountStore } from './store/accounts.js';
 import { OneTimeTokenStore } from './store/one-time-tokens.js';
 import { AccountMail } from './app/auth/account-mail.js';
 import { AccountDeletion, type DeletionHook } from './app/auth/account-deletion.js';
-import { createMailer, Outgoing } from './mail/mailer.js';
+import { createMailer, Outgoing } from './mail/index.js';
 
 export interface OneboxServer {
   fetch(req: Request, env: Bindings): Response | Promise<Response>;

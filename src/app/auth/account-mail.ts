@@ -5,7 +5,7 @@
  * here, by the store, and leave the process only inside the message.
  */
 import { alreadyRegisteredMail, changeEmailMail, resetPasswordMail, verifyEmailMail, type LinkOptions } from '../../mail/messages.js';
-import type { Outgoing } from '../../mail/mailer.js';
+import type { Outgoing } from '../../mail/index.js';
 import type { OneTimeTokenStore } from '../../store/one-time-tokens.js';
 import type { UserStore } from '../../store/users.js';
 import type { Config } from '../../config.js';
