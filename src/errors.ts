@@ -18,9 +18,9 @@ export const ERROR_CODES = {
   unauthorized: 401,
   invalid_token: 401,
   token_expired: 401,
+  session_revoked: 401,
   invalid_credentials: 401,
   invalid_refresh_token: 401,
-  session_revoked: 401,
   forbidden: 403,
   email_not_verified: 403,
   reauthentication_required: 403,
@@ -101,6 +101,10 @@ export const WS_ERROR_CODES = [
   'membership_revoked',
   'no_presence',
   'not_subscribed',
+  'invalid_token',
+  'token_expired',
+  'session_revoked',
+  'store_unavailable',
 ] as const;
 export type WsErrorCode = (typeof WS_ERROR_CODES)[number];
 
@@ -118,4 +122,8 @@ export const CLOSE = {
   tooBig: 1009,
   restart: 1012,
   tryAgainLater: 1013,
+  /** The access token expired (not refreshed with the `auth` op): refresh it once, reconnect. */
+  tokenExpired: 4001,
+  /** The token is invalid or its session was revoked: log in again. */
+  revoked: 4003,
 } as const;

@@ -4,13 +4,14 @@
  * app, and wire each part's listeners through constructors. Nothing here listens: main.ts
  * hands `fetch` and `gateway` to the engine.
  */
+import { CLOSE } from './errors.js';
 import { createHttpApp } from './app/create-app.js';
 import type { Bindings, Services } from './app/context.js';
 import { KnownUsers } from './app/auth/known-users.js';
-import { RevocationState, Revocations, type ConnFilter } from './app/auth/revocations.js';
+import { RevocationState, Revocations } from './app/auth/revocations.js';
 import { Sessions } from './app/auth/sessions.js';
 import { resolveJwtSecret } from './app/auth/secret.js';
-import { SubTokenService, TokenService, upgradeAuthenticator } from './app/auth/tokens.js';
+import { SubTokenService, TokenService, tokenAuthenticator, upgradeAuthenticator } from './app/auth/tokens.js';
 import { StoreProbe } from './app/store-probe.js';
 import type { Config } from './config.js';
 import type { Limits } from './lib/limits.js';
@@ -98,6 +99,7 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
   const PresenceBackplane = config.redisUrl ? (await import('./realtime/backplane/presence-redis.js')).RedisPresence : null;
   const gateway = new Gateway(config, {
     authenticate: upgradeAuthenticator(tokens),
+    authenticateToken: tokenAuthenticator(tokens),
     limits,
     log,
     onActivity: (label) => loopMonitor.enter(label),
@@ -118,9 +120,7 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
   const revocations = new Revocations({
     store: sessionStore,
     state: revokedState,
-    // Until the gateway's closeUserConnections lands (Socket v1), a revocation refuses the
-    // session's tokens but leaves its live sockets open.
-    closeSockets: (_userId: string, _which: ConnFilter) => undefined,
+    closeSockets: (userId, which) => gateway.closeUserConnections(userId, CLOSE.revoked, 'session_revoked', which),
     bus: Broadcast ? new Broadcast(config.redisUrl!, 'ob:revoke', log) : undefined,
     log,
     retainMs,

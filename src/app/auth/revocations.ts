@@ -31,7 +31,7 @@ export interface Revocation {
 }
 
 /** Which of a user's connections a revocation ends (the gateway's `closeUserConnections` filter). */
-export type ConnFilter = (c: { sid?: string | undefined; iat: number }) => boolean;
+export type ConnFilter = (c: { sid: string | null }) => boolean;
 
 /** The claims a revocation check reads. */
 export interface TokenIdentity {
@@ -88,7 +88,10 @@ export class RevocationState {
       }
     }
     if (fresh.size === 0 && cutoff === undefined) return null;
-    return (c) => (c.sid !== undefined && fresh.has(c.sid)) || (cutoff !== undefined && cut(cutoff, c));
+    // A connection keeps its session id, not its token's issue time: a cutoff ends the
+    // connections without a session (every such token predates it), and those of its
+    // sessions end by their ids, which the same revocation carries.
+    return (c) => (c.sid !== null ? fresh.has(c.sid) : cutoff !== undefined);
   }
 
   /** Forget entries whose tokens have all expired. */
