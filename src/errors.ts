@@ -19,11 +19,11 @@ export const ERROR_CODES = {
   unauthorized: 401,
   invalid_token: 401,
   token_expired: 401,
+  session_revoked: 401,
   invalid_credentials: 401,
   invalid_id_token: 401,
   invalid_authorization_code: 401,
   invalid_refresh_token: 401,
-  session_revoked: 401,
   forbidden: 403,
   email_not_verified: 403,
   reauthentication_required: 403,
@@ -106,6 +106,10 @@ export const WS_ERROR_CODES = [
   'membership_revoked',
   'no_presence',
   'not_subscribed',
+  'invalid_token',
+  'token_expired',
+  'session_revoked',
+  'store_unavailable',
 ] as const;
 export type WsErrorCode = (typeof WS_ERROR_CODES)[number];
 
@@ -123,4 +127,8 @@ export const CLOSE = {
   tooBig: 1009,
   restart: 1012,
   tryAgainLater: 1013,
+  /** The access token expired (not refreshed with the `auth` op): refresh it once, reconnect. */
+  tokenExpired: 4001,
+  /** The token is invalid or its session was revoked: log in again. */
+  revoked: 4003,
 } as const;

@@ -4,13 +4,14 @@
  * app, and wire each part's listeners through constructors. Nothing here listens: main.ts
  * hands `fetch` and `gateway` to the engine.
  */
+import { CLOSE } from './errors.js';
 import { createHttpApp } from './app/create-app.js';
 import type { Bindings, Services } from './app/context.js';
 import { KnownUsers } from './app/auth/known-users.js';
-import { RevocationState, Revocations, type ConnFilter } from './app/auth/revocations.js';
+import { RevocationState, Revocations } from './app/auth/revocations.js';
 import { Sessions } from './app/auth/sessions.js';
 import { resolveJwtSecret } from './app/auth/secret.js';
-import { SubTokenService, TokenService, upgradeAuthenticator } from './app/auth/tokens.js';
+import { SubTokenService, TokenService, tokenAuthenticator, upgradeAuthenticator } from './app/auth/tokens.js';
 import { AppleClient } from './app/auth/apple.js';
 import { IdTokenVerifier } from './app/auth/id-tokens.js';
 import { SocialSignIn } from './app/auth/social.js';
@@ -42,6 +43,11 @@ import { migrateToLatest } from './store/migrations.js';
 import { OutboxStore } from './store/outbox.js';
 import { UserStore } from './store/users.js';
 import { SessionStore } from './store/sessions.js';
+import { AccountStore } from './store/accounts.js';
+import { OneTimeTokenStore } from './store/one-time-tokens.js';
+import { AccountMail } from './app/auth/account-mail.js';
+import { AccountDeletion, type DeletionHook } from './app/auth/account-deletion.js';
+import { createMailer, Outgoing } from './mail/index.js';
 
 export interface OneboxServer {
   fetch(req: Request, env: Bindings): Response | Promise<Response>;
@@ -97,6 +103,7 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
   const PresenceBackplane = config.redisUrl ? (await import('./realtime/backplane/presence-redis.js')).RedisPresence : null;
   const gateway = new Gateway(config, {
     authenticate: upgradeAuthenticator(tokens),
+    authenticateToken: tokenAuthenticator(tokens),
     limits,
     log,
     onActivity: (label) => loopMonitor.enter(label),
@@ -117,9 +124,7 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
   const revocations = new Revocations({
     store: sessionStore,
     state: revokedState,
-    // Until the gateway's closeUserConnections lands (Socket v1), a revocation refuses the
-    // session's tokens but leaves its live sockets open.
-    closeSockets: (_userId: string, _which: ConnFilter) => undefined,
+    closeSockets: (userId, which) => gateway.closeUserConnections(userId, CLOSE.revoked, 'session_revoked', which),
     bus: Broadcast ? new Broadcast(config.redisUrl!, 'ob:revoke', log) : undefined,
     log,
     retainMs,
@@ -130,6 +135,12 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
     reuseGraceS: config.refreshReuseGraceS,
   });
   const presenceSync = gateway.presence.sync as RedisPresence | null;
+  const oneTimeTokens = new OneTimeTokenStore(db);
+  const accounts = new AccountStore(db, oneTimeTokens);
+  const mailer = createMailer(config, log);
+  const outgoing = new Outgoing(mailer, log);
+  // Work to do before or after an account is deleted (account-deletion.ts): add a hook here.
+  const deletionHooks: DeletionHook[] = [];
   const devices = new DeviceStore(db);
   const outbox = new OutboxStore(db);
   const timeoutMs = config.authProviderTimeoutMs;
@@ -143,6 +154,10 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
     log,
     requireVerifiedEmail: config.requireEmailVerification,
   });
+  // Apple requires the app to revoke its Sign in with Apple tokens when the account is
+  // deleted; done while the identities still exist. A failed revocation is logged and does
+  // not stop the deletion.
+  deletionHooks.push({ name: 'apple-tokens', before: async (userId) => void (await social.revokeAppleTokens(userId)) });
   const s: Services = {
     config,
     log,
@@ -169,6 +184,9 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
     history,
     receipts: receiptStore,
     social,
+    accounts,
+    accountMail: new AccountMail(users, oneTimeTokens, outgoing, config),
+    accountDeletion: new AccountDeletion(accounts, knownUsers, (id) => sessions.revokeAll(id), log, deletionHooks),
   };
   let cluster: WorkerFigures[] = [];
   registerFigures(metrics.registry, {
@@ -214,6 +232,8 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
       await backplane?.stop();
       await presenceSync?.stop();
       await revocations.stop();
+      await outgoing.drain();
+      mailer.close();
       await s.events.drain();
       if (limits instanceof SupervisorLimits) limits.close();
       metrics.close();

@@ -23,6 +23,7 @@ export function createSmtpMailer(url: string, from: string, timeoutMs: number): 
     debug: false,
   });
   return {
+    delivers: true,
     async send(m) {
       await transport.sendMail({ from, to: m.to, subject: m.subject, text: m.text });
     },

@@ -171,13 +171,15 @@ export class SessionStore {
 
   /**
    * Delete what no longer matters: sessions expired or revoked before `before` (ms; their
-   * refresh tokens go with them) and cutoffs written before it. Returns the sessions deleted.
+   * refresh tokens go with them), rotated tokens expired before it (presented, they would be
+   * refused as expired anyway), and cutoffs written before it. Returns the sessions deleted.
    */
   async sweep(before: number): Promise<number> {
     const r = await this.db
       .deleteFrom('sessions')
       .where((eb) => eb.or([eb('expires_at', '<', before), eb('revoked_at', '<', before)]))
       .executeTakeFirst();
+    await this.db.deleteFrom('refresh_tokens').where('expires_at', '<', before).execute();
     await this.db.deleteFrom('token_cutoffs').where('updated_at', '<', before).execute();
     return Number(r.numDeletedRows);
   }

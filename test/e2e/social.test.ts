@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { startFakeIdp, type FakeIdp } from '../kit/fake-idp.js';
+import { APPLE_CLIENT_ID, startFakeIdp, type FakeIdp } from '../kit/fake-idp.js';
 import { api, ENGINES, startServer, type Running } from '../kit/server.js';
 
 const code = (r: { body: any }) => r.body?.error?.code;
@@ -56,6 +56,24 @@ for (const engine of ENGINES) {
       assert.deepEqual([login.status, code(login)], [401, 'invalid_credentials']);
       const unknown = await api(s.url, 'POST', '/v1/auth/apple', { body: { idToken: await idp.sign('apple', { sub, email }), code: 'c-never-issued' } });
       assert.deepEqual([unknown.status, code(unknown)], [401, 'invalid_authorization_code']);
+    });
+
+    test("deleting an account made with Apple revokes its Apple refresh token at Apple; the account's token is then 401", async () => {
+      const sub = `del-${engine}`;
+      const r = await api(s.url, 'POST', '/v1/auth/apple', {
+        body: { idToken: await idp.sign('apple', { sub, email: `${sub}@example.com`, email_verified: true }), code: idp.issueCode(sub) },
+      });
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+      const refresh = idp.issued.at(-1)!;
+      assert.ok(!idp.revoked.some((x) => x.token === refresh), 'not revoked before the deletion');
+      const del = await api(s.url, 'DELETE', '/v1/me', { token: r.body.token });
+      assert.equal(del.status, 204, JSON.stringify(del.body));
+      assert.deepEqual(
+        idp.revoked.filter((x) => x.token === refresh),
+        [{ token: refresh, clientId: APPLE_CLIENT_ID }],
+        'revoked once, for the client id it was issued to',
+      );
+      assert.equal((await api(s.url, 'GET', '/v1/me', { token: r.body.token })).status, 401);
     });
 
     test('openapi.json documents both routes with their bodies', async () => {

@@ -12,7 +12,8 @@
  * process loads the recent revocations from the store at boot, and polls the store while the
  * backplane is down (and once when it comes back), so a message lost meanwhile still lands.
  * Without REDIS_URL there is one process (config.ts refuses WORKERS>1 without it), and
- * nothing to poll for.
+ * nothing to poll for. The same timer sweeps the store hourly of sessions, tokens and cutoffs
+ * that no longer refuse anything.
  */
 import type { SessionStore } from '../../store/sessions.js';
 import type { Logger } from '../../observability/logger.js';
@@ -30,7 +31,7 @@ export interface Revocation {
 }
 
 /** Which of a user's connections a revocation ends (the gateway's `closeUserConnections` filter). */
-export type ConnFilter = (c: { sid?: string | undefined; iat: number }) => boolean;
+export type ConnFilter = (c: { sid: string | null }) => boolean;
 
 /** The claims a revocation check reads. */
 export interface TokenIdentity {
@@ -87,7 +88,10 @@ export class RevocationState {
       }
     }
     if (fresh.size === 0 && cutoff === undefined) return null;
-    return (c) => (c.sid !== undefined && fresh.has(c.sid)) || (cutoff !== undefined && cut(cutoff, c));
+    // A connection keeps its session id, not its token's issue time: a cutoff ends the
+    // connections without a session (every such token predates it), and those of its
+    // sessions end by their ids, which the same revocation carries.
+    return (c) => (c.sid !== null ? fresh.has(c.sid) : cutoff !== undefined);
   }
 
   /** Forget entries whose tokens have all expired. */
@@ -117,6 +121,7 @@ const POLL_OVERLAP_MS = 5000;
 /** Poll period while the backplane is down: sockets close within about this plus one query. */
 const POLL_MS = 500;
 const PRUNE_MS = 60_000;
+const SWEEP_MS = 3_600_000;
 
 export interface RevocationsDeps {
   store: SessionStore;
@@ -139,6 +144,7 @@ export class Revocations {
   private catchUp = true;
   private polling = false;
   private lastPrune = 0;
+  private lastSweep = Date.now();
   /** Polls made, for tests. */
   polls = 0;
 
@@ -203,6 +209,10 @@ export class Revocations {
     if (now - this.lastPrune >= PRUNE_MS) {
       this.lastPrune = now;
       this.d.state.prune(now);
+    }
+    if (now - this.lastSweep >= SWEEP_MS) {
+      this.lastSweep = now;
+      this.d.store.sweep(now - this.d.retainMs).catch((err: unknown) => this.d.log.warn({ err: (err as Error).message }, 'sessions: sweeping the store failed'));
     }
     const bus = this.d.bus;
     // One process (no backplane): every revocation was made here.

@@ -82,7 +82,12 @@ export class TokenService {
    * @param remember keep it in the verified cache (HTTP requests; a WebSocket upgrade
    *   verifies once per connection, so caching it would only cost memory).
    */
-  async verify(token: string, remember = true): Promise<AccessClaims> {
+  async verify(token: string, remember = true): Promise<string> {
+    return (await this.claims(token, remember)).userId;
+  }
+
+  /** Verify a token (as `verify`) and return what it says. */
+  async claims(token: string, remember = true): Promise<AccessClaims> {
     let claims = this.verified.get(token);
     if (claims) {
       if (claims.exp * 1000 <= Date.now()) {
@@ -176,15 +181,14 @@ export function extractToken(authorization: string | null | undefined, url?: URL
 }
 
 /**
- * The gateway's `authenticate`: the token of a WebSocket upgrade (header, or `?token=` as
- * browsers cannot set headers), verified without the HTTP cache.
+ * The gateway's `authenticateToken`: an access token sent on a WebSocket (the `auth` op),
+ * or an upgrade's, verified without the HTTP cache (a connection verifies once).
  */
-export function upgradeAuthenticator(tokens: TokenService): (req: { url: string; authorization: string | null | undefined }) => Promise<Authentication> {
-  return async (req) => {
-    const token = extractToken(req.authorization, new URL(req.url, 'http://localhost'));
-    if (!token) return { ok: false, code: 'unauthorized', message: 'missing token' };
+export function tokenAuthenticator(tokens: TokenService): (token: string) => Promise<Authentication> {
+  return async (token) => {
     try {
-      return { ok: true, userId: (await tokens.verify(token, false)).userId };
+      const { userId, exp, iat, sid } = await tokens.claims(token, false);
+      return { ok: true, userId, exp, iat, ...(sid !== undefined && { sid }) };
     } catch (err) {
       if (err instanceof AppError && (err.code === 'token_expired' || err.code === 'invalid_token' || err.code === 'session_revoked')) {
         return { ok: false, code: err.code, message: err.message };
@@ -192,5 +196,18 @@ export function upgradeAuthenticator(tokens: TokenService): (req: { url: string;
       // The user-existence check could not reach the store.
       return { ok: false, code: 'store_unavailable', message: 'cannot check the token now' };
     }
+  };
+}
+
+/**
+ * The gateway's `authenticate`: the token of a WebSocket upgrade (header, or `?token=` as
+ * browsers cannot set headers), checked as `tokenAuthenticator` checks it.
+ */
+export function upgradeAuthenticator(tokens: TokenService): (req: { url: string; authorization: string | null | undefined }) => Promise<Authentication> {
+  const check = tokenAuthenticator(tokens);
+  return async (req) => {
+    const token = extractToken(req.authorization, new URL(req.url, 'http://localhost'));
+    if (!token) return { ok: false, code: 'unauthorized', message: 'missing token' };
+    return check(token);
   };
 }

@@ -9,7 +9,7 @@ export function requireUser(s: Services): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const token = extractToken(c.req.header('authorization'));
     if (!token) throw new AppError('unauthorized', 'missing bearer token');
-    const claims = await s.tokens.verify(token);
+    const claims = await s.tokens.claims(token);
     c.set('userId', claims.userId);
     c.set('sid', claims.sid);
     await next();
@@ -23,7 +23,7 @@ export function requireUserOrAdmin(s: Services): MiddlewareHandler<AppEnv> {
     if (!token) throw new AppError('unauthorized', 'missing bearer token');
     if (isAdminToken(token, s.config.adminToken)) c.set('admin', true);
     else {
-      const claims = await s.tokens.verify(token);
+      const claims = await s.tokens.claims(token);
       c.set('userId', claims.userId);
       c.set('sid', claims.sid);
     }

@@ -32,7 +32,7 @@ export function sessionRoutes(s: Services): Hono<AppEnv> {
     }
     const token = extractToken(c.req.header('authorization'));
     if (!token) throw new AppError('unauthorized', 'send the bearer token, or {"refreshToken"}');
-    const claims = await s.tokens.verify(token);
+    const claims = await s.tokens.claims(token);
     if (claims.sid !== undefined) await s.sessions.revoke(claims.userId, claims.sid);
     return c.body(null, 204);
   });
