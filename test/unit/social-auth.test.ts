@@ -14,12 +14,15 @@ import { SocialSignIn } from '../../src/app/auth/social.js';
 import { AppError } from '../../src/errors.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { openDb, type Db } from '../../src/store/db.js';
+import { AccountStore } from '../../src/store/accounts.js';
 import { IdentityStore, type ProviderAccount } from '../../src/store/identities.js';
+import { OneTimeTokenStore } from '../../src/store/one-time-tokens.js';
 import { migrateToLatest } from '../../src/store/migrations.js';
 import { NO_PASSWORD, UserStore } from '../../src/store/users.js';
 import { APPLE_CLIENT_ID, APPLE_KEY_ID, APPLE_TEAM_ID, GOOGLE_CLIENT_ID, startFakeIdp, type FakeIdp } from '../kit/fake-idp.js';
 import { eventually } from '../kit/eventually.js';
 import { createTestStore } from '../kit/pg.js';
+import { cellsContaining } from '../kit/store-scan.js';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
@@ -257,6 +260,13 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
       assert.deepEqual(await identities.appleTokens(first.user.id), [{ refreshToken: 'r-new', clientId: APPLE_CLIENT_ID }]);
       await db.deleteFrom('users').where('id', '=', first.user.id).execute();
       assert.deepEqual(await identities.list(first.user.id), []);
+    });
+
+    test('deleting the account leaves nothing of its identities: no row, no refresh token, no subject', async () => {
+      const r = await identities.signIn(account({ provider: 'apple', clientId: APPLE_CLIENT_ID, subject: 'apple-subject-to-delete', refreshToken: 'r-secret-to-delete' }));
+      assert.ok(r.kind === 'user');
+      assert.equal(await new AccountStore(db, new OneTimeTokenStore(db)).deleteUser(r.user.id), true);
+      for (const needle of [r.user.id, 'apple-subject-to-delete', 'r-secret-to-delete']) assert.deepEqual(await cellsContaining(db, needle), [], needle);
     });
 
     test('concurrent first sign-ins of one subject make one account and one identity', async () => {
