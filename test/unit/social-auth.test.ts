@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { UnsecuredJWT } from 'jose';
+import { SignJWT, UnsecuredJWT } from 'jose';
 import { AppleClient } from '../../src/app/auth/apple.js';
 import { IdTokenVerifier, type Provider } from '../../src/app/auth/id-tokens.js';
 import { verifyPassword } from '../../src/app/auth/passwords.js';
@@ -93,6 +93,12 @@ describe('ID-token verifier', () => {
         return g.verify([published, forged[1], forged[2]].join('.'), undefined);
       }],
       ['alg none', async () => g.verify(new UnsecuredJWT({ sub: 'x', iss: 'https://accounts.google.com', aud: GOOGLE_CLIENT_ID }).setIssuedAt().setExpirationTime('10m').encode(), undefined)],
+      ['HS256 (a shared-secret token)', async () => {
+        const secret = new TextEncoder().encode('a-secret-of-at-least-thirty-two-bytes!!');
+        const now = Math.floor(Date.now() / 1000);
+        const t = await new SignJWT({ sub: 'x', iss: 'https://accounts.google.com', aud: GOOGLE_CLIENT_ID, iat: now, exp: now + 600 }).setProtectedHeader({ alg: 'HS256' }).sign(secret);
+        return g.verify(t, undefined);
+      }],
       ['not a JWT', async () => g.verify('not.a.jwt', undefined)],
       ['no subject', async () => g.verify(await idp.sign('google', { sub: '' }), undefined)],
       ['bad nonce', async () => g.verify(await idp.sign('google', { sub: 'x', nonce: 'one' }), 'another')],
