@@ -12,6 +12,9 @@ import { RevocationState, Revocations } from './app/auth/revocations.js';
 import { Sessions } from './app/auth/sessions.js';
 import { resolveJwtSecret } from './app/auth/secret.js';
 import { SubTokenService, TokenService, tokenAuthenticator, upgradeAuthenticator } from './app/auth/tokens.js';
+import { AppleClient } from './app/auth/apple.js';
+import { IdTokenVerifier } from './app/auth/id-tokens.js';
+import { SocialSignIn } from './app/auth/social.js';
 import { StoreProbe } from './app/store-probe.js';
 import type { Config } from './config.js';
 import type { Limits } from './lib/limits.js';
@@ -34,11 +37,17 @@ import { ReceiptStore } from './store/receipts.js';
 import { openDb, type Db } from './store/db.js';
 import { DeviceStore } from './store/devices.js';
 import { EventWriter } from './store/events.js';
+import { IdentityStore } from './store/identities.js';
 import { MemberStore } from './store/members.js';
 import { migrateToLatest } from './store/migrations.js';
 import { OutboxStore } from './store/outbox.js';
 import { UserStore } from './store/users.js';
 import { SessionStore } from './store/sessions.js';
+import { AccountStore } from './store/accounts.js';
+import { OneTimeTokenStore } from './store/one-time-tokens.js';
+import { AccountMail } from './app/auth/account-mail.js';
+import { AccountDeletion, type DeletionHook } from './app/auth/account-deletion.js';
+import { createMailer, Outgoing } from './mail/index.js';
 
 export interface OneboxServer {
   fetch(req: Request, env: Bindings): Response | Promise<Response>;
@@ -69,7 +78,7 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
         faultBlockRoute: config.faultBlockRoute,
         faultCrashAfterCommit: config.faultCrashAfterCommit,
       },
-      'TEST_MODE=true: test-only behaviour is on (push endpoints on loopback, FAULT_* fault injection); never run production like this',
+      'TEST_MODE=true: test-only behaviour is on (push endpoints on loopback, FAULT_* fault injection, TEST_* sign-in provider endpoints); never run production like this',
     );
   }
   const db = await openDb(config);
@@ -126,8 +135,29 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
     reuseGraceS: config.refreshReuseGraceS,
   });
   const presenceSync = gateway.presence.sync as RedisPresence | null;
+  const oneTimeTokens = new OneTimeTokenStore(db);
+  const accounts = new AccountStore(db, oneTimeTokens);
+  const mailer = createMailer(config, log);
+  const outgoing = new Outgoing(mailer, log);
+  // Work to do before or after an account is deleted (account-deletion.ts): add a hook here.
+  const deletionHooks: DeletionHook[] = [];
   const devices = new DeviceStore(db);
   const outbox = new OutboxStore(db);
+  const timeoutMs = config.authProviderTimeoutMs;
+  const social = new SocialSignIn({
+    verifiers: {
+      apple: config.apple.clientIds.length > 0 ? new IdTokenVerifier('apple', { clientIds: config.apple.clientIds, timeoutMs, jwksUrl: config.apple.testJwksUrl }) : undefined,
+      google: config.google.clientIds.length > 0 ? new IdTokenVerifier('google', { clientIds: config.google.clientIds, timeoutMs, jwksUrl: config.google.testJwksUrl }) : undefined,
+    },
+    apple: config.apple.key && new AppleClient({ key: config.apple.key, timeoutMs, tokenUrl: config.apple.testTokenUrl, revokeUrl: config.apple.testRevokeUrl }),
+    identities: new IdentityStore(db),
+    log,
+    requireVerifiedEmail: config.requireEmailVerification,
+  });
+  // Apple requires the app to revoke its Sign in with Apple tokens when the account is
+  // deleted; done while the identities still exist. A failed revocation is logged and does
+  // not stop the deletion.
+  deletionHooks.push({ name: 'apple-tokens', before: async (userId) => void (await social.revokeAppleTokens(userId)) });
   const s: Services = {
     config,
     log,
@@ -153,6 +183,10 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
     members,
     history,
     receipts: receiptStore,
+    social,
+    accounts,
+    accountMail: new AccountMail(users, oneTimeTokens, outgoing, config),
+    accountDeletion: new AccountDeletion(accounts, knownUsers, (id) => sessions.revokeAll(id), log, deletionHooks),
   };
   let cluster: WorkerFigures[] = [];
   registerFigures(metrics.registry, {
@@ -199,6 +233,8 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
       await backplane?.stop();
       await presenceSync?.stop();
       await revocations.stop();
+      await outgoing.drain();
+      mailer.close();
       await s.events.drain();
       if (limits instanceof SupervisorLimits) limits.close();
       metrics.close();

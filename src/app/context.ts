@@ -21,7 +21,11 @@ import type { StoreHistory } from '../realtime/store-history.js';
 import type { ReceiptStore } from '../store/receipts.js';
 import type { MemberStore } from '../store/members.js';
 import type { StoreProbe } from './store-probe.js';
+import type { SocialSignIn } from './auth/social.js';
 import type { Sessions } from './auth/sessions.js';
+import type { AccountStore } from '../store/accounts.js';
+import type { AccountMail } from './auth/account-mail.js';
+import type { AccountDeletion } from './auth/account-deletion.js';
 
 /** What the engine hands the app with each request. */
 export interface Bindings {
@@ -59,6 +63,11 @@ export type AppOptions = Pick<
   | 'faultBlockRoute'
   | 'faultCrashAfterCommit'
   | 'pushFallbackMs'
+  | 'mailPerAddressPerHour'
+  | 'emailVerifyTtlS'
+  | 'requireEmailVerification'
+  | 'signupEnumerationSafe'
+  | 'freshLoginS'
 >;
 
 export interface Services {
@@ -98,6 +107,14 @@ export interface Services {
   /** The per-topic message log (offsets, idempotency keys). */
   history: StoreHistory;
   receipts: ReceiptStore;
+  /** Sign in with Apple and Google, and the revocation of Apple tokens at account deletion. */
+  social: SocialSignIn;
+  /** Email verification, change of email, password reset and change (the store side). */
+  accounts: AccountStore;
+  /** The mails of those flows, sent after the HTTP answer. */
+  accountMail: AccountMail;
+  /** `DELETE /v1/me`: deletes the user and everything theirs; hooks run before and after. */
+  accountDeletion: AccountDeletion;
 }
 
 /**

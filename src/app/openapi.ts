@@ -7,6 +7,7 @@ import { DeviceBody } from './routes/devices.js';
 import { EventsBody } from './routes/events.js';
 import { LoginBody, SignupBody } from './routes/auth.js';
 import { PatchMeBody } from './routes/me.js';
+import { AppleSignInBody, GoogleSignInBody } from './routes/social.js';
 import { NotifyBody } from './routes/notify.js';
 import { ReceiptBody } from './routes/receipts.js';
 import { RefreshBody } from './routes/sessions.js';
@@ -25,6 +26,22 @@ interface Operation {
 export const OPERATIONS: Operation[] = [
   { method: 'post', path: '/v1/auth/signup', summary: 'Create an account; opens a session: {token, refreshToken, expiresIn, user}', auth: 'none', body: SignupBody, ok: 201 },
   { method: 'post', path: '/v1/auth/login', summary: 'Exchange email and password for a session: {token, refreshToken, expiresIn, user}', auth: 'none', body: LoginBody, ok: 200 },
+  {
+    method: 'post',
+    path: '/v1/auth/apple',
+    summary: "Sign in with Apple: the ID token (and the raw nonce whose SHA-256 the app gave Apple, and the authorization code) -> the login answer; 201 when the account was created",
+    auth: 'none',
+    body: AppleSignInBody,
+    ok: 200,
+  },
+  {
+    method: 'post',
+    path: '/v1/auth/google',
+    summary: 'Sign in with Google: the ID token (and the nonce the app gave Google) -> the login answer; 201 when the account was created',
+    auth: 'none',
+    body: GoogleSignInBody,
+    ok: 200,
+  },
   {
     method: 'post',
     path: '/v1/auth/refresh',

@@ -232,6 +232,56 @@ const migrations: Record<string, Migration> = {
       for (const t of ['token_cutoffs', 'refresh_tokens', 'sessions']) await db.schema.dropTable(t).execute();
     },
   },
+  '0008_accounts': {
+    // Email verification, email change and password reset (issue 16). A one-time token is
+    // stored only as its SHA-256: the mail holds the token, the table cannot replay it. A
+    // token is consumed by one conditional UPDATE (unused and unexpired), so two requests
+    // racing with the same token cannot both succeed. `email` binds the token to the address
+    // it was sent to: a link mailed to an address the account no longer has does nothing.
+    async up(db: Kysely<any>) {
+      await db.schema.alterTable('users').addColumn('email_verified', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+      await db.schema.alterTable('users').addColumn('pending_email', 'text').execute();
+      await db.schema
+        .createTable('one_time_tokens')
+        .addColumn('hash', 'text', (c) => c.primaryKey())
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id').onDelete('cascade'))
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('email', 'text', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .addColumn('used_at', 'bigint')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('one_time_tokens_user').on('one_time_tokens').columns(['user_id', 'kind']).execute();
+    },
+    async down(db: Kysely<any>) {
+      await db.schema.dropTable('one_time_tokens').execute();
+      for (const c of ['pending_email', 'email_verified']) await db.schema.alterTable('users').dropColumn(c).execute();
+    },
+  },
+  '0009_identities': {
+    // Sign in with Apple and Google (issue 16): one row per provider account, found by the
+    // provider's subject; the user_id index serves "a user's identities" and the cascade when
+    // the user is deleted. `refresh_token` is Apple's, kept only to revoke it at deletion.
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('identities')
+        .addColumn('provider', 'text', (c) => c.notNull())
+        .addColumn('subject', 'text', (c) => c.notNull())
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id').onDelete('cascade'))
+        .addColumn('client_id', 'text', (c) => c.notNull())
+        .addColumn('email', 'text')
+        .addColumn('email_verified', 'integer', (c) => c.notNull())
+        .addColumn('refresh_token', 'text')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('identities_pk', ['provider', 'subject'])
+        .execute();
+      await db.schema.createIndex('identities_user').on('identities').column('user_id').execute();
+    },
+    async down(db: Kysely<any>) {
+      await db.schema.dropTable('identities').execute();
+    },
+  },
 };
 
 /** Bring the schema to the newest version; throws with the failing migration's error. */

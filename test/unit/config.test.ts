@@ -161,3 +161,14 @@ test('a worker\'s environment carries its index and port, and none of systemd\'s
   const c = loadConfig(env);
   assert.deepEqual([c.workerIndex, c.port, c.workers, c.redisUrl, c.systemd.notifySocket], [1, 9000, 3, 'redis://r', undefined]);
 });
+
+test('the TEST_* sign-in provider endpoints need TEST_MODE=true; the Apple key is all or none', () => {
+  for (const name of ['TEST_APPLE_JWKS_URL', 'TEST_APPLE_TOKEN_URL', 'TEST_APPLE_REVOKE_URL', 'TEST_GOOGLE_JWKS_URL']) {
+    assert.throws(() => loadConfig({ [name]: 'http://127.0.0.1:9/x' }), (e: unknown) => e instanceof ConfigError && e.message.includes(name), name);
+  }
+  const c = loadConfig({ TEST_MODE: 'true', TEST_GOOGLE_JWKS_URL: 'http://127.0.0.1:9/certs', GOOGLE_CLIENT_IDS: 'a.apps.googleusercontent.com, b' });
+  assert.deepEqual([c.google.testJwksUrl, c.google.clientIds], ['http://127.0.0.1:9/certs', ['a.apps.googleusercontent.com', 'b']]);
+  assert.throws(() => loadConfig({ APPLE_KEY_FILE: '/k.p8', APPLE_KEY_ID: 'K' }), (e: unknown) => e instanceof ConfigError && e.message.includes('APPLE_TEAM_ID'));
+  assert.deepEqual(loadConfig({ APPLE_KEY_FILE: '/k.p8', APPLE_KEY_ID: 'K', APPLE_TEAM_ID: 'T' }).apple.key, { file: '/k.p8', id: 'K', teamId: 'T' });
+  assert.equal(loadConfig({}).apple.key, undefined);
+});
