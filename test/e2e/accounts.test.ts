@@ -243,4 +243,54 @@ for (const engine of ENGINES) {
       for (const t of tokens) assert.ok(!log.includes(t), 'a mailed token is in the log');
     });
   });
+
+  describe(`verification required and enumeration-safe signup on ${engine}`, () => {
+    let smtp: SmtpServer;
+    let s: Running;
+    before(async () => {
+      smtp = await startSmtp();
+      s = await startServer(engine, {
+        SMTP_URL: smtp.url,
+        MAIL_FROM: 'onebox <no-reply@example.com>',
+        REQUIRE_EMAIL_VERIFICATION: 'true',
+        SIGNUP_ENUMERATION_SAFE: 'true',
+        AUTH_RATE_PER_MIN: '1000',
+      });
+    });
+    after(async () => {
+      await s?.stop();
+      await smtp?.stop();
+    });
+
+    test('signup answers 202 alike for a new and a taken email; login waits for the verification; the taken address is told it has an account', async () => {
+      const email = unique('v');
+      const first = await api(s.url, 'POST', '/v1/auth/signup', { body: { email, password: PASSWORD } });
+      const again = await api(s.url, 'POST', '/v1/auth/signup', { body: { email, password: 'some other passphrase' } });
+      assert.deepEqual([first.status, first.body, again.status, again.body], [202, '', 202, '']);
+      const refused = await api(s.url, 'POST', '/v1/auth/login', { body: { email, password: PASSWORD } });
+      assert.deepEqual([refused.status, code(refused)], [403, 'email_not_verified']);
+      const wrong = await api(s.url, 'POST', '/v1/auth/login', { body: { email, password: 'not the password' } });
+      assert.equal(code(wrong), 'invalid_credentials', 'the verification state shows only to the password holder');
+      await smtp.waitFor(email, (m) => /already have an account/.test(m.subject));
+      const token = tokenOf(await smtp.waitFor(email, (m) => /Confirm your email/.test(m.subject)));
+      assert.equal((await api(s.url, 'POST', '/v1/auth/verify', { body: { token } })).status, 200);
+      const ok = await api(s.url, 'POST', '/v1/auth/login', { body: { email, password: PASSWORD } });
+      assert.deepEqual([ok.status, ok.body.user.emailVerified], [200, true]);
+      const other = await api(s.url, 'POST', '/v1/auth/login', { body: { email, password: 'some other passphrase' } });
+      assert.equal(code(other), 'invalid_credentials', 'the second signup changed nothing');
+    });
+
+    test('resend mails a new link to an unverified account and answers 202 for any address; the new link supersedes the old', async () => {
+      const email = unique('r');
+      assert.equal((await api(s.url, 'POST', '/v1/auth/signup', { body: { email, password: PASSWORD } })).status, 202);
+      const oldToken = tokenOf(await smtp.waitFor(email, (m) => /Confirm your email/.test(m.subject)));
+      const nobody = await api(s.url, 'POST', '/v1/auth/verify/resend', { body: { email: unique('nobody') } });
+      const resent = await api(s.url, 'POST', '/v1/auth/verify/resend', { body: { email } });
+      assert.deepEqual([nobody.status, resent.status], [202, 202]);
+      const newToken = tokenOf(await smtp.waitFor(email, (m) => /Confirm your email/.test(m.subject) && !m.text.includes(oldToken)));
+      assert.equal(code(await api(s.url, 'POST', '/v1/auth/verify', { body: { token: oldToken } })), 'invalid_one_time_token');
+      assert.equal((await api(s.url, 'POST', '/v1/auth/verify', { body: { token: newToken } })).status, 200);
+    });
+  });
 }
+
