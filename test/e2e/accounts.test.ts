@@ -15,6 +15,10 @@ import { api, ENGINES, JWT_SECRET, ADMIN_TOKEN, startServer, type Running } from
 import { startSmtp, tokenOf, type SmtpServer } from '../kit/smtp.js';
 import { cellsContaining } from '../kit/store-scan.js';
 import { connectWs, refusedUpgrade, type Client } from '../kit/ws.js';
+import { eventually } from '../kit/eventually.js';
+import { createTestDatabase } from '../kit/pg.js';
+import { startRedis, type RedisServer } from '../kit/redis.js';
+import { clusterConnections } from '../kit/metrics.js';
 
 const PASSWORD = 'correct horse battery';
 const code = (r: { body: any }) => r.body?.error?.code;
@@ -293,4 +297,53 @@ for (const engine of ENGINES) {
     });
   });
 }
+
+describe('account deletion with WORKERS=3, Redis and PostgreSQL on bun', () => {
+  let redis: RedisServer;
+  let pgdb: { url: string; drop(): Promise<void> };
+  let s: Running;
+  const sockets: Client[] = [];
+  before(async () => {
+    [redis, pgdb] = await Promise.all([startRedis(), createTestDatabase()]);
+    // A long user check: every worker's cache keeps vouching for the user, so only the
+    // revocation can turn their token down on the workers that did not delete them.
+    s = await startServer('bun', { WORKERS: '3', REDIS_URL: redis.url, DATABASE_URL: pgdb.url, USER_CHECK_TTL_MS: '600000', AUTH_RATE_PER_MIN: '1000' });
+  });
+  after(async () => {
+    for (const c of sockets) c.close();
+    await s?.stop();
+    await redis?.stop();
+    await pgdb?.drop();
+  });
+
+  test("the account's sockets close with 4003 and its token answers 401 on every worker (3 s deadline, the revocation's one-second bound is the sessions tests' claim); PostgreSQL keeps nothing of theirs", async () => {
+    const email = unique('cluster');
+    const r = await api(s.url, 'POST', '/v1/auth/signup', { body: { email, password: PASSWORD } });
+    assert.equal(r.status, 201);
+    const { token, user } = r.body as { token: string; user: { id: string } };
+    for (let i = 0; i < 9; i++) sockets.push(await connectWs(s.wsUrl, token));
+    await eventually(async () => [...(await clusterConnections(s.url)).values()].filter((w) => w.n > 0).length >= 2, {
+      what: "the account's 9 connections to spread over at least two workers",
+    });
+    // Each request is a new connection, spread over the workers: all of them cache the user.
+    for (let i = 0; i < 9; i++) assert.equal((await api(s.url, 'GET', '/v1/me', { token })).status, 200);
+
+    const del = await api(s.url, 'DELETE', '/v1/me', { token, body: { password: PASSWORD }, headers: { 'content-length': String(JSON.stringify({ password: PASSWORD }).length) } });
+    assert.equal(del.status, 204);
+    const closes = await Promise.all(sockets.map((c) => c.waitClosed(3000)));
+    assert.deepEqual(closes.map((c) => c.code), Array(9).fill(4003));
+    await eventually(async () => {
+      for (let i = 0; i < 9; i++) if ((await api(s.url, 'GET', '/v1/me', { token })).status !== 401) return false;
+      return true;
+    }, { timeoutMs: 3000, what: 'nine requests in a row, over the workers, to answer 401' });
+
+    const db = await openDb({ databaseUrl: pgdb.url, dataDir: '' });
+    try {
+      const left = [...(await cellsContaining(db, user.id)), ...(await cellsContaining(db, email))].filter((c) => !c.startsWith('token_cutoffs.'));
+      assert.deepEqual(left, []);
+    } finally {
+      await db.destroy();
+    }
+  });
+});
 
