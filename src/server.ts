@@ -179,6 +179,7 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
     eventFlushes: () => s.events.flushes,
     httpInFlight: () => lifecycle.inflight,
     limitsIpcTimeouts: limits instanceof SupervisorLimits ? () => limits.stats.timeouts : null,
+    revocations: { held: () => revokedState.size, polls: () => revocations.polls },
     cluster: () => cluster,
   });
   const app = createHttpApp(s, gateway, () => cluster);

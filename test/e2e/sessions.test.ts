@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { signJwt } from '../../src/cli/bench/jwt.js';
 import { eventually } from '../kit/eventually.js';
-import { clusterConnections } from '../kit/metrics.js';
+import { clusterConnections, metric } from '../kit/metrics.js';
 import { createTestDatabase } from '../kit/pg.js';
 import { startRedis, type RedisServer } from '../kit/redis.js';
 import { api, ENGINES, JWT_SECRET, signup, startServer, type Running } from '../kit/server.js';
@@ -117,6 +117,7 @@ for (const engine of ENGINES) {
       assert.equal((await api(s.url, 'POST', '/v1/auth/logout-all', { token: a.body.token })).status, 204);
       for (const c of sockets) await closedRevoked(c, t0);
       for (const t of [u.token, a.body.token]) assert.equal(code(await api(s.url, 'GET', '/v1/me', { token: t })), 'session_revoked');
+      assert.ok((await metric(s.url, 'onebox_revocations_held')) >= 3, 'two sessions and the cutoff held in memory');
       assert.equal(code(await refresh(s.url, u.refreshToken)), 'session_revoked');
       await theirs.sync();
       assert.equal((await api(s.url, 'GET', '/v1/me', { token: bystander.token })).status, 200);

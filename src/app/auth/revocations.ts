@@ -14,6 +14,11 @@
  * Without REDIS_URL there is one process (config.ts refuses WORKERS>1 without it), and
  * nothing to poll for. The same timer sweeps the store hourly of sessions, tokens and cutoffs
  * that no longer refuse anything.
+ *
+ * Each revocation closes the user's sockets twice: at once, and again one to two ticks later
+ * (0.5-1 s). An upgrade whose token was verified just before the news arrived is not yet a
+ * connection to close, and an `auth` op in flight has not yet moved its connection to the new
+ * session; both are by the second pass.
  */
 import type { SessionStore } from '../../store/sessions.js';
 import type { Logger } from '../../observability/logger.js';
@@ -145,6 +150,9 @@ export class Revocations {
   private polling = false;
   private lastPrune = 0;
   private lastSweep = Date.now();
+  /** Revocations enforced since the last tick, closed again on the tick after next. */
+  private closedNow: Array<{ userId: string; which: ConnFilter }> = [];
+  private closeAgain: Array<{ userId: string; which: ConnFilter }> = [];
   /** Polls made, for tests. */
   polls = 0;
 
@@ -186,7 +194,9 @@ export class Revocations {
 
   private enforce(r: Revocation): void {
     const which = this.d.state.apply(r);
-    if (which) this.d.closeSockets(r.userId, which);
+    if (!which) return;
+    this.d.closeSockets(r.userId, which);
+    this.closedNow.push({ userId: r.userId, which });
   }
 
   private received(text: string): void {
@@ -206,6 +216,9 @@ export class Revocations {
 
   private tick(): void {
     const now = Date.now();
+    for (const { userId, which } of this.closeAgain) this.d.closeSockets(userId, which);
+    this.closeAgain = this.closedNow;
+    this.closedNow = [];
     if (now - this.lastPrune >= PRUNE_MS) {
       this.lastPrune = now;
       this.d.state.prune(now);
