@@ -20,6 +20,7 @@ import type { AppEnv, Services } from './context.js';
 import { handleError } from './error-handler.js';
 import { compress } from './middleware/compress.js';
 import { observe } from './middleware/observe.js';
+import { hasBody } from './middleware/json-body.js';
 import { authRoutes } from './routes/auth.js';
 import { accountRoutes } from './routes/account.js';
 import { emailRoutes } from './routes/email.js';
@@ -31,12 +32,6 @@ import { notifyRoutes } from './routes/notify.js';
 import { receiptRoutes } from './routes/receipts.js';
 import { socialRoutes } from './routes/social.js';
 import { sessionRoutes } from './routes/sessions.js';
-
-/** True when the request announces a body (Content-Length above 0, or chunked). */
-function hasBody(req: Request): boolean {
-  const length = req.headers.get('content-length');
-  return length !== null ? length !== '0' : req.headers.has('transfer-encoding');
-}
 
 /**
  * The HTTP API over `s`.

@@ -15,6 +15,10 @@ import { api, ENGINES, JWT_SECRET, ADMIN_TOKEN, startServer, type Running } from
 import { startSmtp, tokenOf, type SmtpServer } from '../kit/smtp.js';
 import { cellsContaining } from '../kit/store-scan.js';
 import { connectWs, refusedUpgrade, type Client } from '../kit/ws.js';
+import { eventually } from '../kit/eventually.js';
+import { createTestDatabase } from '../kit/pg.js';
+import { startRedis, type RedisServer } from '../kit/redis.js';
+import { clusterConnections } from '../kit/metrics.js';
 
 const PASSWORD = 'correct horse battery';
 const code = (r: { body: any }) => r.body?.error?.code;
@@ -243,4 +247,103 @@ for (const engine of ENGINES) {
       for (const t of tokens) assert.ok(!log.includes(t), 'a mailed token is in the log');
     });
   });
+
+  describe(`verification required and enumeration-safe signup on ${engine}`, () => {
+    let smtp: SmtpServer;
+    let s: Running;
+    before(async () => {
+      smtp = await startSmtp();
+      s = await startServer(engine, {
+        SMTP_URL: smtp.url,
+        MAIL_FROM: 'onebox <no-reply@example.com>',
+        REQUIRE_EMAIL_VERIFICATION: 'true',
+        SIGNUP_ENUMERATION_SAFE: 'true',
+        AUTH_RATE_PER_MIN: '1000',
+      });
+    });
+    after(async () => {
+      await s?.stop();
+      await smtp?.stop();
+    });
+
+    test('signup answers 202 alike for a new and a taken email; login waits for the verification; the taken address is told it has an account', async () => {
+      const email = unique('v');
+      const first = await api(s.url, 'POST', '/v1/auth/signup', { body: { email, password: PASSWORD } });
+      const again = await api(s.url, 'POST', '/v1/auth/signup', { body: { email, password: 'some other passphrase' } });
+      assert.deepEqual([first.status, first.body, again.status, again.body], [202, '', 202, '']);
+      const refused = await api(s.url, 'POST', '/v1/auth/login', { body: { email, password: PASSWORD } });
+      assert.deepEqual([refused.status, code(refused)], [403, 'email_not_verified']);
+      const wrong = await api(s.url, 'POST', '/v1/auth/login', { body: { email, password: 'not the password' } });
+      assert.equal(code(wrong), 'invalid_credentials', 'the verification state shows only to the password holder');
+      await smtp.waitFor(email, (m) => /already have an account/.test(m.subject));
+      const token = tokenOf(await smtp.waitFor(email, (m) => /Confirm your email/.test(m.subject)));
+      assert.equal((await api(s.url, 'POST', '/v1/auth/verify', { body: { token } })).status, 200);
+      const ok = await api(s.url, 'POST', '/v1/auth/login', { body: { email, password: PASSWORD } });
+      assert.deepEqual([ok.status, ok.body.user.emailVerified], [200, true]);
+      const other = await api(s.url, 'POST', '/v1/auth/login', { body: { email, password: 'some other passphrase' } });
+      assert.equal(code(other), 'invalid_credentials', 'the second signup changed nothing');
+    });
+
+    test('resend mails a new link to an unverified account and answers 202 for any address; the new link supersedes the old', async () => {
+      const email = unique('r');
+      assert.equal((await api(s.url, 'POST', '/v1/auth/signup', { body: { email, password: PASSWORD } })).status, 202);
+      const oldToken = tokenOf(await smtp.waitFor(email, (m) => /Confirm your email/.test(m.subject)));
+      const nobody = await api(s.url, 'POST', '/v1/auth/verify/resend', { body: { email: unique('nobody') } });
+      const resent = await api(s.url, 'POST', '/v1/auth/verify/resend', { body: { email } });
+      assert.deepEqual([nobody.status, resent.status], [202, 202]);
+      const newToken = tokenOf(await smtp.waitFor(email, (m) => /Confirm your email/.test(m.subject) && !m.text.includes(oldToken)));
+      assert.equal(code(await api(s.url, 'POST', '/v1/auth/verify', { body: { token: oldToken } })), 'invalid_one_time_token');
+      assert.equal((await api(s.url, 'POST', '/v1/auth/verify', { body: { token: newToken } })).status, 200);
+    });
+  });
 }
+
+describe('account deletion with WORKERS=3, Redis and PostgreSQL on bun', () => {
+  let redis: RedisServer;
+  let pgdb: { url: string; drop(): Promise<void> };
+  let s: Running;
+  const sockets: Client[] = [];
+  before(async () => {
+    [redis, pgdb] = await Promise.all([startRedis(), createTestDatabase()]);
+    // A long user check: every worker's cache keeps vouching for the user, so only the
+    // revocation can turn their token down on the workers that did not delete them.
+    s = await startServer('bun', { WORKERS: '3', REDIS_URL: redis.url, DATABASE_URL: pgdb.url, USER_CHECK_TTL_MS: '600000', AUTH_RATE_PER_MIN: '1000' });
+  });
+  after(async () => {
+    for (const c of sockets) c.close();
+    await s?.stop();
+    await redis?.stop();
+    await pgdb?.drop();
+  });
+
+  test("the account's sockets close with 4003 and its token answers 401 on every worker (3 s deadline, the revocation's one-second bound is the sessions tests' claim); PostgreSQL keeps nothing of theirs", async () => {
+    const email = unique('cluster');
+    const r = await api(s.url, 'POST', '/v1/auth/signup', { body: { email, password: PASSWORD } });
+    assert.equal(r.status, 201);
+    const { token, user } = r.body as { token: string; user: { id: string } };
+    for (let i = 0; i < 9; i++) sockets.push(await connectWs(s.wsUrl, token));
+    await eventually(async () => [...(await clusterConnections(s.url)).values()].filter((w) => w.n > 0).length >= 2, {
+      what: "the account's 9 connections to spread over at least two workers",
+    });
+    // Each request is a new connection, spread over the workers: all of them cache the user.
+    for (let i = 0; i < 9; i++) assert.equal((await api(s.url, 'GET', '/v1/me', { token })).status, 200);
+
+    const del = await api(s.url, 'DELETE', '/v1/me', { token, body: { password: PASSWORD }, headers: { 'content-length': String(JSON.stringify({ password: PASSWORD }).length) } });
+    assert.equal(del.status, 204);
+    const closes = await Promise.all(sockets.map((c) => c.waitClosed(3000)));
+    assert.deepEqual(closes.map((c) => c.code), Array(9).fill(4003));
+    await eventually(async () => {
+      for (let i = 0; i < 9; i++) if ((await api(s.url, 'GET', '/v1/me', { token })).status !== 401) return false;
+      return true;
+    }, { timeoutMs: 3000, what: 'nine requests in a row, over the workers, to answer 401' });
+
+    const db = await openDb({ databaseUrl: pgdb.url, dataDir: '' });
+    try {
+      const left = [...(await cellsContaining(db, user.id)), ...(await cellsContaining(db, email))].filter((c) => !c.startsWith('token_cutoffs.'));
+      assert.deepEqual(left, []);
+    } finally {
+      await db.destroy();
+    }
+  });
+});
+

@@ -172,3 +172,27 @@ test('the TEST_* sign-in provider endpoints need TEST_MODE=true; the Apple key i
   assert.deepEqual(loadConfig({ APPLE_KEY_FILE: '/k.p8', APPLE_KEY_ID: 'K', APPLE_TEAM_ID: 'T' }).apple.key, { file: '/k.p8', id: 'K', teamId: 'T' });
   assert.equal(loadConfig({}).apple.key, undefined);
 });
+
+test('mail: SMTP_URL picks SMTP and needs MAIL_FROM; without it mail is logged in development (no JWT_SECRET) and off in production', () => {
+  const secret = 'x'.repeat(32);
+  assert.equal(loadConfig({}).mailMode, 'log');
+  assert.equal(loadConfig({ JWT_SECRET: secret }).mailMode, 'off');
+  assert.equal(loadConfig({ JWT_SECRET: secret, SMTP_URL: 'smtp://mail.example:587', MAIL_FROM: 'a@example.com' }).mailMode, 'smtp');
+  assert.throws(() => loadConfig({ SMTP_URL: 'smtp://u:hunter2@mail.example' }), (e: unknown) => e instanceof ConfigError && /MAIL_FROM/.test(e.message));
+  assert.throws(
+    () => loadConfig({ SMTP_URL: 'http://u:hunter2@mail.example', MAIL_FROM: 'a@example.com' }),
+    (e: unknown) => e instanceof ConfigError && /SMTP_URL=\[redacted\]/.test(e.message) && !e.message.includes('hunter2'),
+  );
+  assert.equal(loadConfig({ APP_URL: 'https://app.example.com/' }).appUrl, 'https://app.example.com', 'no trailing slash');
+  const c = loadConfig({});
+  assert.deepEqual([c.passwordResetTtlS, c.emailVerifyTtlS, c.mailPerAddressPerHour, c.freshLoginS], [1800, 86_400, 5, 300]);
+});
+
+test('SIGNUP_ENUMERATION_SAFE needs REQUIRE_EMAIL_VERIFICATION, which needs SMTP_URL once JWT_SECRET is set', () => {
+  assert.throws(() => loadConfig({ SIGNUP_ENUMERATION_SAFE: 'true' }), (e: unknown) => e instanceof ConfigError && /SIGNUP_ENUMERATION_SAFE/.test(e.message));
+  assert.throws(
+    () => loadConfig({ REQUIRE_EMAIL_VERIFICATION: 'true', JWT_SECRET: 'x'.repeat(32) }),
+    (e: unknown) => e instanceof ConfigError && /REQUIRE_EMAIL_VERIFICATION.*SMTP_URL/.test(e.message),
+  );
+  assert.equal(loadConfig({ REQUIRE_EMAIL_VERIFICATION: 'true', SIGNUP_ENUMERATION_SAFE: 'true' }).signupEnumerationSafe, true, 'development logs the mails');
+});

@@ -7,10 +7,13 @@
  * The list is the common-password dictionary of `@zxcvbn-ts/language-common` (MIT; 49,233
  * passwords ranked by how often they appear in leaked-password corpora). Only its 17,950
  * entries of 8 or more characters can match a password that passed the length rule, so only
- * those are kept: a Set of about 1.5 MB, built on the first check (signup, reset or change
- * of password), never at boot. Matching ignores case (`Password1` is `password1` to an
- * attacker's rules).
+ * those are kept, in a Set built on the first check (signup, reset or change of password),
+ * never at boot: it retains about 1.1 MB of heap on Node and 3 MB on Bun, and the load raises
+ * RSS by about 6 MB on Node and 12 MB on Bun (allocator high-water, measured after GC).
+ * Matching ignores case (`Password1` is `password1` to an attacker's rules).
  */
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { AppError } from '../../errors.js';
 import { z } from 'zod';
 
@@ -31,11 +34,17 @@ export const PresentedPassword = z.string().min(1).max(MAX_PASSWORD_CHARS * 4);
 
 let common: Promise<Set<string>> | undefined;
 
-/** The common passwords of 8+ characters, lower case; loaded once, on first use. */
+/**
+ * The common passwords of 8+ characters, lower case; loaded once, on first use. Read and
+ * parsed as a file, not imported: an imported JSON module would stay in the module cache
+ * whole (all 49,233 strings), where only the Set is needed.
+ */
 export function commonPasswords(): Promise<Set<string>> {
-  common ??= import('@zxcvbn-ts/language-common/src/passwords.json', { with: { type: 'json' } }).then(
-    (m) => new Set((m.default as string[]).filter((p) => chars(p) >= MIN_PASSWORD_CHARS).map((p) => p.normalize('NFKC').toLowerCase())),
-  );
+  common ??= (async () => {
+    const file = createRequire(import.meta.url).resolve('@zxcvbn-ts/language-common/src/passwords.json');
+    const all = JSON.parse(await readFile(file, 'utf8')) as string[];
+    return new Set(all.filter((p) => chars(p) >= MIN_PASSWORD_CHARS).map((p) => p.normalize('NFKC').toLowerCase()));
+  })();
   return common;
 }
 

@@ -1,7 +1,7 @@
 /**
  * The signed-in owner's account: change the password (with the current one; every other
  * session is revoked), change the email (the new address takes effect once verified by
- * mail), delete the account (with the password, or a token issued within FRESH_LOGIN_S).
+ * mail), delete the account (with the password, or a session opened within FRESH_LOGIN_S).
  */
 import { Hono, type Context } from 'hono';
 import { decodeJwt } from 'jose';
@@ -13,7 +13,7 @@ import { checkNewPassword, NewPassword, PresentedPassword } from '../auth/passwo
 import { hashPassword, verifyPassword } from '../auth/passwords.js';
 import type { AppEnv, Services } from '../context.js';
 import { requireUser } from '../middleware/auth.js';
-import { readJson } from '../middleware/json-body.js';
+import { hasBody, readJson } from '../middleware/json-body.js';
 import { RateLimiter } from '../middleware/rate-limit.js';
 import { email } from './auth.js';
 import { mailLimits } from './password.js';
@@ -28,12 +28,6 @@ function bearerIssuedAt(c: Context<AppEnv>): number {
   return typeof iat === 'number' ? iat : 0;
 }
 
-/** True when the request announces a body (Content-Length above 0, or chunked). */
-const hasBody = (req: Request) => {
-  const length = req.headers.get('content-length');
-  return length !== null ? length !== '0' : req.headers.has('transfer-encoding');
-};
-
 export function accountRoutes(s: Services): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   const user = requireUser(s);
@@ -46,15 +40,15 @@ export function accountRoutes(s: Services): Hono<AppEnv> {
     if (!row) throw new AppError('invalid_token', "the token's user no longer exists");
     return row;
   };
-  const checkPassword = async (row: UserRow, password: string) => {
+  const checkPassword = async (row: UserRow, password: string, field = 'password') => {
     await byEmail.hit(row.email);
-    if (!(await verifyPassword(password, row.password_hash))) throw new AppError('wrong_password', 'the current password is wrong', { field: 'password' });
+    if (!(await verifyPassword(password, row.password_hash))) throw new AppError('wrong_password', 'the current password is wrong', { field });
   };
 
   app.post('/v1/me/password', user, async (c) => {
     const body = await readJson(c, ChangePasswordBody, s.config.maxJsonDepth);
     const row = await owner(c);
-    await checkPassword(row, body.currentPassword);
+    await checkPassword(row, body.currentPassword, 'currentPassword');
     try {
       await checkNewPassword(body.newPassword, row.email);
     } catch (err) {
