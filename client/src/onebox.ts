@@ -486,7 +486,7 @@ export class Onebox extends Emitter<OneboxEvents> {
       if (this.conn === conn && typeof ack.exp === 'number') this.planRefresh(conn, ack.exp);
     } catch (err) {
       // The connection keeps its old token and closes with 4001 at its exp: one refresh then.
-      this.emit('error', err instanceof Error ? err : new OneboxError('refresh_failed', String(err)));
+      this.emit('error', err instanceof OneboxError ? err : new OneboxError('refresh_failed', String(err)));
     }
   }
 

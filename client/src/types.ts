@@ -167,13 +167,15 @@ export interface GapEvent {
   epoch: string | undefined;
 }
 
+import type { OneboxError } from './errors.js';
+
 /** A subscription's events and their listeners' arguments. */
 export interface SubscriptionEvents {
   recovered: [RecoveredEvent];
   gap: [GapEvent];
   presence: [PresenceEvent];
   /** The server refused the subscription (`forbidden_topic`, `membership_revoked`, …) or a handler threw. */
-  error: [Error];
+  error: [OneboxError];
 }
 
 /** The client's events and their listeners' arguments. */
@@ -182,5 +184,5 @@ export interface OneboxEvents {
   /** The token was refused (4003, or a second 4001 in a row): log in again, then `resume()`. */
   unauthorized: [StateInfo];
   /** A refused token refresh, a storage failure: problems that do not change the state. */
-  error: [Error];
+  error: [OneboxError];
 }
