@@ -169,8 +169,17 @@ export interface GapEvent {
 
 import type { OneboxError } from './errors.js';
 
+/** `subscribed`: the server accepted the subscription on this connection (after each reconnect too). */
+export interface SubscribedEvent {
+  topic: string;
+  /** The topic's head when the server answered (namespaces with history). */
+  offset?: number;
+  epoch?: string;
+}
+
 /** A subscription's events and their listeners' arguments. */
 export interface SubscriptionEvents {
+  subscribed: [SubscribedEvent];
   recovered: [RecoveredEvent];
   gap: [GapEvent];
   presence: [PresenceEvent];
