@@ -51,7 +51,7 @@ class Clients {
     const ob = new Onebox({
       url,
       getToken: () => token,
-      WebSocket: WebSocket as unknown as OneboxOptions['WebSocket'],
+      WebSocket,
       backoff: { baseMs: 100, capMs: 1000, restartSpreadMs: 300 },
       pingIntervalMs: PING_INTERVAL_MS,
       ...opts,

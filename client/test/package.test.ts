@@ -40,8 +40,10 @@ const sub = ob.subscribe<{ text: string }>('room:1', (m: Message<{ text: string 
 sub.on('gap', (g) => void g.offset);
 const r: Promise<{ offset?: number }> = ob.publish('room:1', { text: 'hi' });
 void r;
+// The browser's WebSocket and storage fit the options as they are.
+new Onebox({ url: 'wss://x/v1/ws', getToken: () => 't', WebSocket: globalThis.WebSocket, storage: globalThis.localStorage });
 `,
   );
-  writeFileSync(join(app, 'tsconfig.json'), JSON.stringify({ compilerOptions: { strict: true, module: 'NodeNext', moduleResolution: 'NodeNext', target: 'ES2022', lib: ['ES2022'], types: [], noEmit: true }, files: ['consumer.ts'] }));
+  writeFileSync(join(app, 'tsconfig.json'), JSON.stringify({ compilerOptions: { strict: true, module: 'NodeNext', moduleResolution: 'NodeNext', target: 'ES2022', lib: ['ES2022', 'DOM'], types: [], noEmit: true }, files: ['consumer.ts'] }));
   execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', app], { encoding: 'utf8' });
 });
