@@ -679,7 +679,9 @@ export class Onebox extends Emitter<OneboxEvents> {
         this.deliver(t, t.order.accept({ topic: t.name, offset: e.offset, data: e.data, ts: e.ts, ...(typeof e.from === 'string' ? { from: e.from } : {}) }));
       }
     }
-    if (t.order.hasGap() && (ack.recovered === false || ack.more !== true)) {
+    // A page that brought nothing new cannot be followed by a better one: give the gap up.
+    const stuck = t.order.position!.offset === p.offset;
+    if (t.order.hasGap() && (ack.recovered === false || ack.more !== true || stuck)) {
       const skipped = t.order.skipGap();
       for (const s of t.subs) s.fire('gap', { topic: t.name, since: skipped.since, offset: skipped.offset, epoch: p.epoch });
       this.deliver(t, skipped.deliver);

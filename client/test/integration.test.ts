@@ -260,6 +260,30 @@ for (const engine of ENGINES) {
   describe(`onebox-client through a deploy (1012) on ${engine}`, () => {
     deployCase(engine);
   });
+
+  describe(`onebox-client at the connection ceiling on ${engine}`, () => {
+    let s: Running;
+    const clients = new Clients();
+    before(async () => {
+      s = await startServer(engine, { ...serverEnv(), MAX_CONNECTIONS: '1' }, CHAT_NAMESPACE);
+    });
+    after(async () => {
+      clients.closeAll();
+      await s.stop();
+    });
+
+    test('the ceiling refusal (1013 over_capacity retry=<s>) is honoured: the next attempt waits the hinted seconds, not the backoff', async () => {
+      const u = await signup(s.url);
+      const first = clients.open(s.wsUrl, u.token);
+      await connected(first.ob, 'the first client');
+      const second = clients.open(s.wsUrl, u.token);
+      const [, info] = await eventually(() => second.states.find(([st]) => st === 'disconnected'), { what: 'the refusal of the second client' });
+      assert.deepEqual([info.code, info.reason], [1013, 'over_capacity']);
+      // The server hints 1-10 s; the backoff's first window here is 100 ms.
+      assert.ok(info.retryInMs! >= 1000 && info.retryInMs! < 20_000, `waits ${info.retryInMs} ms`);
+      assert.equal(second.states.filter(([st]) => st === 'connecting').length, 1, 'no attempt before the hint');
+    });
+  });
 }
 
 /**
