@@ -35,6 +35,7 @@ import type {
 export const SUBPROTOCOL = 'onebox.v1';
 /** Close codes the client acts on (docs/protocol.md, "Close codes"). */
 export const CLOSE = { NORMAL: 1000, RESTART: 1012, TRY_AGAIN_LATER: 1013, TOKEN_EXPIRED: 4001, UNAUTHORIZED: 4003 } as const;
+
 interface Conn extends Link {
   ws: WebSocketLike;
   /** Wall time of the last frame received. */
