@@ -353,8 +353,6 @@ export class Onebox extends Emitter<OneboxEvents> {
   // --- the live connection ------------------------------------------------------------------
 
   private onFrame(conn: Conn, f: Frame): void {
-    // A server from before `hello` (protocol v1 without it): its first frame says connected.
-    if (!conn.hello && f.op !== 'hello') this.onHello(conn, {});
     switch (f.op) {
       case 'hello':
         return this.onHello(conn, f);
