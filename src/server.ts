@@ -131,7 +131,7 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
     receipts: receiptStore,
   };
   let cluster: WorkerFigures[] = [];
-  registerFigures(metrics.registry, {
+  registerFigures(metrics, {
     ws: gateway.stats,
     wsCeiling: gateway.ceiling,
     backplane,
