@@ -74,8 +74,12 @@ const settings = z.object({
    * @default 75% of the box's memory (cgroup limit, else MemTotal) divided by WORKERS
    */
   workerHeapMb: setting('WORKER_HEAP_MB', int(0, 16_777_216)),
-  /** Node's young generation, MiB per semi-space (`--max-semi-space-size`); 0 keeps V8's default (16). @default 64 */
-  semiSpaceMb: setting('SEMI_SPACE_MB', int(0, 1024), '64'),
+  /**
+   * Node's young generation, MiB per semi-space (`--max-semi-space-size`); 0 keeps V8's
+   * default (16). 64 cut GC time on write-heavy requests but held 40-80 MB more RSS per
+   * worker and doubled the RSS per idle WebSocket (bench/results/memory-sizing). @default 0
+   */
+  semiSpaceMb: setting('SEMI_SPACE_MB', int(0, 1024), '0'),
   /** Start Bun with `--smol`: the GC runs more often, for less memory. @default false */
   bunSmol: setting('BUN_SMOL', flag, 'false'),
   /** The SQLite file and the development JWT secret live here. @default ./data */

@@ -17,10 +17,14 @@ export interface Check {
   fix?: string;
 }
 
-/** RSS per idle connection measured by `onebox bench ws-memory` (KiB), plus the kernel's share. */
-const BYTES_PER_CONN = { bun: 1.7 * 1024, node: 5.6 * 1024 };
+/**
+ * RSS per idle subscribed connection and the idle RSS of a worker (after a /metrics scrape),
+ * measured by `onebox bench ws-memory --connections 10000` (bench/results/ws-memory-lean/),
+ * plus the kernel's share per connection.
+ */
+const BYTES_PER_CONN = { bun: 2.2 * 1024, node: 5.8 * 1024 };
 const KERNEL_BYTES_PER_CONN = 3.6 * 1024;
-const PROCESS_BASE_BYTES = { bun: 70 * 2 ** 20, node: 95 * 2 ** 20 };
+const PROCESS_BASE_BYTES = { bun: 66 * 2 ** 20, node: 93 * 2 ** 20 };
 
 const read = (path: string): string | undefined => {
   try {
