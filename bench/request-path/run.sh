@@ -7,6 +7,7 @@
 # authenticated JSON GET (GET /v1/devices, JWT, 8 web-push devices, Accept-Encoding br,gzip:
 # a 1.9 KB answer, brotli). Usage: bench/request-path/run.sh [bun|node ...]; ONEBOX_ENV adds
 # environment settings to the onebox runs (e.g. ONEBOX_ENV='NODE_OPTIONS=--max-semi-space-size=64').
+# FLOOR=1 adds Hono alone (bench/request-path/hono-floor.js) with no middleware and with one.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bun="$root/node_modules/bun/bin/bun.exe"
@@ -37,6 +38,12 @@ echo "| server | path | req/s | mean latency | server CPU µs/req | RSS MiB | no
 echo "|---|---|---|---|---|---|---|---|"
 PORT=$port taskset -c "${SERVER_CPU:-1}" "$bun" "$root/bench/request-path/bare-bun.js" & pid=$!
 wait_up; measure "bare Bun.serve" /healthz; stop
+if [ -n "${FLOOR:-}" ]; then # Hono alone: no middleware, then one that only awaits next()
+  for n in 0 1; do
+    MIDDLEWARE=$n PORT=$port taskset -c "${SERVER_CPU:-1}" "$bun" "$root/bench/request-path/hono-floor.js" & pid=$!
+    wait_up; measure "Hono, $n middleware" /healthz; stop
+  done
+fi
 for engine in $engines; do
   rm -rf "$dir/data"; mkdir "$dir/data"
   env ENGINE=$engine PORT=$port HOST=127.0.0.1 DATA_DIR="$dir/data" LOG_LEVEL=warn ${ONEBOX_ENV:-} \
