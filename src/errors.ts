@@ -13,12 +13,23 @@ export const ERROR_CODES = {
   push_endpoint_forbidden: 400,
   unknown_namespace: 400,
   not_members_namespace: 400,
+  email_required: 400,
+  password_too_common: 400,
+  invalid_one_time_token: 400,
   unauthorized: 401,
   invalid_token: 401,
   token_expired: 401,
+  session_revoked: 401,
   invalid_credentials: 401,
+  invalid_id_token: 401,
+  invalid_authorization_code: 401,
+  invalid_refresh_token: 401,
   forbidden: 403,
+  email_not_verified: 403,
+  reauthentication_required: 403,
+  wrong_password: 403,
   not_found: 404,
+  provider_disabled: 404,
   method_not_allowed: 405,
   email_taken: 409,
   idempotency_conflict: 409,
@@ -30,6 +41,7 @@ export const ERROR_CODES = {
   headers_too_large: 431,
   internal: 500,
   load_failed: 502,
+  provider_unavailable: 502,
   not_ready: 503,
   store_unavailable: 503,
   over_capacity: 503,
@@ -94,6 +106,10 @@ export const WS_ERROR_CODES = [
   'membership_revoked',
   'no_presence',
   'not_subscribed',
+  'invalid_token',
+  'token_expired',
+  'session_revoked',
+  'store_unavailable',
 ] as const;
 export type WsErrorCode = (typeof WS_ERROR_CODES)[number];
 
@@ -111,4 +127,8 @@ export const CLOSE = {
   tooBig: 1009,
   restart: 1012,
   tryAgainLater: 1013,
+  /** The access token expired (not refreshed with the `auth` op): refresh it once, reconnect. */
+  tokenExpired: 4001,
+  /** The token is invalid or its session was revoked: log in again. */
+  revoked: 4003,
 } as const;

@@ -20,11 +20,16 @@ import { handleError } from './error-handler.js';
 import { compress } from './middleware/compress.js';
 import { observe } from './middleware/observe.js';
 import { authRoutes } from './routes/auth.js';
+import { accountRoutes } from './routes/account.js';
+import { emailRoutes } from './routes/email.js';
+import { passwordRoutes } from './routes/password.js';
 import { healthRoutes } from './routes/health.js';
 import { memberRoutes } from './routes/members.js';
 import { meRoutes } from './routes/me.js';
 import { notifyRoutes } from './routes/notify.js';
 import { receiptRoutes } from './routes/receipts.js';
+import { socialRoutes } from './routes/social.js';
+import { sessionRoutes } from './routes/sessions.js';
 
 /** True when the request announces a body (Content-Length above 0, or chunked). */
 function hasBody(req: Request): boolean {
@@ -89,7 +94,12 @@ export function createHttpApp(s: Services, gateway: Gateway, cluster: () => Work
 
   app.route('/', healthRoutes(s));
   app.route('/', authRoutes(s));
+  app.route('/', socialRoutes(s));
+  app.route('/', sessionRoutes(s));
   app.route('/', meRoutes(s));
+  app.route('/', emailRoutes(s));
+  app.route('/', passwordRoutes(s));
+  app.route('/', accountRoutes(s));
   app.route('/', notifyRoutes(s));
   app.route('/', receiptRoutes(s));
   app.route('/', memberRoutes(s));

@@ -7,8 +7,10 @@ import { DeviceBody } from './routes/devices.js';
 import { EventsBody } from './routes/events.js';
 import { LoginBody, SignupBody } from './routes/auth.js';
 import { PatchMeBody } from './routes/me.js';
+import { AppleSignInBody, GoogleSignInBody } from './routes/social.js';
 import { NotifyBody } from './routes/notify.js';
 import { ReceiptBody } from './routes/receipts.js';
+import { RefreshBody } from './routes/sessions.js';
 
 interface Operation {
   method: 'get' | 'post' | 'put' | 'patch' | 'delete';
@@ -22,8 +24,36 @@ interface Operation {
 }
 
 export const OPERATIONS: Operation[] = [
-  { method: 'post', path: '/v1/auth/signup', summary: 'Create an account', auth: 'none', body: SignupBody, ok: 201 },
-  { method: 'post', path: '/v1/auth/login', summary: 'Exchange email and password for a token', auth: 'none', body: LoginBody, ok: 200 },
+  { method: 'post', path: '/v1/auth/signup', summary: 'Create an account; opens a session: {token, refreshToken, expiresIn, user}', auth: 'none', body: SignupBody, ok: 201 },
+  { method: 'post', path: '/v1/auth/login', summary: 'Exchange email and password for a session: {token, refreshToken, expiresIn, user}', auth: 'none', body: LoginBody, ok: 200 },
+  {
+    method: 'post',
+    path: '/v1/auth/apple',
+    summary: "Sign in with Apple: the ID token (and the raw nonce whose SHA-256 the app gave Apple, and the authorization code) -> the login answer; 201 when the account was created",
+    auth: 'none',
+    body: AppleSignInBody,
+    ok: 200,
+  },
+  {
+    method: 'post',
+    path: '/v1/auth/google',
+    summary: 'Sign in with Google: the ID token (and the nonce the app gave Google) -> the login answer; 201 when the account was created',
+    auth: 'none',
+    body: GoogleSignInBody,
+    ok: 200,
+  },
+  {
+    method: 'post',
+    path: '/v1/auth/refresh',
+    summary: 'Rotate a refresh token: {token, refreshToken, expiresIn, user}; the old refresh token stops working (presented again after REFRESH_REUSE_GRACE_S, its session is revoked)',
+    auth: 'none',
+    body: RefreshBody,
+    ok: 200,
+  },
+  { method: 'post', path: '/v1/auth/logout', summary: "End this session: by the bearer access token, or by a body {refreshToken} (no bearer needed); its sockets close with 4003", auth: 'none', ok: 204 },
+  { method: 'post', path: '/v1/auth/logout-all', summary: "End every session of the user, this one included; their sockets close with 4003", auth: 'user', ok: 204 },
+  { method: 'get', path: '/v1/me/sessions', summary: 'Live sessions: {sessions: [{id, label, createdAt, lastUsedAt, expiresAt, current}]}', auth: 'user', ok: 200 },
+  { method: 'delete', path: '/v1/me/sessions/{id}', summary: 'End one session of the user; its sockets close with 4003', auth: 'user', ok: 204 },
   { method: 'get', path: '/v1/me', summary: 'The signed-in profile', auth: 'user', ok: 200 },
   { method: 'patch', path: '/v1/me', summary: 'Update the profile', auth: 'user', body: PatchMeBody, ok: 200 },
   { method: 'get', path: '/v1/users/{id}/dashboard', summary: 'Profile and event counts (own, or admin)', auth: 'user-or-admin', ok: 200 },

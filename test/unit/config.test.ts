@@ -19,6 +19,19 @@ test('idle timeout derives from the ping interval unless set', () => {
   assert.equal(loadConfig({ PING_INTERVAL_MS: '1000', IDLE_TIMEOUT_MS: '5000' }).idleTimeoutMs, 5000);
 });
 
+test('access-token lifetime: ACCESS_TTL_S, else its former name JWT_TTL_S, else 900 s; both set is a configuration error naming JWT_TTL_S', () => {
+  assert.equal(loadConfig({}).accessTtlS, 900);
+  assert.equal(loadConfig({ ACCESS_TTL_S: '600' }).accessTtlS, 600);
+  assert.equal(loadConfig({ JWT_TTL_S: '3600' }).accessTtlS, 3600);
+  assert.throws(
+    () => loadConfig({ ACCESS_TTL_S: '600', JWT_TTL_S: '3600' }),
+    (e: unknown) => e instanceof ConfigError && /JWT_TTL_S="3600": .*ACCESS_TTL_S/.test(e.message),
+  );
+  const c = loadConfig({});
+  assert.deepEqual([c.refreshTtlS, c.refreshReuseGraceS], [2_592_000, 30]);
+  assert.equal(loadConfig({ REFRESH_REUSE_GRACE_S: '0' }).refreshReuseGraceS, 0);
+});
+
 test('bad values name the variable', () => {
   const cases: Array<[Record<string, string>, RegExp]> = [
     [{ PORT: 'abc' }, /PORT/],
@@ -147,4 +160,15 @@ test('a worker\'s environment carries its index and port, and none of systemd\'s
   for (const name of ['NOTIFY_SOCKET', 'WATCHDOG_USEC', 'WATCHDOG_PID']) assert.ok(name in env && env[name] === undefined, name);
   const c = loadConfig(env);
   assert.deepEqual([c.workerIndex, c.port, c.workers, c.redisUrl, c.systemd.notifySocket], [1, 9000, 3, 'redis://r', undefined]);
+});
+
+test('the TEST_* sign-in provider endpoints need TEST_MODE=true; the Apple key is all or none', () => {
+  for (const name of ['TEST_APPLE_JWKS_URL', 'TEST_APPLE_TOKEN_URL', 'TEST_APPLE_REVOKE_URL', 'TEST_GOOGLE_JWKS_URL']) {
+    assert.throws(() => loadConfig({ [name]: 'http://127.0.0.1:9/x' }), (e: unknown) => e instanceof ConfigError && e.message.includes(name), name);
+  }
+  const c = loadConfig({ TEST_MODE: 'true', TEST_GOOGLE_JWKS_URL: 'http://127.0.0.1:9/certs', GOOGLE_CLIENT_IDS: 'a.apps.googleusercontent.com, b' });
+  assert.deepEqual([c.google.testJwksUrl, c.google.clientIds], ['http://127.0.0.1:9/certs', ['a.apps.googleusercontent.com', 'b']]);
+  assert.throws(() => loadConfig({ APPLE_KEY_FILE: '/k.p8', APPLE_KEY_ID: 'K' }), (e: unknown) => e instanceof ConfigError && e.message.includes('APPLE_TEAM_ID'));
+  assert.deepEqual(loadConfig({ APPLE_KEY_FILE: '/k.p8', APPLE_KEY_ID: 'K', APPLE_TEAM_ID: 'T' }).apple.key, { file: '/k.p8', id: 'K', teamId: 'T' });
+  assert.equal(loadConfig({}).apple.key, undefined);
 });

@@ -4,18 +4,31 @@
  * and the audience: `onebox:access` for access tokens, `onebox:sub` for subscription tokens,
  * exactly (a single string, not a list that holds it), so neither is ever taken for the
  * other even when both are signed with the same secret. An access token's subject must
- * still exist (a deleted user's token, however well signed, is `invalid_token`). HTTP
- * routes and the WebSocket gateway both verify here, so neither needs the store.
+ * still exist (a deleted user's token, however well signed, is `invalid_token`), and its
+ * session (`sid` claim) must not be revoked (`session_revoked`): both answered from memory
+ * (known-users.ts, revocations.ts). HTTP routes and the WebSocket gateway both verify here,
+ * so neither needs the store.
  */
 import { SignJWT, errors, jwtVerify } from 'jose';
 import { AppError } from '../../errors.js';
 import type { Authentication } from '../../realtime/gateway.js';
+import type { TokenIdentity } from './revocations.js';
 
 const ISSUER = 'onebox';
 /** The `aud` of access tokens. */
 export const ACCESS_AUDIENCE = 'onebox:access';
 /** The `aud` of subscription tokens. */
 export const SUB_AUDIENCE = 'onebox:sub';
+
+/** What a verified access token says. */
+export interface AccessClaims {
+  userId: string;
+  /** The session it was issued to; absent on tokens from before sessions existed. */
+  sid: string | undefined;
+  /** Issued at and expiry, epoch seconds. */
+  iat: number;
+  exp: number;
+}
 
 const importKey = (secret: string) =>
   crypto.subtle.importKey('raw', new TextEncoder().encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify']);
@@ -30,18 +43,21 @@ export class TokenService {
    * @param ttlS token lifetime in seconds.
    * @param userExists whether a subject's user row still exists (a cached check: it runs
    *   on every verification). @default every subject exists
+   * @param revoked whether the token's session was revoked (from memory: it runs on every
+   *   verification). @default nothing is revoked
    */
   constructor(
     secret: string,
-    private readonly ttlS: number,
+    readonly ttlS: number,
     private readonly userExists: (userId: string) => boolean | Promise<boolean> = () => true,
+    private readonly revoked: (t: TokenIdentity) => boolean = () => false,
   ) {
     this.key = importKey(secret);
   }
 
-  /** Sign a token whose subject is the user id. */
-  async issue(userId: string): Promise<string> {
-    return new SignJWT({})
+  /** Sign a token whose subject is the user id, for session `sid` (its `sid` claim). */
+  async issue(userId: string, sid?: string): Promise<string> {
+    return new SignJWT(sid === undefined ? {} : { sid })
       .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
       .setSubject(userId)
       .setIssuer(ISSUER)
@@ -57,42 +73,52 @@ export class TokenService {
    * the CPU of GET /v1/me). The same text with the same key verifies the same way, so a
    * hit only re-checks expiry. Bounded; the oldest entry goes first.
    */
-  private readonly verified = new Map<string, { sub: string; exp: number }>();
+  private readonly verified = new Map<string, AccessClaims>();
   private static readonly CACHE_MAX = 10_000;
 
   /**
-   * Verify a token and return its user id; throws AppError 401 otherwise.
+   * Verify a token and return its claims; throws AppError 401 otherwise (`token_expired`,
+   * `session_revoked`, `invalid_token`).
    * @param remember keep it in the verified cache (HTTP requests; a WebSocket upgrade
    *   verifies once per connection, so caching it would only cost memory).
    */
   async verify(token: string, remember = true): Promise<string> {
-    const hit = this.verified.get(token);
-    let sub: string;
-    if (hit) {
-      if (hit.exp * 1000 <= Date.now()) {
+    return (await this.claims(token, remember)).userId;
+  }
+
+  /** Verify a token (as `verify`) and return what it says. */
+  async claims(token: string, remember = true): Promise<AccessClaims> {
+    let claims = this.verified.get(token);
+    if (claims) {
+      if (claims.exp * 1000 <= Date.now()) {
         this.verified.delete(token);
         throw new AppError('token_expired', 'token expired');
       }
-      sub = hit.sub;
     } else {
-      sub = await this.verifyFresh(token, remember);
+      claims = await this.verifyFresh(token, remember);
     }
-    const exists = this.userExists(sub);
-    if (exists === true || (exists !== false && (await exists))) return sub;
+    if (this.revoked(claims)) {
+      this.verified.delete(token);
+      throw new AppError('session_revoked', 'this session was revoked: log in again');
+    }
+    const exists = this.userExists(claims.userId);
+    if (exists === true || (exists !== false && (await exists))) return claims;
     this.verified.delete(token);
     throw new AppError('invalid_token', "the token's user no longer exists");
   }
 
-  private async verifyFresh(token: string, remember: boolean): Promise<string> {
+  private async verifyFresh(token: string, remember: boolean): Promise<AccessClaims> {
     try {
       const { payload } = await jwtVerify(token, await this.key, { algorithms: ['HS256'], issuer: ISSUER, audience: ACCESS_AUDIENCE });
       if (payload.aud !== ACCESS_AUDIENCE) throw new AppError('invalid_token', 'not an access token');
       if (typeof payload.sub !== 'string' || payload.sub === '') throw new AppError('invalid_token', 'token has no subject');
       if (typeof payload.exp !== 'number') throw new AppError('invalid_token', 'token has no expiry');
-      if (!remember) return payload.sub;
+      if (payload.sid !== undefined && (typeof payload.sid !== 'string' || payload.sid === '')) throw new AppError('invalid_token', 'malformed sid');
+      const claims: AccessClaims = { userId: payload.sub, sid: payload.sid, iat: typeof payload.iat === 'number' ? payload.iat : 0, exp: payload.exp };
+      if (!remember) return claims;
       if (this.verified.size >= TokenService.CACHE_MAX) this.verified.delete(this.verified.keys().next().value!);
-      this.verified.set(token, { sub: payload.sub, exp: payload.exp });
-      return payload.sub;
+      this.verified.set(token, claims);
+      return claims;
     } catch (err) {
       if (err instanceof AppError) throw err;
       if (err instanceof errors.JWTExpired) throw new AppError('token_expired', 'token expired', { cause: err });
@@ -155,21 +181,33 @@ export function extractToken(authorization: string | null | undefined, url?: URL
 }
 
 /**
- * The gateway's `authenticate`: the token of a WebSocket upgrade (header, or `?token=` as
- * browsers cannot set headers), verified without the HTTP cache.
+ * The gateway's `authenticateToken`: an access token sent on a WebSocket (the `auth` op),
+ * or an upgrade's, verified without the HTTP cache (a connection verifies once).
  */
-export function upgradeAuthenticator(tokens: TokenService): (req: { url: string; authorization: string | null | undefined }) => Promise<Authentication> {
-  return async (req) => {
-    const token = extractToken(req.authorization, new URL(req.url, 'http://localhost'));
-    if (!token) return { ok: false, code: 'unauthorized', message: 'missing token' };
+export function tokenAuthenticator(tokens: TokenService): (token: string) => Promise<Authentication> {
+  return async (token) => {
     try {
-      return { ok: true, userId: await tokens.verify(token, false) };
+      const { userId, exp, iat, sid } = await tokens.claims(token, false);
+      return { ok: true, userId, exp, iat, ...(sid !== undefined && { sid }) };
     } catch (err) {
-      if (err instanceof AppError && (err.code === 'token_expired' || err.code === 'invalid_token')) {
+      if (err instanceof AppError && (err.code === 'token_expired' || err.code === 'invalid_token' || err.code === 'session_revoked')) {
         return { ok: false, code: err.code, message: err.message };
       }
       // The user-existence check could not reach the store.
       return { ok: false, code: 'store_unavailable', message: 'cannot check the token now' };
     }
+  };
+}
+
+/**
+ * The gateway's `authenticate`: the token of a WebSocket upgrade (header, or `?token=` as
+ * browsers cannot set headers), checked as `tokenAuthenticator` checks it.
+ */
+export function upgradeAuthenticator(tokens: TokenService): (req: { url: string; authorization: string | null | undefined }) => Promise<Authentication> {
+  const check = tokenAuthenticator(tokens);
+  return async (req) => {
+    const token = extractToken(req.authorization, new URL(req.url, 'http://localhost'));
+    if (!token) return { ok: false, code: 'unauthorized', message: 'missing token' };
+    return check(token);
   };
 }
