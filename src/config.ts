@@ -68,6 +68,20 @@ const settings = z.object({
    * `workerEnvironment`); undefined in a single process or the supervisor itself.
    */
   workerIndex: setting('ONEBOX_WORKER', int(0, 255)),
+  /**
+   * Each worker's heap bound, MiB: Node's `--max-old-space-size`, Bun's
+   * `BUN_JSC_forceRAMSize`; 0 keeps the runtime's own default.
+   * @default 75% of the box's memory (cgroup limit, else MemTotal) divided by WORKERS
+   */
+  workerHeapMb: setting('WORKER_HEAP_MB', int(0, 16_777_216)),
+  /**
+   * Node's young generation, MiB per semi-space (`--max-semi-space-size`); 0 keeps V8's
+   * default (16). 64 cut GC time on write-heavy requests but held 40-80 MB more RSS per
+   * worker and doubled the RSS per idle WebSocket (bench/results/memory-sizing). @default 0
+   */
+  semiSpaceMb: setting('SEMI_SPACE_MB', int(0, 1024), '0'),
+  /** Start Bun with `--smol`: the GC runs more often, for less memory. @default false */
+  bunSmol: setting('BUN_SMOL', flag, 'false'),
   /** The SQLite file and the development JWT secret live here. @default ./data */
   dataDir: setting('DATA_DIR', text, './data'),
   /** `postgres://…` for PostgreSQL. @default SQLite in dataDir */

@@ -23,6 +23,7 @@ commands:
   bench     run the capacity benchmark (see onebox bench --help)
   doctor    check this box's limits and the capacity they allow (--json)
   deploy    blue-green deploy behind nginx (--rollback; see onebox deploy --help)
+  runtime-flags  print the runtime memory settings for this box (bin/onebox starts with them)
 
 Configuration comes from the environment; see README.md (PORT, ENGINE, DATA_DIR, ...).`,
   serve: `usage: onebox serve
@@ -161,7 +162,12 @@ async function main(argv: string[]): Promise<number> {
       await migrate(config, log);
       return 0;
     case 'doctor':
-      return (await import('./cli/doctor.js')).doctor(rest, config.engine);
+      return (await import('./cli/doctor.js')).doctor(rest, config);
+    case 'runtime-flags': {
+      const { formatRuntimeFlags, runtimeMemory } = await import('./process/runtime-memory.js');
+      process.stdout.write(formatRuntimeFlags(runtimeMemory(config)));
+      return 0;
+    }
     default:
       console.error(`onebox: unknown command "${command}"\n\n${HELP.main}`);
       return 2;

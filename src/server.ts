@@ -189,7 +189,7 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
     accountDeletion: new AccountDeletion(accounts, knownUsers, (id) => sessions.revokeAll(id), log, deletionHooks),
   };
   let cluster: WorkerFigures[] = [];
-  registerFigures(metrics.registry, {
+  registerFigures(metrics, {
     ws: gateway.stats,
     wsCeiling: gateway.ceiling,
     backplane,

@@ -10,7 +10,6 @@ import { requestId } from 'hono/request-id';
 import type { WorkerFigures } from '../process/supervisor.js';
 import type { Gateway } from '../realtime/gateway.js';
 import { AppError, errorResponse } from '../errors.js';
-import { openApiDocument } from './openapi.js';
 import { statusRoutes } from './routes/status.js';
 import { requireAdmin } from './middleware/auth.js';
 import { dashboardRoutes } from './routes/dashboard.js';
@@ -48,10 +47,14 @@ export function createHttpApp(s: Services, gateway: Gateway, cluster: () => Work
   app.use(observe(s));
   app.use(async (c, next) => {
     await next();
-    c.header('X-Content-Type-Options', 'nosniff');
+    // On the answer's own headers, not through c.header(): after the handler, Hono's
+    // c.header() rebuilds the Response around a stream of its body, which costs Bun its
+    // fast path for string bodies (bench/results/request-path/report.md).
+    const headers = c.res.headers;
+    headers.set('X-Content-Type-Options', 'nosniff');
     // Answered before the body was read (401, 413, 415…): the unread bytes would be taken
     // for the next request, so this connection must not be reused.
-    if (!c.req.raw.bodyUsed && hasBody(c.req.raw)) c.header('Connection', 'close');
+    if (!c.req.raw.bodyUsed && hasBody(c.req.raw)) headers.set('Connection', 'close');
   });
   if (config.corsOrigins.length > 0) app.use(cors({ origin: [...config.corsOrigins], maxAge: 600 }));
   app.use(compress(config.compressMinBytes));
@@ -110,8 +113,12 @@ export function createHttpApp(s: Services, gateway: Gateway, cluster: () => Work
       return c.json({ blockedMs: ms });
     });
   }
-  const openapi = JSON.stringify(openApiDocument());
-  app.get('/openapi.json', (c) => c.body(openapi, 200, { 'Content-Type': 'application/json' }));
+  // Built on the first request: the document generator is not on any hot path.
+  let openapi: string | undefined;
+  app.get('/openapi.json', async (c) => {
+    openapi ??= JSON.stringify((await import('./openapi.js')).openApiDocument());
+    return c.body(openapi, 200, { 'Content-Type': 'application/json' });
+  });
 
   return app;
 }

@@ -1,6 +1,6 @@
 /**
  * `GET /status`: a live page (connections per process, RSS, heap, loop delay, req/s, p99,
- * refused upgrades) that polls `/status.json` every second. Plain HTML and a few lines of
+ * refused upgrades, the runtime memory settings) that polls `/status.json` every second. Plain HTML and a few lines of
  * script in one string: nothing to build, light enough to leave open.
  */
 export const STATUS_HTML = `<!doctype html>
@@ -37,7 +37,9 @@ async function tick() {
     const r = await fetch('/status.json', token ? { headers: { authorization: 'Bearer ' + token } } : {});
     if (!r.ok) throw new Error('HTTP ' + r.status);
     const s = await r.json();
-    $('meta').textContent = s.engine + ' · ' + s.processes.length + ' process(es) · up ' + Math.round(s.uptimeS) + ' s';
+    const rt = s.runtime;
+    $('meta').textContent = s.engine + ' · ' + s.processes.length + ' process(es) · up ' + Math.round(s.uptimeS) + ' s · heap bound ' +
+      (rt.heapLimitBytes === null ? 'runtime default' : mb(rt.heapLimitBytes) + ' MB') + (rt.semiSpaceMb ? ' · semi-space ' + rt.semiSpaceMb + ' MB' : '') + (rt.smol ? ' · --smol' : '');
     $('connections').textContent = s.total.connections;
     $('rps').textContent = s.total.rps;
     $('p99').textContent = s.total.p99Ms.toFixed(2);

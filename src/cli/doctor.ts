@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { openFileLimits } from '../lib/open-files.js';
 import { deriveCeiling } from '../realtime/ceiling.js';
+import { runtimeMemory, type RuntimeMemory, type RuntimeMemoryOptions } from '../process/runtime-memory.js';
 
 export type Verdict = 'PASS' | 'WARN' | 'FAIL';
 export interface Check {
@@ -16,10 +17,14 @@ export interface Check {
   fix?: string;
 }
 
-/** RSS per idle connection measured by `onebox bench ws-memory` (KiB), plus the kernel's share. */
-const BYTES_PER_CONN = { bun: 1.7 * 1024, node: 5.6 * 1024 };
+/**
+ * RSS per idle subscribed connection and the idle RSS of a worker (after a /metrics scrape),
+ * measured by `onebox bench ws-memory --connections 10000` (bench/results/ws-memory-lean/),
+ * plus the kernel's share per connection.
+ */
+const BYTES_PER_CONN = { bun: 2.2 * 1024, node: 5.8 * 1024 };
 const KERNEL_BYTES_PER_CONN = 3.6 * 1024;
-const PROCESS_BASE_BYTES = { bun: 70 * 2 ** 20, node: 95 * 2 ** 20 };
+const PROCESS_BASE_BYTES = { bun: 66 * 2 ** 20, node: 93 * 2 ** 20 };
 
 const read = (path: string): string | undefined => {
   try {
@@ -92,11 +97,21 @@ export function runChecks(engine: 'bun' | 'node'): { checks: Check[]; capacity: 
   return { checks, capacity, sysctl: read(new URL('../../../deploy/sysctl/99-onebox.conf', import.meta.url).pathname) ?? read(new URL('../../deploy/sysctl/99-onebox.conf', import.meta.url).pathname) ?? '' };
 }
 
-export function doctor(argv: string[], engine: 'bun' | 'node'): number {
+/** The runtime memory settings bin/onebox and the supervisor apply, in words. */
+function describeRuntime(r: RuntimeMemory): string {
+  const box = `${(r.box.bytes / 2 ** 30).toFixed(1)} GiB (${r.box.source === 'cgroup' ? 'cgroup memory.max' : 'MemTotal'})`;
+  const heap = r.heapMb === null ? "the runtime's default heap" : `${r.heapMb} MiB heap per worker`;
+  const how = [...r.execArgv, ...Object.entries(r.env).map(([k, v]) => `${k}=${v}`)].join(' ') || 'no flags';
+  return `runtime memory (${r.engine}, WORKERS=${r.workers}): ${box} => ${heap}; started with ${how}`;
+}
+
+export function doctor(argv: string[], config: RuntimeMemoryOptions): number {
+  const engine = config.engine;
   const { checks, capacity, sysctl } = runChecks(engine);
+  const runtime = runtimeMemory(config);
   const failed = checks.some((c) => c.verdict === 'FAIL');
   if (argv.includes('--json')) {
-    console.log(JSON.stringify({ engine, checks, capacity, sysctl, ok: !failed }, null, 2));
+    console.log(JSON.stringify({ engine, checks, capacity, runtime, sysctl, ok: !failed }, null, 2));
     return failed ? 1 : 0;
   }
   for (const c of checks) {
@@ -107,6 +122,7 @@ export function doctor(argv: string[], engine: 'bun' | 'node'): number {
       `with WORKERS=${capacity.workers}: ${capacity.perBoxByFiles} by open files, ${capacity.perBoxByMemory} by memory ` +
       `=> about ${capacity.perBox} per box.`,
   );
+  console.log(`\n${describeRuntime(runtime)}`);
   console.log(`\nrecommended /etc/sysctl.d/99-onebox.conf (deploy/sysctl/99-onebox.conf):\n\n${sysctl}`);
   return failed ? 1 : 0;
 }

@@ -5,7 +5,7 @@
  * so the behaviour (and the figures) match the Node engine.
  */
 import { errorResponse } from '../errors.js';
-import type { ServerWebSocket } from 'bun';
+import type { Server, ServerWebSocket } from 'bun';
 import type { Conn } from '../realtime/conn.js';
 import type { SocketOps } from '../realtime/gateway.js';
 import { WS_PATH, type Engine } from './types.js';
@@ -34,9 +34,42 @@ function isWsPath(url: string): boolean {
   return url.startsWith(WS_PATH, start) && (url.length === start + WS_PATH.length || url[start + WS_PATH.length] === '?');
 }
 
+/**
+ * The request's Bindings: the peer address is looked up when a route reads it (rate limits,
+ * loopback checks), not for every request; a native call per request was 7% of the
+ * server's CPU on `GET /healthz` (bench/results/request-path/report.md).
+ */
+class Peer {
+  constructor(
+    private readonly srv: Server<Conn>,
+    private readonly req: Request,
+  ) {}
+
+  get ip(): string {
+    return this.srv.requestIP(this.req)?.address ?? '';
+  }
+}
+
 export const startBun: Engine = async (config, target, log) => {
   const { gateway } = target;
   gateway.attach(ops);
+  const upgrade = async (req: Request, srv: Server<Conn>, ip: string): Promise<Response | undefined> => {
+    const h = req.headers;
+    const decision = await gateway.authorize({
+      url: req.url,
+      authorization: h.get('authorization'),
+      ip,
+      version: h.get('sec-websocket-version'),
+      key: h.get('sec-websocket-key'),
+      forwarded: h.get('x-forwarded-for'),
+      protocols: h.get('sec-websocket-protocol'),
+    });
+    if (!decision.ok) return new Response(decision.body, { status: decision.status, headers: decision.headers });
+    const headers = decision.protocol ? { 'Sec-WebSocket-Protocol': decision.protocol } : undefined;
+    if (srv.upgrade(req, { data: decision.conn, headers })) return undefined;
+    gateway.abort(decision.conn);
+    return errorResponse('bad_request', 'upgrade failed');
+  };
   const server = Bun.serve<Conn>({
     port: config.port,
     hostname: config.host,
@@ -45,29 +78,12 @@ export const startBun: Engine = async (config, target, log) => {
     // empty body, while the app answers 413 in JSON from Content-Length or while streaming.
     maxRequestBodySize: Number.MAX_SAFE_INTEGER,
     idleTimeout: 75,
-    async fetch(req, srv) {
-      const ip = srv.requestIP(req)?.address ?? '';
+    fetch(req, srv) {
+      const peer = new Peer(srv, req);
       // HTTP/1.0 without Host: Bun hands over a bare path, which no router can parse.
       if (req.url.charCodeAt(0) === SLASH) req = new Request(`http://${hostOf(srv)}${req.url}`, req);
-      if (!isWsPath(req.url)) return target.fetch(req, { ip });
-      if (req.headers.get('upgrade')?.toLowerCase() !== 'websocket') {
-        return target.fetch(req, { ip });
-      }
-      const h = req.headers;
-      const decision = await gateway.authorize({
-        url: req.url,
-        authorization: h.get('authorization'),
-        ip,
-        version: h.get('sec-websocket-version'),
-        key: h.get('sec-websocket-key'),
-        forwarded: h.get('x-forwarded-for'),
-        protocols: h.get('sec-websocket-protocol'),
-      });
-      if (!decision.ok) return new Response(decision.body, { status: decision.status, headers: decision.headers });
-      const headers = decision.protocol ? { 'Sec-WebSocket-Protocol': decision.protocol } : undefined;
-      if (srv.upgrade(req, { data: decision.conn, headers })) return undefined;
-      gateway.abort(decision.conn);
-      return errorResponse('bad_request', 'upgrade failed');
+      if (!isWsPath(req.url) || req.headers.get('upgrade')?.toLowerCase() !== 'websocket') return target.fetch(req, peer);
+      return upgrade(req, srv, peer.ip);
     },
     websocket: {
       maxPayloadLength: config.maxMessageBytes,

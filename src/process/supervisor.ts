@@ -20,6 +20,7 @@ import { LocalLimits } from '../lib/local-limits.js';
 import { answerLimits, isLimitsRequest, type IpcPort, type LimitsReply, type LimitsRequest } from '../lib/supervisor-limits.js';
 import type { Logger } from '../observability/logger.js';
 import type { SystemdNotifier } from './systemd.js';
+import { runtimeMemory, workerExecArgv, type RuntimeMemory } from './runtime-memory.js';
 
 export interface WorkerFigures {
   index: number;
@@ -45,20 +46,22 @@ interface Handle {
 }
 
 /** The settings the supervisor reads. */
-export type SupervisorOptions = Pick<Config, 'port' | 'host' | 'workers' | 'engine' | 'shutdownGraceMs'>;
+export type SupervisorOptions = Pick<Config, 'port' | 'host' | 'workers' | 'engine' | 'shutdownGraceMs' | 'workerHeapMb' | 'semiSpaceMb' | 'bunSmol'>;
 
-async function spawner(script: string): Promise<(env: NodeJS.ProcessEnv) => Handle> {
+/** Workers start with the runtime memory settings of runtime-memory.ts (and the parent's other options). */
+async function spawner(script: string, memory: RuntimeMemory): Promise<(env: NodeJS.ProcessEnv) => Handle> {
+  const execArgv = workerExecArgv(process.execArgv, memory);
   if (process.versions.bun) {
     const { fork } = await import('node:child_process');
     return (env) => {
-      const proc = fork(script, ['serve'], { env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      const proc = fork(script, ['serve'], { env: { ...env, ...memory.env }, execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
       return { pid: proc.pid!, proc, send: (m) => proc.connected && proc.send(m) };
     };
   }
   const cluster = (await import('node:cluster')).default;
-  cluster.setupPrimary({ exec: script, args: ['serve'], silent: false });
+  cluster.setupPrimary({ exec: script, args: ['serve'], execArgv, silent: false });
   return (env) => {
-    const w = cluster.fork(env);
+    const w = cluster.fork({ ...env, ...memory.env });
     return { pid: w.process.pid!, proc: w.process, send: (m) => w.isConnected() && w.send(m) };
   };
 }
@@ -71,7 +74,8 @@ async function spawner(script: string): Promise<(env: NodeJS.ProcessEnv) => Hand
 export async function supervise(config: SupervisorOptions, log: Logger, prepare: () => Promise<void>, notifier: SystemdNotifier): Promise<void> {
   await prepare();
   const port = config.port === 0 ? await freePort(config.host) : config.port;
-  const spawn = await spawner(process.argv[1]!);
+  const memory = runtimeMemory(config);
+  const spawn = await spawner(process.argv[1]!, memory);
   const table = new Map<number, WorkerFigures>();
   const handles = new Map<number, Handle>();
   const limits = new LocalLimits();
@@ -98,7 +102,7 @@ export async function supervise(config: SupervisorOptions, log: Logger, prepare:
       if (m.type === 'ready') {
         if (!announced && ++readyCount === config.workers) {
           announced = true;
-          log.info({ port, workers: config.workers, engine: config.engine, pid: process.pid }, 'listening');
+          log.info({ port, workers: config.workers, engine: config.engine, pid: process.pid, heapMbPerWorker: memory.heapMb, runtimeArgs: memory.execArgv }, 'listening');
           notifier.ready(() => `${config.workers} workers, ${[...table.values()].reduce((a, w) => a + w.connections, 0)} connections`);
         }
       } else if (m.type === 'stats') {

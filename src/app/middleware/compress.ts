@@ -26,12 +26,15 @@ export function compress(minBytes: number): MiddlewareHandler {
   return async (c, next) => {
     await next();
     const res = c.res;
-    if (!res.body || res.headers.has('content-encoding') || c.req.method === 'HEAD') return;
-    const type = res.headers.get('content-type') ?? '';
-    if (!COMPRESSIBLE.test(type)) return;
+    // The cheap header checks first: reading `res.body` makes Bun build a stream for the
+    // body, and an answer to a client without Accept-Encoding never needs it.
+    const type = res.headers.get('content-type');
+    if (type === null || !COMPRESSIBLE.test(type) || c.req.method === 'HEAD' || res.headers.has('content-encoding')) return;
     const encoding = pickEncoding(c.req.header('accept-encoding'));
+    // 204 and 304 carry no body, so nothing about them varies with the encoding.
+    if (res.status === 204 || res.status === 304) return;
     res.headers.append('Vary', 'Accept-Encoding');
-    if (!encoding) return;
+    if (!encoding || !res.body) return;
     const body = new Uint8Array(await res.arrayBuffer());
     if (body.byteLength < minBytes) {
       c.res = new Response(body, res);

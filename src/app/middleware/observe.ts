@@ -43,8 +43,7 @@ export function observe(s: Services): MiddlewareHandler<AppEnv> {
       const method = c.req.method;
       const status = c.res.status;
       const label = METHOD_LABELS.has(method) ? method : 'other';
-      s.metrics.httpRequests.inc({ route, method: label, status });
-      s.metrics.httpDuration.observe({ route, method: label }, ms / 1000);
+      s.metrics.http.record(route, label, status, ms / 1000);
       if (debug || ms > SLOW_MS) {
         s.log[ms > SLOW_MS ? 'warn' : 'debug'](
           {

@@ -17,7 +17,7 @@ export function healthRoutes(s: Services): Hono<AppEnv> {
     return c.json({ status: 'ready' });
   });
   app.get('/metrics', requireLoopbackOrAdmin(s, 'metrics'), async (c) => {
-    return c.body(await s.metrics.render(), 200, { 'Content-Type': s.metrics.registry.contentType });
+    return c.body(await s.metrics.render(), 200, { 'Content-Type': s.metrics.contentType });
   });
   // Reached only without an Upgrade header: the engines take real upgrades before the app.
   app.get('/v1/ws', () => {

@@ -6,6 +6,7 @@ import type { LiveStats } from '../../observability/live-stats.js';
 import type { Gateway } from '../../realtime/gateway.js';
 import type { AppEnv, Services } from '../context.js';
 import { requireLoopbackOrAdmin } from '../middleware/auth.js';
+import { runtimeInEffect } from '../../process/runtime-memory.js';
 
 export interface StatusSources {
   gateway: Gateway;
@@ -18,7 +19,7 @@ export function statusRoutes(s: Services, src: StatusSources): Hono<AppEnv> {
   const started = Date.now();
   app.use('/status*', requireLoopbackOrAdmin(s, 'status pages', 'admin'));
   app.get('/status', (c) => c.html(STATUS_HTML));
-  app.get('/status.json', (c) => {
+  app.get('/status.json', async (c) => {
     const mem = process.memoryUsage();
     const self = {
       name: 'this process',
@@ -40,6 +41,8 @@ export function statusRoutes(s: Services, src: StatusSources): Hono<AppEnv> {
       uptimeS: (Date.now() - started) / 1000,
       total: { connections: sum('connections'), rssBytes: sum('rssBytes'), heapBytes: sum('heapBytes'), rps: sum('rps'), p99Ms: Math.max(...processes.map((p) => p.p99Ms)) },
       loopDelayP99Ms: s.metrics.loop.percentile(99) / 1e6,
+      /** This process's heap bound, semi-space and --smol (runtime-memory.ts). */
+      runtime: await runtimeInEffect(),
       refusedUpgrades: [...src.gateway.stats.refused.values()].reduce((a, b) => a + b, 0),
       processes,
     });

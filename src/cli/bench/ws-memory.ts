@@ -111,8 +111,10 @@ async function measure(o: Options, engine: EngineName): Promise<boolean> {
     const pid = server.proc.pid!;
     await seedUsers({ dataDir: server.dataDir, databaseUrl: process.env.DATABASE_URL }, N);
     await sleep(IDLE_WAIT_MS);
-    const idleRss = sampleProc(pid)!.rssBytes;
+    // Scraped before the idle sample: the server loads its metrics registry on the first
+    // scrape, and the loaded sample comes after scrapes, so both must include it.
     const sentBefore = await messagesOut(server);
+    const idleRss = sampleProc(pid)!.rssBytes;
     const started = Date.now();
     clients = new Clients(o.clients, 0);
     const share = Math.ceil(N / o.clients);
