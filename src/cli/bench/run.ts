@@ -23,10 +23,12 @@ import { externalTarget, startTarget, type Target } from './target.js';
 export const BENCH_HELP = `usage: onebox bench [options]
        onebox bench ws-memory [options]   RSS per idle WebSocket on one process (--help)
 
-  --scenario S        steady | fanout | storm | max-rps | delivery (steady)
+  --scenario S        steady | fanout | storm | max-rps | delivery | heartbeat (steady)
                       max-rps steps from rate/16 up by half until p99 > 10 ms;
                       delivery: durable pubs/s, fan-out durable vs history 0,
-                      notify latency (--scenario delivery --help)
+                      notify latency (--scenario delivery --help);
+                      heartbeat: server CPU of clients' app-level pings on idle
+                      sockets, on vs off (--scenario heartbeat --help)
   --connections N     idle WebSockets to hold                      (50000)
   --rate R            JSON GETs per second, constant arrival rate  (2000)
   --ping-interval S   server keep-alive ping period, seconds       (30)
@@ -392,7 +394,9 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
 export async function runBench(argv: string[]): Promise<number> {
   if (argv[0] === 'ws-memory') return (await import('./ws-memory.js')).runWsMemory(argv.slice(1));
   const at = argv.indexOf('--scenario');
-  if ((at >= 0 && argv[at + 1] === 'delivery') || argv.includes('--scenario=delivery')) return (await import('./delivery.js')).runDelivery(argv);
+  const own = (name: string) => (at >= 0 && argv[at + 1] === name) || argv.includes(`--scenario=${name}`);
+  if (own('delivery')) return (await import('./delivery.js')).runDelivery(argv);
+  if (own('heartbeat')) return (await import('./heartbeat.js')).runHeartbeat(argv);
   if (argv.includes('--help') || argv.includes('-h')) {
     console.log(BENCH_HELP);
     return 0;

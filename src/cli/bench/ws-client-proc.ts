@@ -6,7 +6,11 @@
  * pings it receives, subscribes to its topics, and records fan-out latency. Connection state
  * is a small object; socket handlers are shared functions. On `publish` (the delivery
  * scenario) every open connection keeps a window of `pub` frames outstanding, sending the
- * next one as each is acknowledged, and records the ack latency in an HDR histogram.
+ * next one as each is acknowledged, and records the ack latency in an HDR histogram. On
+ * `appPing` (the heartbeat scenario) every open connection sends `{"op":"ping"}` once per
+ * interval when it received no text frame in that interval, as the SDK does to detect a dead
+ * socket where protocol pings are invisible (browsers, React Native); one sweep timer per
+ * process deals the connections into slices of the interval, as the server's heartbeat does.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
@@ -35,6 +39,8 @@ class Conn {
   key = '';
   attempts = 0;
   pings = 0;
+  /** When the last text frame arrived (Date.now()): an app ping is due only after a silent interval. */
+  lastText = 0;
   sock: Socket | null = null;
   /** Outstanding pubs: frame id -> send time (performance.now()). */
   inflight: Map<number, number> | null = null;
@@ -64,7 +70,7 @@ const pub = {
   hist: latencies(),
 };
 
-const stats = { open: 0, opened: 0, failed: 0, dropped: 0, pings: 0, reconnects: 0, errors: {} as Record<string, number> };
+const stats = { open: 0, opened: 0, failed: 0, dropped: 0, pings: 0, reconnects: 0, appPings: 0, pongs: 0, errors: {} as Record<string, number> };
 const fanout = new Map<string, number[]>();
 let cfg: Start;
 let stopping = false;
@@ -199,7 +205,17 @@ function onData(this: Socket, chunk: Buffer): void {
 const ACK = Buffer.from('{"op":"ack"');
 const ERROR = Buffer.from('{"op":"error"');
 
+/** `{"op":"pong"`: the answer to an app-level ping. */
+const PONG = Buffer.from('{"op":"pong"');
+
 function onText(c: Conn, payload: Buffer): void {
+  // A pong does not postpone the next ping: the SDK pings one interval after the last frame
+  // (the pong), and the sweep comes round one interval after the ping, a round trip sooner.
+  if (payload.subarray(0, PONG.length).equals(PONG)) {
+    stats.pongs++;
+    return;
+  }
+  c.lastText = Date.now();
   if (c.inflight && (payload.subarray(0, ACK.length).equals(ACK) || payload.subarray(0, ERROR.length).equals(ERROR))) {
     const f = JSON.parse(payload.toString()) as { op: string; id?: unknown; ack?: string; code?: string };
     const sent = typeof f.id === 'number' ? c.inflight.get(f.id) : undefined;
@@ -247,8 +263,36 @@ type Command =
   | { cmd: 'pubStop'; waitMs: number }
   | { cmd: 'fanout'; id: string }
   | { cmd: 'census' }
+  | { cmd: 'appPing'; intervalMs: number }
+  | { cmd: 'stats' }
   | { cmd: 'stop' };
 let all: Conn[] = [];
+
+/** App-level pings: the sweep timer while on, and its slices (connection i is in slice i % slices). */
+const appPing = { timer: null as ReturnType<typeof setInterval> | null, slices: 1, cursor: 0, intervalMs: 0, nextId: 1 };
+
+function setAppPing(intervalMs: number): void {
+  if (appPing.timer) clearInterval(appPing.timer);
+  appPing.timer = null;
+  if (intervalMs <= 0) return;
+  appPing.intervalMs = intervalMs;
+  appPing.slices = Math.min(120, Math.max(1, Math.floor(intervalMs / 25)));
+  appPing.cursor = 0;
+  appPing.timer = setInterval(sweepAppPings, intervalMs / appPing.slices);
+}
+
+function sweepAppPings(): void {
+  const slice = appPing.cursor;
+  appPing.cursor = (appPing.cursor + 1) % appPing.slices;
+  // A connection that heard from the server within the interval knows it is alive.
+  const quietSince = Date.now() - appPing.intervalMs;
+  for (let i = slice; i < all.length; i += appPing.slices) {
+    const c = all[i]!;
+    if (!c.open || !c.sock || c.lastText > quietSince) continue;
+    c.sock.write(mask(1, Buffer.from(`{"op":"ping","id":${appPing.nextId++}}`)));
+    stats.appPings++;
+  }
+}
 
 process.on('message', (m: Command) => {
   if (m.cmd === 'start') {
@@ -293,6 +337,11 @@ process.on('message', (m: Command) => {
   } else if (m.cmd === 'fanout') {
     process.send!({ type: 'fanout', id: m.id, latencies: fanout.get(m.id) ?? [] });
     fanout.delete(m.id);
+  } else if (m.cmd === 'appPing') {
+    setAppPing(m.intervalMs);
+    process.send!({ type: 'appPing' });
+  } else if (m.cmd === 'stats') {
+    process.send!({ type: 'statsNow', ...stats });
   } else if (m.cmd === 'census') {
     // Open connections that never saw a ping, and the fewest any open one saw.
     const open = all.filter((c) => c.open);
