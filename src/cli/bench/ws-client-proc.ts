@@ -15,6 +15,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import * as hdr from 'hdr-histogram-js';
+import { BACKOFF_DEFAULTS, backoffDelay, hintedDelay, parseCloseReason, restartDelay, suspendedDelay } from '../../../client/src/backoff.js';
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 const HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -31,6 +32,13 @@ interface Start {
   /** Connections opened per second by this process. */
   rate: number;
   reconnect: boolean;
+  /**
+   * How a closed connection comes back: `sdk`, the client SDK's delays and rules (its
+   * backoff functions, the subprotocol so that refusals arrive as close codes with retry
+   * hints); `raw`, the bench's own jittered exponential backoff from before the SDK.
+   * @default 'raw'
+   */
+  backoff?: 'sdk' | 'raw';
 }
 
 class Conn {
@@ -38,6 +46,12 @@ class Conn {
   open = false;
   key = '';
   attempts = 0;
+  /** When the connection last opened, and since when it has been down (Date.now(), 0: not). */
+  openedAt = 0;
+  downSince = 0;
+  /** The server's close frame, if one came before the socket closed. */
+  closeCode = 0;
+  closeReason = '';
   pings = 0;
   /** When the last text frame arrived (Date.now()): an app ping is due only after a silent interval. */
   lastText = 0;
@@ -116,7 +130,8 @@ function onConnect(this: Socket): void {
   const c = (this as Socket & { [STATE]: Conn })[STATE];
   this.write(
     `GET /v1/ws HTTP/1.1\r\nHost: ${cfg.host}:${cfg.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-      `Sec-WebSocket-Key: ${c.key}\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer ${c.token}\r\n\r\n`,
+      `Sec-WebSocket-Key: ${c.key}\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer ${c.token}\r\n` +
+      (cfg.backoff === 'sdk' ? 'Sec-WebSocket-Protocol: onebox.v1\r\n\r\n' : '\r\n'),
   );
 }
 
@@ -137,12 +152,35 @@ function onClose(this: Socket): void {
     if (!stopping) stats.dropped++;
   } else if (!stopping) stats.failed++;
   if (cfg.reconnect && !stopping) {
-    c.attempts++;
     stats.reconnects++;
-    // Full jitter: a fleet of clients must not come back in lockstep.
-    const cap = Math.min(10_000, 200 * 2 ** Math.min(c.attempts, 6));
-    setTimeout(() => open(c), Math.random() * cap);
+    setTimeout(() => open(c), cfg.backoff === 'sdk' ? sdkDelay(c) : rawDelay(c));
   }
+}
+
+/** The bench's own backoff: full jitter, so a fleet of clients does not come back in lockstep. */
+function rawDelay(c: Conn): number {
+  c.attempts++;
+  return Math.random() * Math.min(10_000, 200 * 2 ** Math.min(c.attempts, 6));
+}
+
+/** The SDK's next delay (client/src/onebox.ts onClose and scheduleReconnect, with its defaults). */
+function sdkDelay(c: Conn): number {
+  const b = BACKOFF_DEFAULTS;
+  const now = Date.now();
+  const code = c.closeCode;
+  const { retryS } = parseCloseReason(c.closeReason);
+  c.closeCode = 0;
+  c.closeReason = '';
+  // A connection that held for a while starts the backoff over; one that flaps keeps climbing.
+  if (c.openedAt > 0 && now - c.openedAt >= b.baseMs * 5) c.attempts = 0;
+  c.openedAt = 0;
+  c.downSince ||= now;
+  if (code === 1012) return restartDelay(b, Math.random);
+  if (retryS !== undefined) return hintedDelay(retryS, Math.random);
+  const suspended = now - c.downSince >= b.suspendAfterMs;
+  const delay = suspended ? suspendedDelay(b, Math.random) : backoffDelay(b, c.attempts, Math.random);
+  c.attempts++;
+  return delay;
 }
 
 function onData(this: Socket, chunk: Buffer): void {
@@ -164,7 +202,9 @@ function onData(this: Socket, chunk: Buffer): void {
       return;
     }
     c.open = true;
-    c.attempts = 0;
+    if (cfg.backoff !== 'sdk') c.attempts = 0;
+    c.openedAt = Date.now();
+    c.downSince = 0;
     this.setTimeout(0);
     stats.open++;
     stats.opened++;
@@ -195,6 +235,10 @@ function onData(this: Socket, chunk: Buffer): void {
     } else if (opcode === 1) {
       onText(c, payload);
     } else if (opcode === 8) {
+      if (payload.length >= 2) {
+        c.closeCode = payload.readUInt16BE(0);
+        c.closeReason = payload.subarray(2).toString('utf8');
+      }
       this.end(mask(8, Buffer.from(payload.subarray(0, 2))));
     }
   }
