@@ -486,7 +486,7 @@ export class Onebox extends Emitter<OneboxEvents> {
       if (this.conn === conn && typeof ack.exp === 'number') this.planRefresh(conn, ack.exp);
     } catch (err) {
       // The connection keeps its old token and closes with 4001 at its exp: one refresh then.
-      this.emit('error', err instanceof Error ? err : new OneboxError('refresh_failed', String(err)));
+      this.emit('error', err instanceof OneboxError ? err : new OneboxError('refresh_failed', String(err)));
     }
   }
 
@@ -555,6 +555,8 @@ export class Onebox extends Emitter<OneboxEvents> {
     conn.subsInFlight = Math.max(0, conn.subsInFlight - 1);
     if (t) {
       t.acked = true;
+      const head = { topic: t.name, ...(typeof f.offset === 'number' ? { offset: f.offset } : {}), ...(typeof f.epoch === 'string' ? { epoch: f.epoch } : {}) };
+      for (const s of t.subs) s.fire('subscribed', head);
       const { deliver, gap } = t.order.ack(f, t.sentSince);
       if (gap) for (const s of t.subs) s.fire('gap', { topic: t.name, since: gap.since, offset: f.offset, epoch: f.epoch });
       this.deliver(t, deliver);

@@ -167,13 +167,24 @@ export interface GapEvent {
   epoch: string | undefined;
 }
 
+import type { OneboxError } from './errors.js';
+
+/** `subscribed`: the server accepted the subscription on this connection (after each reconnect too). */
+export interface SubscribedEvent {
+  topic: string;
+  /** The topic's head when the server answered (namespaces with history). */
+  offset?: number;
+  epoch?: string;
+}
+
 /** A subscription's events and their listeners' arguments. */
 export interface SubscriptionEvents {
+  subscribed: [SubscribedEvent];
   recovered: [RecoveredEvent];
   gap: [GapEvent];
   presence: [PresenceEvent];
   /** The server refused the subscription (`forbidden_topic`, `membership_revoked`, …) or a handler threw. */
-  error: [Error];
+  error: [OneboxError];
 }
 
 /** The client's events and their listeners' arguments. */
@@ -182,5 +193,5 @@ export interface OneboxEvents {
   /** The token was refused (4003, or a second 4001 in a row): log in again, then `resume()`. */
   unauthorized: [StateInfo];
   /** A refused token refresh, a storage failure: problems that do not change the state. */
-  error: [Error];
+  error: [OneboxError];
 }
