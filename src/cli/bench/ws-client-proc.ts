@@ -52,6 +52,8 @@ class Conn {
   /** The server's close frame, if one came before the socket closed. */
   closeCode = 0;
   closeReason = '';
+  /** This attempt's failure was counted by kind (an error, a timeout, a refusal). */
+  failed = false;
   pings = 0;
   /** When the last text frame arrived (Date.now()): an app ping is due only after a silent interval. */
   lastText = 0;
@@ -105,13 +107,17 @@ function mask(opcode: number, payload: Buffer): Buffer {
   return out;
 }
 
-function fail(kind: string): void {
+function fail(kind: string, c?: Conn): void {
   stats.errors[kind] = (stats.errors[kind] ?? 0) + 1;
+  if (c) c.failed = true;
 }
+
+const connOf = (sock: Socket) => (sock as Socket & { [STATE]: Conn })[STATE];
 
 function open(c: Conn): void {
   c.key = randomBytes(16).toString('base64');
   c.buf = null;
+  c.failed = false;
   const sock = connect({ host: cfg.host, port: cfg.port, localAddress: cfg.localAddress });
   c.sock = sock;
   (sock as Socket & { [STATE]: Conn })[STATE] = c;
@@ -136,12 +142,12 @@ function onConnect(this: Socket): void {
 }
 
 function onTimeout(this: Socket): void {
-  fail('handshake_timeout');
+  fail('handshake_timeout', connOf(this));
   this.destroy();
 }
 
 function onError(this: Socket, err: NodeJS.ErrnoException): void {
-  fail(err.code ?? 'socket_error');
+  fail(err.code ?? 'socket_error', connOf(this));
 }
 
 function onClose(this: Socket): void {
@@ -150,7 +156,11 @@ function onClose(this: Socket): void {
     c.open = false;
     stats.open--;
     if (!stopping) stats.dropped++;
-  } else if (!stopping) stats.failed++;
+  } else if (!stopping) {
+    stats.failed++;
+    // The server closed the socket before any answer to the upgrade.
+    if (!c.failed) fail('closed_before_answer');
+  }
   if (cfg.reconnect && !stopping) {
     stats.reconnects++;
     setTimeout(() => open(c), cfg.backoff === 'sdk' ? sdkDelay(c) : rawDelay(c));
@@ -197,7 +207,7 @@ function onData(this: Socket, chunk: Buffer): void {
     const accept = /\r\nsec-websocket-accept: *([^\r]+)/i.exec(head)?.[1];
     const expected = createHash('sha1').update(c.key + GUID).digest('base64');
     if (status !== '101' || accept !== expected) {
-      fail(status === '101' ? 'bad_accept' : `http_${status ?? 'garbage'}`);
+      fail(status === '101' ? 'bad_accept' : `http_${status ?? 'garbage'}`, c);
       this.destroy();
       return;
     }
