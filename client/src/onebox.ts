@@ -52,6 +52,8 @@ interface Conn {
   watchdog?: unknown;
   connectTimer?: unknown;
   refreshTimer?: unknown;
+  /** When the connection's token expires, on this clock (ms). */
+  expAt?: number;
 }
 
 interface Topic {
@@ -122,6 +124,8 @@ export class Onebox extends Emitter<OneboxEvents> {
   /** A 4001 made the client refresh its token; a second before a `hello` means log in again. */
   private refreshedAfterExpiry = false;
   private pingIntervalMs: number;
+  /** Server clock minus this clock, from the last `hello` (ms). */
+  private skewMs = 0;
   private readonly pendingSaves = new Set<Topic>();
 
   constructor(private readonly opts: OneboxOptions) {
@@ -467,11 +471,19 @@ export class Onebox extends Emitter<OneboxEvents> {
    */
   private planRefresh(conn: Conn, exp: number, serverTs?: number): void {
     if (conn.refreshTimer !== undefined) this.clock.clearTimeout(conn.refreshTimer);
+    conn.refreshTimer = undefined;
+    // exp 0: a token without expiry.
+    if (!(exp > 0)) return;
     const now = this.clock.now();
-    const skew = serverTs === undefined ? 0 : serverTs - now;
-    const remaining = exp * 1000 - skew - now;
+    if (serverTs !== undefined) this.skewMs = serverTs - now;
+    conn.expAt = exp * 1000 - this.skewMs;
+    const remaining = conn.expAt - now;
+    if (remaining <= 0) return; // the server closes with 4001 on its next tick
     const lead = Math.min(remaining / 4, 60_000);
-    const delay = Math.max(0, remaining - lead - this.random() * lead);
+    this.armRefresh(conn, Math.max(0, remaining - lead - this.random() * lead));
+  }
+
+  private armRefresh(conn: Conn, delay: number): void {
     conn.refreshTimer = this.clock.setTimeout(() => {
       conn.refreshTimer = undefined;
       void this.refresh(conn);
@@ -479,14 +491,23 @@ export class Onebox extends Emitter<OneboxEvents> {
   }
 
   private async refresh(conn: Conn): Promise<void> {
+    let code = 'refresh_failed';
     try {
       const token = await this.opts.getToken({ reason: 'expiring' });
       if (this.conn !== conn) return;
       const ack = await this.request({ op: 'auth', token }, this.timeouts.request, false);
       if (this.conn === conn && typeof ack.exp === 'number') this.planRefresh(conn, ack.exp);
+      return;
     } catch (err) {
-      // The connection keeps its old token and closes with 4001 at its exp: one refresh then.
-      this.emit('error', err instanceof OneboxError ? err : new OneboxError('refresh_failed', String(err)));
+      const e = err instanceof OneboxError ? err : new OneboxError('refresh_failed', `getToken failed: ${String(err)}`);
+      code = e.code;
+      this.emit('error', e);
+    }
+    // A refused token (invalid, revoked) is not retried: the connection closes with 4001 at its
+    // exp, and the one refresh after that decides. A passing failure is, while time is left.
+    const remaining = (conn.expAt ?? 0) - this.clock.now();
+    if (this.conn === conn && (code === 'refresh_failed' || RETRYABLE.has(code) || code === 'timeout') && remaining > 2000) {
+      this.armRefresh(conn, Math.min(remaining / 2, 30_000) * (0.5 + this.random() / 2));
     }
   }
 
@@ -658,7 +679,9 @@ export class Onebox extends Emitter<OneboxEvents> {
         this.deliver(t, t.order.accept({ topic: t.name, offset: e.offset, data: e.data, ts: e.ts, ...(typeof e.from === 'string' ? { from: e.from } : {}) }));
       }
     }
-    if (t.order.hasGap() && (ack.recovered === false || ack.more !== true)) {
+    // A page that brought nothing new cannot be followed by a better one: give the gap up.
+    const stuck = t.order.position!.offset === p.offset;
+    if (t.order.hasGap() && (ack.recovered === false || ack.more !== true || stuck)) {
       const skipped = t.order.skipGap();
       for (const s of t.subs) s.fire('gap', { topic: t.name, since: skipped.since, offset: skipped.offset, epoch: p.epoch });
       this.deliver(t, skipped.deliver);

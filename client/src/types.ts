@@ -9,10 +9,12 @@ export interface WebSocketLike {
   readonly readyState: number;
   /** The subprotocol the server selected ('' when none). */
   readonly protocol: string;
-  onopen: ((ev: unknown) => void) | null;
-  onmessage: ((ev: { data: unknown }) => void) | null;
-  onclose: ((ev: { code: number; reason: string }) => void) | null;
-  onerror: ((ev: unknown) => void) | null;
+  // The events are typed loosely so that the DOM's, React Native's and `ws`'s sockets all
+  // fit without a cast; the client reads only `data`, `code` and `reason`.
+  onopen: ((ev: any) => void) | null;
+  onmessage: ((ev: any) => void) | null;
+  onclose: ((ev: any) => void) | null;
+  onerror: ((ev: any) => void) | null;
   send(data: string): void;
   close(code?: number, reason?: string): void;
 }

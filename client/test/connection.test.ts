@@ -167,7 +167,7 @@ test('no hello within connectTimeoutMs: the attempt is abandoned and retried', a
 
 test('token refresh: getToken before exp, jittered into the last quarter of life (at most 2 min), sent with `auth` on the live socket', async () => {
   const at = (random: number) => harness({ random: () => random });
-  for (const [random, expect] of [[0, 2700_000], [0.999, 2640_060]] as const) {
+  for (const [random, expect, next] of [[0, 2700_000, 540_000], [0.999, 2640_060, 480_060]] as const) {
     const h = await at(random);
     const s = FakeSocket.last();
     s.accept({ ts: h.clock.now(), exp: h.clock.now() / 1000 + 2760 }); // 46 min of life: lead 60 s
@@ -179,9 +179,9 @@ test('token refresh: getToken before exp, jittered into the last quarter of life
     assert.equal(auth.token, 'token-2-expiring');
     s.receive({ op: 'ack', id: auth.id, ack: 'auth', exp: h.clock.now() / 1000 + 600 });
     // 10 min left: the refresh comes 1-2 min before the new exp.
-    await h.clock.advance(479_000);
+    await h.clock.advance(next - 1);
     assert.equal(s.ops('auth').length, 1);
-    await h.clock.advance(61_000);
+    await h.clock.advance(1);
     assert.equal(s.ops('auth').length, 2, 'the next refresh planned from the new exp');
     assert.equal(FakeSocket.all.length, 1, 'the socket was never replaced');
     h.ob.close();
@@ -251,4 +251,30 @@ test('getToken failing: disconnected with backoff, and the next attempt asks aga
   assert.equal(calls, 2);
   assert.equal(FakeSocket.all.length, 1);
   h.ob.close();
+});
+
+test('token refresh refused: invalid_token is not retried (the 4001 at exp decides); store_unavailable is retried while time is left; exp 0 plans none', async () => {
+  const h = await harness({ random: () => 0 });
+  const errors: string[] = [];
+  h.ob.on('error', (e) => errors.push(e.code));
+  const s = FakeSocket.last();
+  s.accept({ ts: h.clock.now(), exp: h.clock.now() / 1000 + 400 }); // lead 60 s: refresh at 340 s
+  await h.clock.advance(340_000);
+  s.receive({ op: 'error', id: s.ops('auth')[0]!.id, code: 'store_unavailable', message: 'try again' });
+  await settle();
+  assert.deepEqual(errors, ['store_unavailable']);
+  await h.clock.advance(15_000); // min(60 s / 2, 30 s) × 0.5
+  assert.equal(s.ops('auth').length, 2, 'retried');
+  s.receive({ op: 'error', id: s.ops('auth')[1]!.id, code: 'invalid_token', message: 'no' });
+  await settle();
+  assert.deepEqual(errors, ['store_unavailable', 'invalid_token']);
+  await h.clock.advance(44_000);
+  assert.equal(s.ops('auth').length, 2, 'a refused token is not sent again');
+  h.ob.close();
+
+  const none = await harness();
+  FakeSocket.last().accept({ exp: 0 });
+  await none.clock.advance(3_600_000);
+  assert.deepEqual([none.tokens.length, FakeSocket.last().ops('auth').length], [1, 0]);
+  none.ob.close();
 });

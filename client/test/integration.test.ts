@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
-import { ADMIN_TOKEN, CHAT_NAMESPACE, ENGINES, api, signup, startServer, type EngineName, type Running } from '../../test/kit/server.js';
+import { SignJWT } from 'jose';
+import { ADMIN_TOKEN, CHAT_NAMESPACE, ENGINES, JWT_SECRET, api, signup, startServer, type EngineName, type Running } from '../../test/kit/server.js';
 import { startFakePush, type FakePush } from '../../test/kit/fake-push.js';
 import { eventually } from '../../test/kit/eventually.js';
 import { Onebox, type ConnectionState, type Message, type OneboxOptions, type StateInfo } from '../src/index.js';
@@ -31,6 +32,17 @@ const serverEnv = (push?: FakePush): Record<string, string> => ({
   IDLE_TIMEOUT_MS: String(PING_INTERVAL_MS * 4),
 });
 
+/** An access token of this user expiring in `inS` seconds (negative: already expired), signed as the server does. */
+const accessToken = async (userId: string, inS: number) =>
+  new SignJWT({})
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setSubject(userId)
+    .setIssuer('onebox')
+    .setAudience('onebox:access')
+    .setIssuedAt(Math.floor(Date.now() / 1000) - 120)
+    .setExpirationTime(Math.floor(Date.now() / 1000) + inS)
+    .sign(new TextEncoder().encode(JWT_SECRET));
+
 /** An SDK client with test-sized backoff, its state history, and its close in `after`. */
 class Clients {
   private readonly all: Onebox[] = [];
@@ -39,7 +51,7 @@ class Clients {
     const ob = new Onebox({
       url,
       getToken: () => token,
-      WebSocket: WebSocket as unknown as OneboxOptions['WebSocket'],
+      WebSocket,
       backoff: { baseMs: 100, capMs: 1000, restartSpreadMs: 300 },
       pingIntervalMs: PING_INTERVAL_MS,
       ...opts,
@@ -149,6 +161,65 @@ for (const engine of ENGINES) {
       }
     });
 
+    test('a token about to expire is replaced on the live socket (auth op): no 4001, no reconnect', async () => {
+      const u = await signup(s.url);
+      const reasons: string[] = [];
+      const short = await accessToken(u.id, 3);
+      const c = clients.open(s.wsUrl, '', {
+        getToken: ({ reason }) => {
+          reasons.push(reason);
+          return reason === 'connect' ? short : u.token;
+        },
+      });
+      await connected(c.ob, 'the client');
+      await eventually(() => reasons.includes('expiring'), { what: 'the refresh before exp' });
+      // Absence takes waiting: past the short token's exp and a few heartbeat ticks.
+      await sleep(3000 + 3 * PING_INTERVAL_MS);
+      assert.deepEqual(reasons, ['connect', 'expiring']);
+      assert.deepEqual(c.states.map(([st]) => st), ['connecting', 'connected']);
+    });
+
+    test('a token that expires on a live socket (refresh failed): 4001, one refresh, reconnect and resume', async () => {
+      const u = await signup(s.url);
+      const topic = fresh();
+      const reasons: string[] = [];
+      const short = await accessToken(u.id, 2);
+      const c = clients.open(s.wsUrl, '', {
+        getToken: ({ reason }) => {
+          reasons.push(reason);
+          if (reason === 'expiring') return Promise.reject(new Error('offline'));
+          return reason === 'connect' && reasons.length === 1 ? short : u.token;
+        },
+      });
+      const writer = clients.open(s.wsUrl, u.token);
+      const got: number[] = [];
+      await subscribed(c.ob, topic, got);
+      await connected(writer.ob, 'the writer');
+      assert.equal((await writer.ob.publish(topic, 1)).offset, 1);
+      await eventually(() => c.states.some(([st, info]) => st === 'disconnected' && info.code === 4001), { what: 'the 4001 at exp' });
+      assert.equal((await writer.ob.publish(topic, 2)).offset, 2);
+      await eventually(() => got.length >= 2, { what: 'the message published around the expiry' });
+      assert.deepEqual(got, [1, 2]);
+      assert.deepEqual(reasons.filter((r) => r !== 'expiring'), ['connect', 'expired']);
+      await connected(c.ob, 'the client again');
+    });
+
+    test('refusals as close codes (onebox.v1): an expired token gets one refresh then `unauthorized`; a forged one `unauthorized` at once; never a loop', async () => {
+      const u = await signup(s.url);
+      const expired = await accessToken(u.id, -60);
+      let calls = 0;
+      const a = clients.open(s.wsUrl, '', { getToken: () => (calls++, expired) });
+      const aOut = new Promise((resolve) => a.ob.on('unauthorized', resolve));
+      assert.deepEqual(await eventually(aOut, { what: 'unauthorized after the expired token' }), { code: 4001, reason: 'token_expired' });
+      const forged = clients.open(s.wsUrl, `${u.token.slice(0, -4)}AAAA`);
+      const fOut = new Promise((resolve) => forged.ob.on('unauthorized', resolve));
+      assert.deepEqual(await eventually(fOut, { what: 'unauthorized after the forged token' }), { code: 4003, reason: 'invalid_token' });
+      await sleep(1000);
+      assert.equal(calls, 2, 'the first token and one refresh, nothing more');
+      assert.deepEqual(a.states.map(([st]) => st), ['connecting', 'disconnected', 'connecting', 'closed']);
+      assert.deepEqual(forged.states.map(([st]) => st), ['connecting', 'closed']);
+    });
+
     test('receipts decide the push: a client whose handler runs gets no push; one connected but never running a handler for its channel is pushed', async () => {
       const handled = await signup(s.url);
       const idle = await signup(s.url);
@@ -188,6 +259,30 @@ for (const engine of ENGINES) {
 
   describe(`onebox-client through a deploy (1012) on ${engine}`, () => {
     deployCase(engine);
+  });
+
+  describe(`onebox-client at the connection ceiling on ${engine}`, () => {
+    let s: Running;
+    const clients = new Clients();
+    before(async () => {
+      s = await startServer(engine, { ...serverEnv(), MAX_CONNECTIONS: '1' }, CHAT_NAMESPACE);
+    });
+    after(async () => {
+      clients.closeAll();
+      await s.stop();
+    });
+
+    test('the ceiling refusal (1013 over_capacity retry=<s>) is honoured: the next attempt waits the hinted seconds, not the backoff', async () => {
+      const u = await signup(s.url);
+      const first = clients.open(s.wsUrl, u.token);
+      await connected(first.ob, 'the first client');
+      const second = clients.open(s.wsUrl, u.token);
+      const [, info] = await eventually(() => second.states.find(([st]) => st === 'disconnected'), { what: 'the refusal of the second client' });
+      assert.deepEqual([info.code, info.reason], [1013, 'over_capacity']);
+      // The server hints 1-10 s; the backoff's first window here is 100 ms.
+      assert.ok(info.retryInMs! >= 1000 && info.retryInMs! < 20_000, `waits ${info.retryInMs} ms`);
+      assert.equal(second.states.filter(([st]) => st === 'connecting').length, 1, 'no attempt before the hint');
+    });
   });
 }
 
