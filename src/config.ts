@@ -78,8 +78,17 @@ const settings = z.object({
   jwtSecret: setting('JWT_SECRET', z.string().min(32, 'must be at least 32 characters')),
   /** HS256 key of subscription tokens (`aud: onebox:sub`). @default JWT_SECRET */
   subTokenSecret: setting('SUB_TOKEN_SECRET', z.string().min(32, 'must be at least 32 characters')),
-  /** Token lifetime. @default 86400 s */
-  jwtTtlS: setting('JWT_TTL_S', int(60, 31_536_000), '86400'),
+  // Documented on the derived field in deriveDefaults: unset, it follows JWT_TTL_S, then 900 s.
+  accessTtlS: setting('ACCESS_TTL_S', int(60, 31_536_000)),
+  /** The former name of ACCESS_TTL_S, still read; setting both is a configuration error. */
+  jwtTtlS: setting('JWT_TTL_S', int(60, 31_536_000)),
+  /** How long a refresh token works after it was issued (each refresh issues a new one). @default 2592000 s (30 days) */
+  refreshTtlS: setting('REFRESH_TTL_S', int(60, 31_536_000), '2592000'),
+  /**
+   * A refresh token presented again within this long of its rotation gets a fresh answer (the
+   * first was lost on the way) instead of revoking its session as stolen; 0 disables. @default 30 s
+   */
+  refreshReuseGraceS: setting('REFRESH_REUSE_GRACE_S', int(0, 3600), '30'),
   /** Bearer token of the admin routes (and of /metrics, /status off loopback). @default none */
   adminToken: setting('ADMIN_TOKEN', z.string().min(16, 'must be at least 16 characters')),
   /**
@@ -99,6 +108,36 @@ const settings = z.object({
   compressMinBytes: setting('COMPRESS_MIN_BYTES', int(0, 1 << 30), '1024'),
   /** Login/signup attempts per client address and per email, per box. @default 20 per minute */
   authRatePerMin: setting('AUTH_RATE_PER_MIN', int(1, 100_000), '20'),
+  /**
+   * Outgoing mail server: `smtp://[user:password@]host[:port]` (STARTTLS when the server offers
+   * it) or `smtps://…` (TLS from the start). Unset: mail is logged instead (development, no
+   * JWT_SECRET) or not sent at all (JWT_SECRET set). @default none
+   */
+  smtpUrl: setting('SMTP_URL', z.string().regex(/^smtps?:\/\//, 'must be an smtp:// or smtps:// URL')),
+  /** The From of every mail, e.g. `Acme <no-reply@acme.example>`; required with SMTP_URL. @default none */
+  mailFrom: setting('MAIL_FROM', text),
+  /**
+   * Base of the links in mails (`<APP_URL>/verify-email?token=…`, `<APP_URL>/reset-password?token=…`):
+   * the app's page or universal link that posts the token back. Unset, mails carry the code alone. @default none
+   */
+  appUrl: setting('APP_URL', z.url({ protocol: /^https?$/ }).transform((u) => u.replace(/\/+$/, ''))),
+  /** Deadline of each SMTP step (connect, greeting, each command) of one send. @default 10000 ms */
+  smtpTimeoutMs: setting('SMTP_TIMEOUT_MS', int(100, 600_000), '10000'),
+  /** Mails that forgot-password, resend-verification and change-email may send to one address, per box. @default 5 per hour */
+  mailPerAddressPerHour: setting('MAIL_PER_ADDRESS_PER_HOUR', int(1, 10_000), '5'),
+  /** Lifetime of an email verification link (signup, resend, change of email). @default 86400 s */
+  emailVerifyTtlS: setting('EMAIL_VERIFY_TTL_S', int(60, 31_536_000), '86400'),
+  /** Lifetime of a password reset link. @default 1800 s */
+  passwordResetTtlS: setting('PASSWORD_RESET_TTL_S', int(60, 86_400), '1800'),
+  /** Refuse login (403 `email_not_verified`) until the address is verified; signup then answers 202 without a token. @default false */
+  requireEmailVerification: setting('REQUIRE_EMAIL_VERIFICATION', flag, 'false'),
+  /**
+   * Signup that does not tell a taken email apart (needs REQUIRE_EMAIL_VERIFICATION): always 202,
+   * and the owner of a taken address gets a mail saying they already have an account. @default false
+   */
+  signupEnumerationSafe: setting('SIGNUP_ENUMERATION_SAFE', flag, 'false'),
+  /** `DELETE /v1/me` without the password needs an access token issued at most this long ago. 0: always the password. @default 300 s */
+  freshLoginS: setting('FRESH_LOGIN_S', int(0, 86_400), '300'),
   /** Upgrade ceiling of this process. @default derived from the open-file limit */
   maxConnections: setting('MAX_CONNECTIONS', int(1, 10_000_000)),
   /** WebSocket connections per client address, per box (all workers). @default unlimited */
@@ -162,6 +201,37 @@ const settings = z.object({
   blockWarnMs: setting('BLOCK_WARN_MS', int(1, 600_000), '200'),
   /** Push targets one user may hold; registering one more replaces their least recently registered. @default 20 */
   maxDevicesPerUser: setting('MAX_DEVICES_PER_USER', int(1, 10_000), '20'),
+  /**
+   * Deadline of one call to a sign-in provider: fetching Apple's or Google's signing keys,
+   * Apple's token exchange and revocation. @default 5000 ms
+   */
+  authProviderTimeoutMs: setting('AUTH_PROVIDER_TIMEOUT_MS', int(100, 60_000), '5000'),
+  apple: z.object({
+    /**
+     * Audiences accepted in Sign in with Apple ID tokens (the app's bundle ids, Services IDs),
+     * comma-separated in the environment. @default none (POST /v1/auth/apple answers 404)
+     */
+    clientIds: setting('APPLE_CLIENT_IDS', list, ''),
+    /** The .p8 key of Sign in with Apple, for the client secret of the code exchange and revocation. */
+    keyFile: setting('APPLE_KEY_FILE', text),
+    keyId: setting('APPLE_KEY_ID', text),
+    teamId: setting('APPLE_TEAM_ID', text),
+    /** Test only (needs testMode): Apple's JWKS URL. @default https://appleid.apple.com/auth/keys */
+    testJwksUrl: setting('TEST_APPLE_JWKS_URL', z.url()),
+    /** Test only (needs testMode): Apple's token endpoint. @default https://appleid.apple.com/auth/token */
+    testTokenUrl: setting('TEST_APPLE_TOKEN_URL', z.url()),
+    /** Test only (needs testMode): Apple's revoke endpoint. @default https://appleid.apple.com/auth/revoke */
+    testRevokeUrl: setting('TEST_APPLE_REVOKE_URL', z.url()),
+  }),
+  google: z.object({
+    /**
+     * Audiences accepted in Google ID tokens (OAuth client ids), comma-separated in the
+     * environment. @default none (POST /v1/auth/google answers 404)
+     */
+    clientIds: setting('GOOGLE_CLIENT_IDS', list, ''),
+    /** Test only (needs testMode): Google's JWKS URL. @default https://www.googleapis.com/oauth2/v3/certs */
+    testJwksUrl: setting('TEST_GOOGLE_JWKS_URL', z.url()),
+  }),
   push: z.object({
     /** Outbox poll period. @default 1000 ms */
     pollMs: setting('PUSH_POLL_MS', int(10, 3_600_000), '1000'),
@@ -218,6 +288,9 @@ function crossFieldRules(c: Settings, ctx: z.RefinementCtx): void {
   if (c.idleTimeoutMs !== undefined && c.idleTimeoutMs <= c.pingIntervalMs) {
     ctx.addIssue({ code: 'custom', path: ['idleTimeoutMs'], message: `must be greater than PING_INTERVAL_MS (${c.pingIntervalMs})` });
   }
+  if (c.accessTtlS !== undefined && c.jwtTtlS !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['jwtTtlS'], message: 'the former name of ACCESS_TTL_S: set only one of them' });
+  }
   if (c.workers > 1 && !c.redisUrl) {
     ctx.addIssue({ code: 'custom', path: ['workers'], message: 'several workers need REDIS_URL for the backplane' });
   }
@@ -227,6 +300,33 @@ function crossFieldRules(c: Settings, ctx: z.RefinementCtx): void {
         ctx.addIssue({ code: 'custom', path: [k], message: 'a fault-injection setting, allowed only with TEST_MODE=true' });
       }
     }
+  }
+  if (!c.testMode) {
+    const overrides = [
+      ['apple', 'testJwksUrl'],
+      ['apple', 'testTokenUrl'],
+      ['apple', 'testRevokeUrl'],
+      ['google', 'testJwksUrl'],
+    ] as const;
+    for (const [group, key] of overrides) {
+      if ((c[group] as Record<string, unknown>)[key] !== undefined) {
+        ctx.addIssue({ code: 'custom', path: [group, key], message: 'a test-only endpoint override, allowed only with TEST_MODE=true' });
+      }
+    }
+  }
+  const appleKey = (['keyFile', 'keyId', 'teamId'] as const).filter((k) => c.apple[k] === undefined);
+  if (appleKey.length > 0 && appleKey.length < 3) {
+    for (const k of appleKey) ctx.addIssue({ code: 'custom', path: ['apple', k], message: 'set all of APPLE_KEY_FILE, APPLE_KEY_ID, APPLE_TEAM_ID, or none' });
+  }
+  if (c.smtpUrl && !c.mailFrom) {
+    ctx.addIssue({ code: 'custom', path: ['mailFrom'], message: 'required with SMTP_URL (the From of every mail)' });
+  }
+  if (c.signupEnumerationSafe && !c.requireEmailVerification) {
+    ctx.addIssue({ code: 'custom', path: ['signupEnumerationSafe'], message: 'needs REQUIRE_EMAIL_VERIFICATION=true (the account is usable only once its owner answers the mail)' });
+  }
+  // In production (JWT_SECRET set) without SMTP no mail goes out: nobody could ever verify.
+  if (c.requireEmailVerification && c.jwtSecret && !c.smtpUrl) {
+    ctx.addIssue({ code: 'custom', path: ['requireEmailVerification'], message: 'needs SMTP_URL when JWT_SECRET is set: without it no verification mail is sent' });
   }
   // A lease that ends while its send may still be running lets another claimer send it too.
   if (c.push.leaseMs < 2 * c.push.sendTimeoutMs) {
@@ -265,6 +365,18 @@ function deriveDefaults(c: Settings) {
     ...c,
     /** Silent connections are terminated after this. @default 2.5 x pingIntervalMs */
     idleTimeoutMs: c.idleTimeoutMs ?? Math.round(c.pingIntervalMs * 2.5),
+    apple: {
+      ...c.apple,
+      /** The Sign in with Apple key (client secrets): all of APPLE_KEY_FILE, _KEY_ID, _TEAM_ID, or unset. */
+      key: c.apple.keyFile && c.apple.keyId && c.apple.teamId ? { file: c.apple.keyFile, id: c.apple.keyId, teamId: c.apple.teamId } : undefined,
+    },
+    /** Access-token lifetime (ACCESS_TTL_S, or its former name JWT_TTL_S). @default 900 s */
+    accessTtlS: c.accessTtlS ?? c.jwtTtlS ?? 900,
+    /**
+     * How mail leaves: over SMTP_URL; without it, logged with its links in development
+     * (JWT_SECRET unset) or dropped in production (JWT_SECRET set; one warning at boot).
+     */
+    mailMode: (c.smtpUrl ? 'smtp' : c.jwtSecret ? 'off' : 'log') as 'smtp' | 'log' | 'off',
     push: {
       ...c.push,
       /** APNs token auth: all of APNS_KEY_FILE, _KEY_ID, _TEAM_ID, _TOPIC, or unset. */
@@ -285,7 +397,7 @@ const schema = settings.superRefine(crossFieldRules, { when: (payload) => payloa
 export type Config = Readonly<z.output<typeof schema>>;
 
 /** Settings whose values are credentials: a configuration error names them, never quotes them. */
-const SECRET_VARS = new Set(['JWT_SECRET', 'SUB_TOKEN_SECRET', 'ADMIN_TOKEN', 'DATABASE_URL', 'REDIS_URL', 'VAPID_PRIVATE_KEY']);
+const SECRET_VARS = new Set(['JWT_SECRET', 'SUB_TOKEN_SECRET', 'ADMIN_TOKEN', 'DATABASE_URL', 'REDIS_URL', 'VAPID_PRIVATE_KEY', 'SMTP_URL']);
 
 export class ConfigError extends Error {
   override name = 'ConfigError';

@@ -4,11 +4,17 @@
  * app, and wire each part's listeners through constructors. Nothing here listens: main.ts
  * hands `fetch` and `gateway` to the engine.
  */
+import { CLOSE } from './errors.js';
 import { createHttpApp } from './app/create-app.js';
 import type { Bindings, Services } from './app/context.js';
 import { KnownUsers } from './app/auth/known-users.js';
+import { RevocationState, Revocations } from './app/auth/revocations.js';
+import { Sessions } from './app/auth/sessions.js';
 import { resolveJwtSecret } from './app/auth/secret.js';
 import { SubTokenService, TokenService, tokenAuthenticator, upgradeAuthenticator } from './app/auth/tokens.js';
+import { AppleClient } from './app/auth/apple.js';
+import { IdTokenVerifier } from './app/auth/id-tokens.js';
+import { SocialSignIn } from './app/auth/social.js';
 import { StoreProbe } from './app/store-probe.js';
 import type { Config } from './config.js';
 import type { Limits } from './lib/limits.js';
@@ -31,10 +37,17 @@ import { ReceiptStore } from './store/receipts.js';
 import { openDb, type Db } from './store/db.js';
 import { DeviceStore } from './store/devices.js';
 import { EventWriter } from './store/events.js';
+import { IdentityStore } from './store/identities.js';
 import { MemberStore } from './store/members.js';
 import { migrateToLatest } from './store/migrations.js';
 import { OutboxStore } from './store/outbox.js';
 import { UserStore } from './store/users.js';
+import { SessionStore } from './store/sessions.js';
+import { AccountStore } from './store/accounts.js';
+import { OneTimeTokenStore } from './store/one-time-tokens.js';
+import { AccountMail } from './app/auth/account-mail.js';
+import { AccountDeletion, type DeletionHook } from './app/auth/account-deletion.js';
+import { createMailer, Outgoing } from './mail/index.js';
 
 export interface OneboxServer {
   fetch(req: Request, env: Bindings): Response | Promise<Response>;
@@ -65,7 +78,7 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
         faultBlockRoute: config.faultBlockRoute,
         faultCrashAfterCommit: config.faultCrashAfterCommit,
       },
-      'TEST_MODE=true: test-only behaviour is on (push endpoints on loopback, FAULT_* fault injection); never run production like this',
+      'TEST_MODE=true: test-only behaviour is on (push endpoints on loopback, FAULT_* fault injection, TEST_* sign-in provider endpoints); never run production like this',
     );
   }
   const db = await openDb(config);
@@ -75,7 +88,10 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
   const users = new UserStore(db);
   const knownUsers = new KnownUsers((id) => users.exists(id), config.userCheckTtlMs);
   const jwtSecret = resolveJwtSecret(config.jwtSecret, config.dataDir, log);
-  const tokens = new TokenService(jwtSecret, config.jwtTtlS, (id) => knownUsers.check(id));
+  // A revoked session's entry outlives its last access token, with a minute for clock skew.
+  const retainMs = config.accessTtlS * 1000 + 60_000;
+  const revokedState = new RevocationState(retainMs);
+  const tokens = new TokenService(jwtSecret, config.accessTtlS, (id) => knownUsers.check(id), (t) => revokedState.refuses(t));
   const subTokens = new SubTokenService(config.subTokenSecret ?? jwtSecret);
   const members = new MemberStore(db);
   const loopMonitor = new LoopMonitor(log, config.blockWarnMs);
@@ -103,15 +119,52 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
     },
   });
   const backplane: RedisHub | null = Backplane && gateway.hub instanceof Backplane ? gateway.hub : null;
+  const sessionStore = new SessionStore(db);
+  const Broadcast = config.redisUrl ? (await import('./realtime/backplane/broadcast-redis.js')).RedisBroadcast : null;
+  const revocations = new Revocations({
+    store: sessionStore,
+    state: revokedState,
+    closeSockets: (userId, which) => gateway.closeUserConnections(userId, CLOSE.revoked, 'session_revoked', which),
+    bus: Broadcast ? new Broadcast(config.redisUrl!, 'ob:revoke', log) : undefined,
+    log,
+    retainMs,
+  });
+  await revocations.load();
+  const sessions = new Sessions(sessionStore, users, tokens, revocations, knownUsers, {
+    refreshTtlS: config.refreshTtlS,
+    reuseGraceS: config.refreshReuseGraceS,
+  });
   const presenceSync = gateway.presence.sync as RedisPresence | null;
+  const oneTimeTokens = new OneTimeTokenStore(db);
+  const accounts = new AccountStore(db, oneTimeTokens);
+  const mailer = createMailer(config, log);
+  const outgoing = new Outgoing(mailer, log);
+  // Work to do before or after an account is deleted (account-deletion.ts): add a hook here.
+  const deletionHooks: DeletionHook[] = [];
   const devices = new DeviceStore(db);
   const outbox = new OutboxStore(db);
+  const timeoutMs = config.authProviderTimeoutMs;
+  const social = new SocialSignIn({
+    verifiers: {
+      apple: config.apple.clientIds.length > 0 ? new IdTokenVerifier('apple', { clientIds: config.apple.clientIds, timeoutMs, jwksUrl: config.apple.testJwksUrl }) : undefined,
+      google: config.google.clientIds.length > 0 ? new IdTokenVerifier('google', { clientIds: config.google.clientIds, timeoutMs, jwksUrl: config.google.testJwksUrl }) : undefined,
+    },
+    apple: config.apple.key && new AppleClient({ key: config.apple.key, timeoutMs, tokenUrl: config.apple.testTokenUrl, revokeUrl: config.apple.testRevokeUrl }),
+    identities: new IdentityStore(db),
+    log,
+    requireVerifiedEmail: config.requireEmailVerification,
+  });
+  // Apple requires the app to revoke its Sign in with Apple tokens when the account is
+  // deleted; done while the identities still exist. A failed revocation is logged and does
+  // not stop the deletion.
+  deletionHooks.push({ name: 'apple-tokens', before: async (userId) => void (await social.revokeAppleTokens(userId)) });
   const s: Services = {
     config,
     log,
     db,
     users,
     tokens,
+    sessions,
     subTokens,
     knownUsers,
     storeProbe: new StoreProbe(() => users.ping(), config.readyStoreTimeoutMs, log),
@@ -130,6 +183,10 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
     members,
     history,
     receipts: receiptStore,
+    social,
+    accounts,
+    accountMail: new AccountMail(users, oneTimeTokens, outgoing, config),
+    accountDeletion: new AccountDeletion(accounts, knownUsers, (id) => sessions.revokeAll(id), log, deletionHooks),
   };
   let cluster: WorkerFigures[] = [];
   registerFigures(metrics.registry, {
@@ -142,6 +199,7 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
     eventFlushes: () => s.events.flushes,
     httpInFlight: () => lifecycle.inflight,
     limitsIpcTimeouts: limits instanceof SupervisorLimits ? () => limits.stats.timeouts : null,
+    revocations: { held: () => revokedState.size, polls: () => revocations.polls },
     cluster: () => cluster,
   });
   const app = createHttpApp(s, gateway, () => cluster);
@@ -159,6 +217,7 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
     startBackground: () => {
       backplane?.start();
       presenceSync?.start();
+      revocations.start();
       history.start();
       s.push.start();
       s.live.start();
@@ -173,6 +232,9 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
       await s.push.stop();
       await backplane?.stop();
       await presenceSync?.stop();
+      await revocations.stop();
+      await outgoing.drain();
+      mailer.close();
       await s.events.drain();
       if (limits instanceof SupervisorLimits) limits.close();
       metrics.close();

@@ -10,9 +10,11 @@
 import { BACKOFF_DEFAULTS, backoffDelay, hintedDelay, parseCloseReason, restartDelay, suspendedDelay, type ResolvedBackoff } from './backoff.js';
 import { Emitter } from './emitter.js';
 import { OneboxError } from './errors.js';
-import { loadPosition, memoryStorage } from './storage.js';
-import { Subscription } from './subscription.js';
-import { TopicOrder } from './topic.js';
+import type { Frame, Link } from './link.js';
+import { RETRYABLE, Requests } from './requests.js';
+import { memoryStorage } from './storage.js';
+import type { Subscription } from './subscription.js';
+import { Topics } from './topics.js';
 import type {
   Clock,
   ConnectionState,
@@ -23,7 +25,6 @@ import type {
   PublishOptions,
   PublishResult,
   StateInfo,
-  StorageAdapter,
   SubscribeOptions,
   TokenReason,
   WebSocketCtor,
@@ -34,61 +35,18 @@ import type {
 export const SUBPROTOCOL = 'onebox.v1';
 /** Close codes the client acts on (docs/protocol.md, "Close codes"). */
 export const CLOSE = { NORMAL: 1000, RESTART: 1012, TRY_AGAIN_LATER: 1013, TOKEN_EXPIRED: 4001, UNAUTHORIZED: 4003 } as const;
-/** Errors a publish is retried after (on the next connection or after a pause), not rejected for. */
-const RETRYABLE = new Set(['rate_limited', 'store_unavailable', 'not_ready']);
 
-type Frame = Record<string, any>;
-
-interface Conn {
+interface Conn extends Link {
   ws: WebSocketLike;
   /** Wall time of the last frame received. */
   lastRx: number;
   pingSent: boolean;
-  hello: boolean;
-  /** Every topic's `sub` of the first batch is answered: requests may go. */
-  ready: boolean;
-  subsInFlight: number;
   openedAt: number;
   watchdog?: unknown;
   connectTimer?: unknown;
   refreshTimer?: unknown;
   /** When the connection's token expires, on this clock (ms). */
   expAt?: number;
-}
-
-interface Topic {
-  name: string;
-  subs: Set<Subscription<any>>;
-  order: TopicOrder;
-  recover: boolean;
-  token: string | undefined;
-  /** Resolves once the stored position is read. */
-  loaded: Promise<void>;
-  isLoaded: boolean;
-  /** The `sub` of this topic on the current connection: its id, and whether it carried `since`. */
-  subId?: string;
-  sentSince: boolean;
-  acked: boolean;
-  gapTimer?: unknown;
-  historyInFlight: boolean;
-  /** Receipts (user channel): the highest offset handled, and the highest sent on this connection. */
-  recvDue: number;
-  recvSent: number;
-  saveDue: boolean;
-}
-
-interface Request {
-  id: string;
-  frame: Frame;
-  resolve: (ack: Frame) => void;
-  reject: (err: Error) => void;
-  deadline: number;
-  timer?: unknown;
-  /** A retry after `rate_limited` on the same connection. */
-  retryTimer?: unknown;
-  /** Sent again on the next connection when unanswered (false: dropped with the connection). */
-  resend: boolean;
-  sentOn?: Conn;
 }
 
 const defaultClock: Clock = {
@@ -99,24 +57,20 @@ const defaultClock: Clock = {
 
 export class Onebox extends Emitter<OneboxEvents> {
   private readonly WS: WebSocketCtor;
-  private readonly storage: StorageAdapter;
-  private readonly prefix: string;
   private readonly backoff: ResolvedBackoff;
   private readonly clock: Clock;
   private readonly random: () => number;
-  private readonly timeouts: { publish: number; request: number; connect: number; flush: number; gapFill: number };
+  private readonly timeouts: { publish: number; request: number; connect: number };
   private readonly clientId: string;
+  private readonly requests: Requests;
+  private readonly topics: Topics;
 
   private _state: ConnectionState = 'disconnected';
   private conn: Conn | undefined;
-  private readonly topics = new Map<string, Topic>();
-  private readonly requests = new Map<string, Request>();
-  private seq = 0;
   private attemptSeq = 0;
   private attempts = 0;
   private disconnectedSince: number | undefined;
   private reconnectTimer: unknown;
-  private flushTimer: unknown;
   private paused = false;
   private online = true;
   private closed = false;
@@ -126,27 +80,31 @@ export class Onebox extends Emitter<OneboxEvents> {
   private pingIntervalMs: number;
   /** Server clock minus this clock, from the last `hello` (ms). */
   private skewMs = 0;
-  private readonly pendingSaves = new Set<Topic>();
 
   constructor(private readonly opts: OneboxOptions) {
     super();
     const WS = opts.WebSocket ?? ((globalThis as any).WebSocket as WebSocketCtor | undefined);
     if (!WS) throw new TypeError('onebox-client: no global WebSocket; pass options.WebSocket (e.g. the `ws` package on Node 20)');
     this.WS = WS;
-    this.storage = opts.storage ?? memoryStorage();
-    this.prefix = opts.storagePrefix ?? 'onebox';
     this.backoff = { ...BACKOFF_DEFAULTS, ...opts.backoff };
     this.clock = opts.clock ?? defaultClock;
     this.random = opts.random ?? Math.random;
-    this.timeouts = {
-      publish: opts.publishTimeoutMs ?? 15_000,
-      request: opts.requestTimeoutMs ?? 10_000,
-      connect: opts.connectTimeoutMs ?? 10_000,
-      flush: opts.flushMs ?? 100,
-      gapFill: opts.gapFillMs ?? 500,
-    };
+    this.timeouts = { publish: opts.publishTimeoutMs ?? 15_000, request: opts.requestTimeoutMs ?? 10_000, connect: opts.connectTimeoutMs ?? 10_000 };
     this.pingIntervalMs = opts.pingIntervalMs ?? 30_000;
     this.clientId = Math.floor(this.random() * 36 ** 8).toString(36).padStart(8, '0');
+    const link = () => (this.conn?.open ? this.conn : undefined);
+    this.requests = new Requests({ clock: this.clock, random: this.random, link, paused: () => this.paused });
+    this.topics = new Topics({
+      clock: this.clock,
+      storage: opts.storage ?? memoryStorage(),
+      prefix: opts.storagePrefix ?? 'onebox',
+      timeouts: { flush: opts.flushMs ?? 100, gapFill: opts.gapFillMs ?? 500, request: this.timeouts.request },
+      requests: this.requests,
+      link,
+      onReady: (l) => this.requests.sendPending(l),
+      emitError: (err) => this.emit('error', err),
+      idle: () => this.paused || this.closed,
+    });
     // Connect once the caller has attached its listeners.
     void Promise.resolve().then(() => this.connect('connect'));
   }
@@ -162,43 +120,7 @@ export class Onebox extends Emitter<OneboxEvents> {
    */
   subscribe<T = unknown>(topic: string, onMessage: (msg: Message<T>) => void, options: SubscribeOptions = {}): Subscription<T> {
     if (this.closed) throw new OneboxError('closed', 'the client is closed');
-    const sub = new Subscription<T>(topic, onMessage, (s) => this.removeSub(s));
-    let t = this.topics.get(topic);
-    if (t) {
-      t.subs.add(sub);
-      if (options.token !== undefined) t.token = options.token;
-      return sub;
-    }
-    const recover = options.recover ?? true;
-    t = {
-      name: topic,
-      subs: new Set([sub]),
-      order: new TopicOrder(),
-      recover,
-      token: options.token,
-      loaded: Promise.resolve(),
-      isLoaded: !recover,
-      sentSince: false,
-      acked: false,
-      historyInFlight: false,
-      recvDue: 0,
-      recvSent: 0,
-      saveDue: false,
-    };
-    this.topics.set(topic, t);
-    const topicState = t;
-    if (recover) {
-      topicState.loaded = loadPosition(this.storage, this.key(topic))
-        .catch((err: unknown) => this.emit('error', new OneboxError('storage_failed', `reading the position of ${topic}: ${String(err)}`, topic)))
-        .then((p) => {
-          if (p && topicState.order.position === undefined) topicState.order.position = p;
-          topicState.isLoaded = true;
-          if (this.topics.get(topic) === topicState) this.sendSub(topicState);
-        });
-    } else {
-      this.sendSub(topicState);
-    }
-    return sub;
+    return this.topics.subscribe(topic, onMessage, options);
   }
 
   /**
@@ -207,8 +129,9 @@ export class Onebox extends Emitter<OneboxEvents> {
    * history); rejects with a OneboxError (`timeout`, `publish_forbidden`, …).
    */
   publish(topic: string, data: unknown, options: PublishOptions = {}): Promise<PublishResult> {
-    const key = options.key ?? `${this.clientId}-${Date.now().toString(36)}-${(this.seq + 1).toString(36)}`;
-    return this.request({ op: 'pub', topic, data, key }, options.timeoutMs ?? this.timeouts.publish, true).then((ack) => ({
+    if (this.closed) return Promise.reject(new OneboxError('closed', 'the client is closed'));
+    const key = options.key ?? `${this.clientId}-${Date.now().toString(36)}-${this.requests.nextSeq().toString(36)}`;
+    return this.requests.send({ op: 'pub', topic, data, key }, options.timeoutMs ?? this.timeouts.publish, true).then((ack) => ({
       ...(typeof ack.offset === 'number' ? { offset: ack.offset } : {}),
       ...(typeof ack.epoch === 'string' ? { epoch: ack.epoch } : {}),
     }));
@@ -216,7 +139,8 @@ export class Onebox extends Emitter<OneboxEvents> {
 
   /** Who is in a subscribed topic now (the `presence` op); keep the list with the subscription's `presence` events. */
   async presence(topic: string): Promise<PresenceResult> {
-    const ack = await this.request({ op: 'presence', topic }, this.timeouts.request, true);
+    if (this.closed) throw new OneboxError('closed', 'the client is closed');
+    const ack = await this.requests.send({ op: 'presence', topic }, this.timeouts.request, true);
     return { count: ack.count as number, members: ack.members as PresenceResult['members'], more: ack.more === true };
   }
 
@@ -224,7 +148,7 @@ export class Onebox extends Emitter<OneboxEvents> {
   pause(): void {
     if (this.closed || this.paused) return;
     this.paused = true;
-    this.flush();
+    this.topics.flush();
     this.stopAll(CLOSE.NORMAL, 'paused');
     this.setState('disconnected', { reason: 'paused' });
   }
@@ -253,11 +177,10 @@ export class Onebox extends Emitter<OneboxEvents> {
   /** Close for good: the connection, every timer, every pending request (rejected with `closed`). */
   close(): void {
     if (this.closed) return;
-    this.flush();
+    this.topics.flush();
     this.closed = true;
     this.stopAll(CLOSE.NORMAL, 'closed');
-    for (const r of this.requests.values()) r.reject(new OneboxError('closed', 'the client was closed'));
-    this.requests.clear();
+    this.requests.rejectAll(new OneboxError('closed', 'the client was closed'));
     this.setState('closed', { reason: 'closed' });
   }
 
@@ -297,18 +220,26 @@ export class Onebox extends Emitter<OneboxEvents> {
       this.scheduleReconnect({ reason: 'connect_failed' });
       return;
     }
-    const conn: Conn = { ws, lastRx: this.clock.now(), pingSent: false, hello: false, ready: false, subsInFlight: 0, openedAt: 0 };
+    const conn: Conn = {
+      ws,
+      send: (frame) => this.send(conn, frame),
+      open: false,
+      hello: false,
+      ready: false,
+      subsInFlight: 0,
+      lastRx: this.clock.now(),
+      pingSent: false,
+      openedAt: 0,
+    };
     this.conn = conn;
     conn.connectTimer = this.clock.setTimeout(() => this.drop(conn, { reason: 'connect_timeout' }), this.timeouts.connect);
     ws.onopen = () => {
       if (this.conn !== conn) return;
+      conn.open = true;
       conn.openedAt = this.clock.now();
       conn.lastRx = conn.openedAt;
       this.armWatchdog(conn);
-      // The user channel first: its live messages then wait for the replay (docs/protocol.md).
-      const topics = [...this.topics.values()].sort((a, b) => Number(b.name.startsWith('user:')) - Number(a.name.startsWith('user:')));
-      for (const t of topics) this.sendSub(t);
-      this.maybeReady(conn);
+      this.topics.onOpen(conn);
     };
     ws.onmessage = (ev) => {
       if (this.conn !== conn || typeof ev.data !== 'string') return;
@@ -368,19 +299,10 @@ export class Onebox extends Emitter<OneboxEvents> {
       /* already closing */
     }
     for (const h of [conn.watchdog, conn.connectTimer, conn.refreshTimer]) if (h !== undefined) this.clock.clearTimeout(h);
+    conn.open = false;
     if (this.conn === conn) this.conn = undefined;
-    for (const t of this.topics.values()) {
-      if (t.gapTimer !== undefined) this.clock.clearTimeout(t.gapTimer);
-      t.gapTimer = undefined;
-      t.subId = undefined;
-      t.acked = false;
-      t.historyInFlight = false;
-      t.recvSent = 0;
-      t.order.reset();
-    }
-    for (const r of [...this.requests.values()]) {
-      if (!r.resend && r.sentOn === conn) this.settle(r.id)?.reject(new OneboxError('disconnected', 'the connection closed before the answer'));
-    }
+    this.topics.linkLost();
+    this.requests.linkLost(conn);
   }
 
   private scheduleReconnect(info: StateInfo, hinted?: number): void {
@@ -413,11 +335,11 @@ export class Onebox extends Emitter<OneboxEvents> {
     this.attemptSeq++;
     if (this.conn) this.teardown(this.conn, code, reason);
     this.clear('reconnectTimer');
-    this.clear('flushTimer');
-    for (const r of this.requests.values()) this.clearDeadline(r);
+    this.topics.stopFlushTimer();
+    this.requests.stopTimers();
   }
 
-  private clear(name: 'reconnectTimer' | 'flushTimer'): void {
+  private clear(name: 'reconnectTimer'): void {
     if (this[name] !== undefined) this.clock.clearTimeout(this[name]);
     this[name] = undefined;
   }
@@ -431,22 +353,20 @@ export class Onebox extends Emitter<OneboxEvents> {
   // --- the live connection ------------------------------------------------------------------
 
   private onFrame(conn: Conn, f: Frame): void {
-    // A server from before `hello` (protocol v1 without it): its first frame says connected.
-    if (!conn.hello && f.op !== 'hello') this.onHello(conn, {});
     switch (f.op) {
       case 'hello':
         return this.onHello(conn, f);
       case 'msg':
-        return this.onMsg(f);
+        return this.topics.onMsg(f);
       case 'ack':
-        if (f.ack === 'sub') return this.onSubAck(conn, f);
-        return this.answer(f);
+        if (f.ack === 'sub') return this.topics.onSubAck(conn, f);
+        return void this.requests.answer(f);
       case 'error':
-        if (typeof f.id === 'string' && f.id.startsWith('s')) return this.onSubError(conn, f);
-        if (f.id === undefined && typeof f.topic === 'string') return this.onRevoked(f.topic, f);
-        return this.answer(f);
+        if (this.topics.isSubId(f.id)) return this.topics.onSubError(conn, f);
+        if (f.id === undefined && typeof f.topic === 'string') return this.topics.onRevoked(f);
+        return void this.requests.answer(f);
       case 'presence':
-        return this.onPresence(f);
+        return this.topics.onPresence(f);
       case 'pong':
         return;
     }
@@ -495,7 +415,7 @@ export class Onebox extends Emitter<OneboxEvents> {
     try {
       const token = await this.opts.getToken({ reason: 'expiring' });
       if (this.conn !== conn) return;
-      const ack = await this.request({ op: 'auth', token }, this.timeouts.request, false);
+      const ack = await this.requests.send({ op: 'auth', token }, this.timeouts.request, false);
       if (this.conn === conn && typeof ack.exp === 'number') this.planRefresh(conn, ack.exp);
       return;
     } catch (err) {
@@ -541,269 +461,5 @@ export class Onebox extends Emitter<OneboxEvents> {
     } catch {
       /* the close event follows */
     }
-  }
-
-  // --- topics -------------------------------------------------------------------------------
-
-  private key(topic: string): string {
-    return `${this.prefix}:pos:${topic}`;
-  }
-
-  private sendSub(t: Topic): void {
-    const conn = this.conn;
-    if (!conn || conn.openedAt === 0 || !t.isLoaded || t.subId !== undefined) return;
-    t.subId = `s${++this.seq}`;
-    t.acked = false;
-    const p = t.recover ? t.order.position : undefined;
-    t.sentSince = p !== undefined;
-    conn.subsInFlight++;
-    this.send(conn, { op: 'sub', id: t.subId, topic: t.name, ...(p ? { since: { offset: p.offset, epoch: p.epoch } } : {}), ...(t.token ? { token: t.token } : {}) });
-  }
-
-  private maybeReady(conn: Conn): void {
-    if (conn.ready || conn.subsInFlight > 0) return;
-    conn.ready = true;
-    for (const r of this.requests.values()) if (r.sentOn !== conn) this.sendRequest(r);
-  }
-
-  private topicOfSub(id: unknown): Topic | undefined {
-    for (const t of this.topics.values()) if (t.subId === id) return t;
-    return undefined;
-  }
-
-  private onSubAck(conn: Conn, f: Frame): void {
-    const t = this.topicOfSub(f.id);
-    conn.subsInFlight = Math.max(0, conn.subsInFlight - 1);
-    if (t) {
-      t.acked = true;
-      const head = { topic: t.name, ...(typeof f.offset === 'number' ? { offset: f.offset } : {}), ...(typeof f.epoch === 'string' ? { epoch: f.epoch } : {}) };
-      for (const s of t.subs) s.fire('subscribed', head);
-      const { deliver, gap } = t.order.ack(f, t.sentSince);
-      if (gap) for (const s of t.subs) s.fire('gap', { topic: t.name, since: gap.since, offset: f.offset, epoch: f.epoch });
-      this.deliver(t, deliver);
-      this.afterDelivery(t);
-      if (t.order.position && !t.sentSince) this.markSave(t);
-    }
-    this.maybeReady(conn);
-  }
-
-  private onSubError(conn: Conn, f: Frame): void {
-    const t = this.topicOfSub(f.id);
-    conn.subsInFlight = Math.max(0, conn.subsInFlight - 1);
-    if (t) this.dropTopic(t, new OneboxError(String(f.code), String(f.message ?? f.code), t.name));
-    this.maybeReady(conn);
-  }
-
-  private onRevoked(topic: string, f: Frame): void {
-    const t = this.topics.get(topic);
-    if (t) this.dropTopic(t, new OneboxError(String(f.code), String(f.message ?? f.code), topic));
-  }
-
-  /** The server refused or revoked the topic: its subscriptions end with an `error` event. */
-  private dropTopic(t: Topic, err: OneboxError): void {
-    this.topics.delete(t.name);
-    if (t.gapTimer !== undefined) this.clock.clearTimeout(t.gapTimer);
-    for (const s of t.subs) {
-      s.active = false;
-      s.fire('error', err);
-    }
-  }
-
-  private removeSub(s: Subscription<any>): void {
-    const t = this.topics.get(s.topic);
-    if (!t || !t.subs.delete(s) || t.subs.size > 0) return;
-    this.topics.delete(t.name);
-    if (t.gapTimer !== undefined) this.clock.clearTimeout(t.gapTimer);
-    this.saveNow(t);
-    if (this.conn && t.subId !== undefined) this.send(this.conn, { op: 'unsub', id: `u${++this.seq}`, topic: t.name });
-  }
-
-  private onMsg(f: Frame): void {
-    const t = this.topics.get(f.topic);
-    if (!t) return;
-    const m: Message = { topic: f.topic, data: f.data, ts: f.ts };
-    if (typeof f.offset === 'number') m.offset = f.offset;
-    if (typeof f.from === 'string') m.from = f.from;
-    this.deliver(t, t.order.accept(m));
-    this.afterDelivery(t);
-  }
-
-  private deliver(t: Topic, messages: Message[]): void {
-    for (const m of messages) {
-      for (const s of t.subs) {
-        try {
-          s.handler(m);
-        } catch (err) {
-          s.fire('error', new OneboxError('handler_failed', `the message handler threw: ${String(err)}`, t.name));
-        }
-      }
-      if (m.offset !== undefined) {
-        if (t.name.startsWith('user:')) {
-          t.recvDue = Math.max(t.recvDue, m.offset);
-          this.scheduleFlush();
-        }
-        this.markSave(t);
-      }
-    }
-  }
-
-  /** After messages were handled: the `recovered` event, and a gap the server does not fill. */
-  private afterDelivery(t: Topic): void {
-    const done = t.order.caughtUp();
-    if (done) for (const s of t.subs) s.fire('recovered', { topic: t.name, ...done });
-    if (t.order.hasGap() && t.acked && t.gapTimer === undefined && !t.historyInFlight) {
-      t.gapTimer = this.clock.setTimeout(() => {
-        t.gapTimer = undefined;
-        void this.fillGap(t);
-      }, this.timeouts.gapFill);
-    }
-  }
-
-  /** Read the missing offsets with `history`, page by page; what the log no longer has is a gap. */
-  private async fillGap(t: Topic): Promise<void> {
-    if (!t.order.hasGap() || this.topics.get(t.name) !== t) return;
-    if (t.order.replaying()) return this.afterDelivery(t);
-    const p = t.order.position!;
-    t.historyInFlight = true;
-    let ack: Frame;
-    try {
-      ack = await this.request({ op: 'history', topic: t.name, since: { offset: p.offset, epoch: p.epoch }, limit: 100, ...(t.token ? { token: t.token } : {}) }, this.timeouts.request, false);
-    } catch {
-      t.historyInFlight = false;
-      return; // the connection went; the next one resubscribes with since
-    }
-    t.historyInFlight = false;
-    if (this.topics.get(t.name) !== t) return;
-    if (ack.recovered !== false) {
-      for (const e of (ack.messages ?? []) as Frame[]) {
-        this.deliver(t, t.order.accept({ topic: t.name, offset: e.offset, data: e.data, ts: e.ts, ...(typeof e.from === 'string' ? { from: e.from } : {}) }));
-      }
-    }
-    // A page that brought nothing new cannot be followed by a better one: give the gap up.
-    const stuck = t.order.position!.offset === p.offset;
-    if (t.order.hasGap() && (ack.recovered === false || ack.more !== true || stuck)) {
-      const skipped = t.order.skipGap();
-      for (const s of t.subs) s.fire('gap', { topic: t.name, since: skipped.since, offset: skipped.offset, epoch: p.epoch });
-      this.deliver(t, skipped.deliver);
-    }
-    if (t.order.hasGap()) return this.fillGap(t);
-    this.afterDelivery(t);
-  }
-
-  private onPresence(f: Frame): void {
-    const t = this.topics.get(f.topic);
-    if (!t) return;
-    const ev = { topic: f.topic as string, ...(typeof f.join === 'string' ? { join: f.join } : {}), ...(typeof f.leave === 'string' ? { leave: f.leave } : {}), ...(typeof f.count === 'number' ? { count: f.count } : {}) };
-    for (const s of t.subs) s.fire('presence', ev);
-  }
-
-  // --- receipts and positions ---------------------------------------------------------------
-
-  private markSave(t: Topic): void {
-    if (!t.recover) return;
-    t.saveDue = true;
-    this.pendingSaves.add(t);
-    this.scheduleFlush();
-  }
-
-  private scheduleFlush(): void {
-    if (this.flushTimer === undefined && !this.paused && !this.closed) {
-      this.flushTimer = this.clock.setTimeout(() => {
-        this.flushTimer = undefined;
-        this.flush();
-      }, this.timeouts.flush);
-    }
-  }
-
-  /** Send the receipts due (cumulative, per user-channel topic) and save the positions due. */
-  private flush(): void {
-    this.clear('flushTimer');
-    const conn = this.conn;
-    for (const t of this.topics.values()) {
-      if (conn?.hello && t.recvDue > t.recvSent) {
-        t.recvSent = t.recvDue;
-        this.send(conn, { op: 'recv', topic: t.name, offset: t.recvDue });
-      }
-    }
-    for (const t of this.pendingSaves) this.saveNow(t);
-    this.pendingSaves.clear();
-  }
-
-  private saveNow(t: Topic): void {
-    if (!t.saveDue || !t.order.position) return;
-    t.saveDue = false;
-    try {
-      void Promise.resolve(this.storage.setItem(this.key(t.name), JSON.stringify(t.order.position))).catch((err: unknown) =>
-        this.emit('error', new OneboxError('storage_failed', `saving the position of ${t.name}: ${String(err)}`, t.name)),
-      );
-    } catch (err) {
-      this.emit('error', new OneboxError('storage_failed', `saving the position of ${t.name}: ${String(err)}`, t.name));
-    }
-  }
-
-  // --- requests -----------------------------------------------------------------------------
-
-  private request(body: Frame, timeoutMs: number, resend: boolean): Promise<Frame> {
-    if (this.closed) return Promise.reject(new OneboxError('closed', 'the client is closed'));
-    return new Promise<Frame>((resolve, reject) => {
-      const id = `r${++this.seq}`;
-      const r: Request = { id, frame: { ...body, id }, resolve, reject, deadline: this.clock.now() + timeoutMs, resend };
-      this.requests.set(id, r);
-      this.armDeadline(r);
-      if (this.conn?.ready) this.sendRequest(r);
-      else if (!resend) this.settle(id)?.reject(new OneboxError('disconnected', 'not connected'));
-      else if (this.paused) this.clearDeadline(r);
-    });
-  }
-
-  private armDeadline(r: Request): void {
-    if (r.timer !== undefined) this.clock.clearTimeout(r.timer);
-    r.timer = this.clock.setTimeout(() => this.settle(r.id)?.reject(new OneboxError('timeout', `no answer to ${String(r.frame.op)} in time`, r.frame.topic)), Math.max(0, r.deadline - this.clock.now()));
-  }
-
-  private clearDeadline(r: Request): void {
-    if (r.timer !== undefined) this.clock.clearTimeout(r.timer);
-    if (r.retryTimer !== undefined) this.clock.clearTimeout(r.retryTimer);
-    r.timer = r.retryTimer = undefined;
-  }
-
-  private sendRequest(r: Request): void {
-    const conn = this.conn;
-    if (!conn) return;
-    if (r.timer === undefined) {
-      // Back from a pause: the deadline kept running in wall time.
-      if (this.clock.now() >= r.deadline) return void this.settle(r.id)?.reject(new OneboxError('timeout', `no answer to ${String(r.frame.op)} in time`, r.frame.topic));
-      this.armDeadline(r);
-    }
-    r.sentOn = conn;
-    this.send(conn, r.frame);
-  }
-
-  private settle(id: string): Request | undefined {
-    const r = this.requests.get(id);
-    if (!r) return undefined;
-    this.requests.delete(id);
-    this.clearDeadline(r);
-    return r;
-  }
-
-  private answer(f: Frame): void {
-    if (typeof f.id !== 'string') return;
-    const r = this.requests.get(f.id);
-    if (!r) return;
-    if (f.op === 'ack') return void this.settle(f.id)!.resolve(f);
-    if (r.resend && RETRYABLE.has(f.code)) {
-      // Sent again on the next connection, or after a short wait on this one.
-      r.sentOn = undefined;
-      const wait = hintedDelay(1, this.random);
-      const conn = this.conn;
-      if (r.retryTimer !== undefined) this.clock.clearTimeout(r.retryTimer);
-      r.retryTimer = this.clock.setTimeout(() => {
-        r.retryTimer = undefined;
-        if (this.requests.get(r.id) === r && this.conn === conn && conn?.ready && !r.sentOn) this.sendRequest(r);
-      }, wait);
-      return;
-    }
-    this.settle(f.id)!.reject(new OneboxError(String(f.code), String(f.message ?? f.code), r.frame.topic));
   }
 }

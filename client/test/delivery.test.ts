@@ -31,12 +31,14 @@ test('after a reconnect every topic is subscribed again with since = the last of
   h.ob.close();
 });
 
-test('replay and live messages racing, repeats across a reconnect: each offset reaches the handler once, in order; `recovered` when caught up', async () => {
+test('replay and live messages racing, repeats across a reconnect: each offset reaches the handler once, in order; `subscribed` on each connection, `recovered` when caught up', async () => {
   const h = await harness();
   const got: Message[] = [];
   const recovered: RecoveredEvent[] = [];
   const sub = h.ob.subscribe('room:1', (m) => got.push(m));
   sub.on('recovered', (e) => recovered.push(e));
+  const subscribed: unknown[] = [];
+  sub.on('subscribed', (e) => subscribed.push(e));
   await settle();
   FakeSocket.last().accept();
   FakeSocket.last().ackSubs(() => ({ offset: 2, epoch: 'E' }));
@@ -52,6 +54,7 @@ test('replay and live messages racing, repeats across a reconnect: each offset r
   for (const o of [4, 5, 6, 7, 8, 9]) s.receive(msg('room:1', o));
   assert.deepEqual(offsets(got), [3, 4, 5, 6, 7, 8, 9]);
   assert.deepEqual(recovered, [{ topic: 'room:1', since: 4, offset: 7 }]);
+  assert.deepEqual(subscribed, [{ topic: 'room:1', offset: 2, epoch: 'E' }, { topic: 'room:1', offset: 7, epoch: 'E' }], 'once per connection');
   h.ob.close();
 });
 

@@ -21,6 +21,11 @@ import type { StoreHistory } from '../realtime/store-history.js';
 import type { ReceiptStore } from '../store/receipts.js';
 import type { MemberStore } from '../store/members.js';
 import type { StoreProbe } from './store-probe.js';
+import type { SocialSignIn } from './auth/social.js';
+import type { Sessions } from './auth/sessions.js';
+import type { AccountStore } from '../store/accounts.js';
+import type { AccountMail } from './auth/account-mail.js';
+import type { AccountDeletion } from './auth/account-deletion.js';
 
 /** What the engine hands the app with each request. */
 export interface Bindings {
@@ -33,6 +38,8 @@ export interface AppEnv {
   Variables: {
     requestId: string;
     userId: string;
+    /** The session of the bearer token (its `sid` claim); undefined for tokens from before sessions. */
+    sid: string | undefined;
     /** Set when the bearer is ADMIN_TOKEN. */
     admin: boolean;
   };
@@ -56,6 +63,11 @@ export type AppOptions = Pick<
   | 'faultBlockRoute'
   | 'faultCrashAfterCommit'
   | 'pushFallbackMs'
+  | 'mailPerAddressPerHour'
+  | 'emailVerifyTtlS'
+  | 'requireEmailVerification'
+  | 'signupEnumerationSafe'
+  | 'freshLoginS'
 >;
 
 export interface Services {
@@ -64,6 +76,11 @@ export interface Services {
   db: Db;
   users: UserStore;
   tokens: TokenService;
+  /**
+   * Device sessions: `start` answers login/signup/social sign-in, `revokeAll` ends every
+   * session of a user (but one) on every process, sockets included.
+   */
+  sessions: Sessions;
   /** Signs and checks subscription tokens (an app route that grants a topic issues one). */
   subTokens: SubTokenService;
   /** The cached does-this-user-still-exist check behind `tokens`. */
@@ -90,6 +107,14 @@ export interface Services {
   /** The per-topic message log (offsets, idempotency keys). */
   history: StoreHistory;
   receipts: ReceiptStore;
+  /** Sign in with Apple and Google, and the revocation of Apple tokens at account deletion. */
+  social: SocialSignIn;
+  /** Email verification, change of email, password reset and change (the store side). */
+  accounts: AccountStore;
+  /** The mails of those flows, sent after the HTTP answer. */
+  accountMail: AccountMail;
+  /** `DELETE /v1/me`: deletes the user and everything theirs; hooks run before and after. */
+  accountDeletion: AccountDeletion;
 }
 
 /**

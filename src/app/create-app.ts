@@ -20,18 +20,18 @@ import type { AppEnv, Services } from './context.js';
 import { handleError } from './error-handler.js';
 import { compress } from './middleware/compress.js';
 import { observe } from './middleware/observe.js';
+import { hasBody } from './middleware/json-body.js';
 import { authRoutes } from './routes/auth.js';
+import { accountRoutes } from './routes/account.js';
+import { emailRoutes } from './routes/email.js';
+import { passwordRoutes } from './routes/password.js';
 import { healthRoutes } from './routes/health.js';
 import { memberRoutes } from './routes/members.js';
 import { meRoutes } from './routes/me.js';
 import { notifyRoutes } from './routes/notify.js';
 import { receiptRoutes } from './routes/receipts.js';
-
-/** True when the request announces a body (Content-Length above 0, or chunked). */
-function hasBody(req: Request): boolean {
-  const length = req.headers.get('content-length');
-  return length !== null ? length !== '0' : req.headers.has('transfer-encoding');
-}
+import { socialRoutes } from './routes/social.js';
+import { sessionRoutes } from './routes/sessions.js';
 
 /**
  * The HTTP API over `s`.
@@ -86,7 +86,12 @@ export function createHttpApp(s: Services, gateway: Gateway, cluster: () => Work
 
   app.route('/', healthRoutes(s));
   app.route('/', authRoutes(s));
+  app.route('/', socialRoutes(s));
+  app.route('/', sessionRoutes(s));
   app.route('/', meRoutes(s));
+  app.route('/', emailRoutes(s));
+  app.route('/', passwordRoutes(s));
+  app.route('/', accountRoutes(s));
   app.route('/', notifyRoutes(s));
   app.route('/', receiptRoutes(s));
   app.route('/', memberRoutes(s));

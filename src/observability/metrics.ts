@@ -133,6 +133,8 @@ export interface Figures {
   httpInFlight(): number;
   /** Requests the supervisor did not answer in time, when limits go through it (WORKERS>1). */
   limitsIpcTimeouts: (() => number) | null;
+  /** Revoked sessions and cutoffs held in memory, and store polls made for missed revocations. */
+  revocations: { held(): number; polls(): number };
   /** The supervisor's table of every worker (empty with WORKERS=1). */
   cluster(): ReadonlyArray<{ index: number; pid: number; connections: number; rssBytes: number; heapBytes: number; restarts: number }>;
 }
@@ -170,6 +172,8 @@ export function registerFigures(registry: Registry, f: Figures): void {
   exposeIntegers(registry, 'counter', 'onebox_event_loop_stalls_total', 'Event-loop stalls over BLOCK_WARN_MS', f.loopStalls);
   exposeIntegers(registry, 'counter', 'onebox_event_flushes_total', 'Event ingestion transactions', f.eventFlushes);
   exposeIntegers(registry, 'gauge', 'onebox_http_requests_in_flight', 'HTTP requests being served', f.httpInFlight);
+  exposeIntegers(registry, 'gauge', 'onebox_revocations_held', 'Revoked sessions and logout-all cutoffs held in memory (refused without a store query)', f.revocations.held);
+  exposeIntegers(registry, 'counter', 'onebox_revocation_polls_total', 'Store polls for revocations (boot, and while the backplane is down)', f.revocations.polls);
   const timeouts = f.limitsIpcTimeouts;
   if (timeouts) {
     exposeIntegers(registry, 'counter', 'onebox_limits_ipc_timeouts_total', 'Limit requests the supervisor did not answer in time (WORKERS>1)', timeouts);

@@ -188,6 +188,100 @@ const migrations: Record<string, Migration> = {
       await db.schema.dropTable('topic_members').execute();
     },
   },
+  '0007_sessions': {
+    // Device sessions (issue 16). A session is one device's login: its id is the `sid` claim
+    // of every access token it gets, and its refresh tokens form one family. Each refresh
+    // token is stored as its SHA-256 only; a rotated one keeps its row (rotated_at set) so
+    // that presenting it again is recognised as reuse. `revoked_at` is indexed for the
+    // processes that poll for revocations while the backplane is down. token_cutoffs holds
+    // the per-user "not before" of logout-all (every access token of the user issued before
+    // it, but those of `except_sid`); no foreign key: a deleted user's cutoff must still
+    // reach the processes that poll.
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('sessions')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id').onDelete('cascade'))
+        .addColumn('label', 'text')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('last_used_at', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .addColumn('revoked_at', 'bigint')
+        .execute();
+      await db.schema.createIndex('sessions_user').on('sessions').columns(['user_id', 'created_at']).execute();
+      await db.schema.createIndex('sessions_revoked').on('sessions').column('revoked_at').execute();
+      await db.schema
+        .createTable('refresh_tokens')
+        .addColumn('hash', 'text', (c) => c.primaryKey())
+        .addColumn('session_id', 'text', (c) => c.notNull().references('sessions.id').onDelete('cascade'))
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .addColumn('rotated_at', 'bigint')
+        .execute();
+      await db.schema.createIndex('refresh_tokens_session').on('refresh_tokens').column('session_id').execute();
+      await db.schema
+        .createTable('token_cutoffs')
+        .addColumn('user_id', 'text', (c) => c.primaryKey())
+        .addColumn('not_before', 'bigint', (c) => c.notNull())
+        .addColumn('except_sid', 'text')
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('token_cutoffs_updated').on('token_cutoffs').column('updated_at').execute();
+    },
+    async down(db: Kysely<any>) {
+      for (const t of ['token_cutoffs', 'refresh_tokens', 'sessions']) await db.schema.dropTable(t).execute();
+    },
+  },
+  '0008_accounts': {
+    // Email verification, email change and password reset (issue 16). A one-time token is
+    // stored only as its SHA-256: the mail holds the token, the table cannot replay it. A
+    // token is consumed by one conditional UPDATE (unused and unexpired), so two requests
+    // racing with the same token cannot both succeed. `email` binds the token to the address
+    // it was sent to: a link mailed to an address the account no longer has does nothing.
+    async up(db: Kysely<any>) {
+      await db.schema.alterTable('users').addColumn('email_verified', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+      await db.schema.alterTable('users').addColumn('pending_email', 'text').execute();
+      await db.schema
+        .createTable('one_time_tokens')
+        .addColumn('hash', 'text', (c) => c.primaryKey())
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id').onDelete('cascade'))
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('email', 'text', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .addColumn('used_at', 'bigint')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('one_time_tokens_user').on('one_time_tokens').columns(['user_id', 'kind']).execute();
+    },
+    async down(db: Kysely<any>) {
+      await db.schema.dropTable('one_time_tokens').execute();
+      for (const c of ['pending_email', 'email_verified']) await db.schema.alterTable('users').dropColumn(c).execute();
+    },
+  },
+  '0009_identities': {
+    // Sign in with Apple and Google (issue 16): one row per provider account, found by the
+    // provider's subject; the user_id index serves "a user's identities" and the cascade when
+    // the user is deleted. `refresh_token` is Apple's, kept only to revoke it at deletion.
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('identities')
+        .addColumn('provider', 'text', (c) => c.notNull())
+        .addColumn('subject', 'text', (c) => c.notNull())
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id').onDelete('cascade'))
+        .addColumn('client_id', 'text', (c) => c.notNull())
+        .addColumn('email', 'text')
+        .addColumn('email_verified', 'integer', (c) => c.notNull())
+        .addColumn('refresh_token', 'text')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('identities_pk', ['provider', 'subject'])
+        .execute();
+      await db.schema.createIndex('identities_user').on('identities').column('user_id').execute();
+    },
+    async down(db: Kysely<any>) {
+      await db.schema.dropTable('identities').execute();
+    },
+  },
 };
 
 /** Bring the schema to the newest version; throws with the failing migration's error. */

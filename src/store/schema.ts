@@ -1,4 +1,5 @@
 /** Table types for the typed query builder. Times are integer milliseconds since the epoch. */
+import type { Generated } from 'kysely';
 
 export interface UsersTable {
   id: string;
@@ -9,6 +10,27 @@ export interface UsersTable {
   locale: string | null;
   created_at: number;
   updated_at: number;
+  /** 1 once the owner answered a mail sent to `email` (or reset their password through one). */
+  email_verified: Generated<number>;
+  /** The address a change of email waits to have verified; `email` stays until then. */
+  pending_email: string | null;
+}
+
+/** What a one-time token does when it is consumed. */
+export type OneTimeTokenKind = 'verify_email' | 'change_email' | 'reset_password';
+
+/** Links and codes sent by mail; only the SHA-256 of each token is kept. */
+export interface OneTimeTokensTable {
+  /** SHA-256 of the token, base64url. */
+  hash: string;
+  user_id: string;
+  kind: OneTimeTokenKind;
+  /** The address the token was sent to (for change_email, the new one). */
+  email: string;
+  expires_at: number;
+  /** When it was consumed; a token works once. */
+  used_at: number | null;
+  created_at: number;
 }
 
 export interface EventsTable {
@@ -119,6 +141,55 @@ export interface TopicMembersTable {
   created_at: number;
 }
 
+/** One device's login (issue 16): its id is the `sid` claim of its access tokens. */
+export interface SessionsTable {
+  id: string;
+  user_id: string;
+  /** The device label the client gave, or its User-Agent. */
+  label: string | null;
+  created_at: number;
+  /** The last login or refresh. */
+  last_used_at: number;
+  /** When its current refresh token stops working. */
+  expires_at: number;
+  revoked_at: number | null;
+}
+
+/** A session's refresh tokens, by SHA-256 (hex); the current one has no `rotated_at`. */
+export interface RefreshTokensTable {
+  hash: string;
+  session_id: string;
+  created_at: number;
+  expires_at: number;
+  rotated_at: number | null;
+}
+
+/** Per user: access tokens issued before `not_before` (epoch seconds) are refused, but those of session `except_sid`. */
+export interface TokenCutoffsTable {
+  user_id: string;
+  not_before: number;
+  except_sid: string | null;
+  updated_at: number;
+}
+
+/** A provider account (Sign in with Apple / Google) linked to a user. */
+export interface IdentitiesTable {
+  provider: 'apple' | 'google';
+  /** The provider's stable user id (the ID token's `sub`). */
+  subject: string;
+  user_id: string;
+  /** The audience of the last ID token (the app's client id); Apple's calls need it. */
+  client_id: string;
+  /** The email the provider last gave, lower-cased; null when it gave none. */
+  email: string | null;
+  /** 1 when the provider vouched for `email`. */
+  email_verified: number;
+  /** Apple only: the refresh token of the last code exchange, revoked when the user is deleted. */
+  refresh_token: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
 export interface Database {
   users: UsersTable;
   events: EventsTable;
@@ -132,4 +203,9 @@ export interface Database {
   receipts: ReceiptsTable;
   idempotency_keys: IdempotencyKeysTable;
   topic_members: TopicMembersTable;
+  sessions: SessionsTable;
+  refresh_tokens: RefreshTokensTable;
+  token_cutoffs: TokenCutoffsTable;
+  one_time_tokens: OneTimeTokensTable;
+  identities: IdentitiesTable;
 }

@@ -1,9 +1,17 @@
 /** User rows: create, look up, update the profile. */
 import { randomUUID } from 'node:crypto';
+import type { Selectable } from 'kysely';
 import type { Db } from './db.js';
 import type { UsersTable } from './schema.js';
 
-export type UserRow = UsersTable;
+export type UserRow = Selectable<UsersTable>;
+
+/**
+ * The `password_hash` of an account without a password (created through Sign in with Apple
+ * or Google): no hash matches it, and checking a password against it costs a full hash, so
+ * login tells it apart neither by answer nor by timing.
+ */
+export const NO_PASSWORD = '';
 
 /** The profile as the API shows it (no hash). */
 export interface PublicUser {
@@ -13,6 +21,10 @@ export interface PublicUser {
   avatarUrl: string | null;
   locale: string | null;
   createdAt: string;
+  /** Whether the owner answered a mail sent to `email`. */
+  emailVerified: boolean;
+  /** A change of email waiting for its verification (`email` stays until then). */
+  pendingEmail: string | null;
 }
 
 export function toPublicUser(u: UserRow): PublicUser {
@@ -23,14 +35,19 @@ export function toPublicUser(u: UserRow): PublicUser {
     avatarUrl: u.avatar_url,
     locale: u.locale,
     createdAt: new Date(Number(u.created_at)).toISOString(),
+    emailVerified: Number(u.email_verified) === 1,
+    pendingEmail: u.pending_email,
   };
 }
 
 export class UserStore {
   constructor(private readonly db: Db) {}
 
-  /** Insert a user; returns null when the email is taken (unique constraint). */
-  async create(email: string, passwordHash: string, displayName: string | null): Promise<UserRow | null> {
+  /**
+   * Insert a user; returns null when the email is taken (unique constraint).
+   * @param opts.emailVerified the address is already proven (a provider vouched for it). @default false
+   */
+  async create(email: string, passwordHash: string, displayName: string | null, opts: { emailVerified?: boolean } = {}): Promise<UserRow | null> {
     const now = Date.now();
     const row: UserRow = {
       id: randomUUID(),
@@ -41,6 +58,8 @@ export class UserStore {
       locale: null,
       created_at: now,
       updated_at: now,
+      email_verified: opts.emailVerified ? 1 : 0,
+      pending_email: null,
     };
     const result = await this.db
       .insertInto('users')

@@ -1,7 +1,8 @@
 /**
  * Issue 11, item 7: once a user row is gone, their still-valid token is `invalid_token`
  * everywhere: reads, writes and the WebSocket upgrade, on both engines and both stores.
- * There is no deletion API yet, so the test deletes the row in the store directly.
+ * The test deletes the row in the store directly, as an operator or another box would
+ * (`DELETE /v1/me` itself is tested in accounts.test.ts).
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';

@@ -82,6 +82,8 @@ for (const engine of ENGINES) {
     test('signup, login, me, patch me', async () => {
       const login = await api(s.url, 'POST', '/v1/auth/login', { body: { email: user.email, password: 'correct horse battery' } });
       assert.equal(login.status, 200);
+      assert.deepEqual(Object.keys(login.body).sort(), ['expiresIn', 'refreshToken', 'token', 'user']);
+      assert.equal(login.body.expiresIn, 900);
       assert.equal(login.body.user.id, user.id);
       const me = await api(s.url, 'GET', '/v1/me', { token: login.body.token });
       assert.equal(me.status, 200);

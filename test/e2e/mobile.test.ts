@@ -232,6 +232,7 @@ for (const engine of ENGINES) {
         ['post', '/v1/auth/signup'], ['post', '/v1/auth/login'], ['get', '/v1/me'], ['patch', '/v1/me'],
         ['get', '/v1/users/{id}/dashboard'], ['post', '/v1/events'], ['post', '/v1/devices'], ['get', '/v1/devices'],
         ['delete', '/v1/devices/{id}'], ['post', '/v1/notify'], ['get', '/v1/ws'],
+        ['post', '/v1/auth/refresh'], ['post', '/v1/auth/logout'], ['post', '/v1/auth/logout-all'], ['get', '/v1/me/sessions'], ['delete', '/v1/me/sessions/{id}'],
       ];
       for (const [m, p] of expected) assert.ok(paths[p!]?.[m!], `${m} ${p}`);
       assert.ok((paths['/v1/devices'] as any).post.requestBody.content['application/json'].schema);

@@ -120,9 +120,9 @@ export function api(
 
 let seq = 0;
 /** Sign up a fresh user; returns its token and id. */
-export async function signup(base: string, prefix = 'user'): Promise<{ token: string; id: string; email: string }> {
+export async function signup(base: string, prefix = 'user'): Promise<{ token: string; refreshToken: string; id: string; email: string }> {
   const email = `${prefix}-${process.pid}-${Date.now()}-${seq++}@example.com`;
   const res = await api(base, 'POST', '/v1/auth/signup', { body: { email, password: 'correct horse battery' } });
   if (res.status !== 201) throw new Error(`signup failed: ${res.status} ${JSON.stringify(res.body)}`);
-  return { token: res.body.token, id: res.body.user.id, email };
+  return { token: res.body.token, refreshToken: res.body.refreshToken, id: res.body.user.id, email };
 }

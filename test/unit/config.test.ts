@@ -19,6 +19,19 @@ test('idle timeout derives from the ping interval unless set', () => {
   assert.equal(loadConfig({ PING_INTERVAL_MS: '1000', IDLE_TIMEOUT_MS: '5000' }).idleTimeoutMs, 5000);
 });
 
+test('access-token lifetime: ACCESS_TTL_S, else its former name JWT_TTL_S, else 900 s; both set is a configuration error naming JWT_TTL_S', () => {
+  assert.equal(loadConfig({}).accessTtlS, 900);
+  assert.equal(loadConfig({ ACCESS_TTL_S: '600' }).accessTtlS, 600);
+  assert.equal(loadConfig({ JWT_TTL_S: '3600' }).accessTtlS, 3600);
+  assert.throws(
+    () => loadConfig({ ACCESS_TTL_S: '600', JWT_TTL_S: '3600' }),
+    (e: unknown) => e instanceof ConfigError && /JWT_TTL_S="3600": .*ACCESS_TTL_S/.test(e.message),
+  );
+  const c = loadConfig({});
+  assert.deepEqual([c.refreshTtlS, c.refreshReuseGraceS], [2_592_000, 30]);
+  assert.equal(loadConfig({ REFRESH_REUSE_GRACE_S: '0' }).refreshReuseGraceS, 0);
+});
+
 test('bad values name the variable', () => {
   const cases: Array<[Record<string, string>, RegExp]> = [
     [{ PORT: 'abc' }, /PORT/],
@@ -147,4 +160,39 @@ test('a worker\'s environment carries its index and port, and none of systemd\'s
   for (const name of ['NOTIFY_SOCKET', 'WATCHDOG_USEC', 'WATCHDOG_PID']) assert.ok(name in env && env[name] === undefined, name);
   const c = loadConfig(env);
   assert.deepEqual([c.workerIndex, c.port, c.workers, c.redisUrl, c.systemd.notifySocket], [1, 9000, 3, 'redis://r', undefined]);
+});
+
+test('the TEST_* sign-in provider endpoints need TEST_MODE=true; the Apple key is all or none', () => {
+  for (const name of ['TEST_APPLE_JWKS_URL', 'TEST_APPLE_TOKEN_URL', 'TEST_APPLE_REVOKE_URL', 'TEST_GOOGLE_JWKS_URL']) {
+    assert.throws(() => loadConfig({ [name]: 'http://127.0.0.1:9/x' }), (e: unknown) => e instanceof ConfigError && e.message.includes(name), name);
+  }
+  const c = loadConfig({ TEST_MODE: 'true', TEST_GOOGLE_JWKS_URL: 'http://127.0.0.1:9/certs', GOOGLE_CLIENT_IDS: 'a.apps.googleusercontent.com, b' });
+  assert.deepEqual([c.google.testJwksUrl, c.google.clientIds], ['http://127.0.0.1:9/certs', ['a.apps.googleusercontent.com', 'b']]);
+  assert.throws(() => loadConfig({ APPLE_KEY_FILE: '/k.p8', APPLE_KEY_ID: 'K' }), (e: unknown) => e instanceof ConfigError && e.message.includes('APPLE_TEAM_ID'));
+  assert.deepEqual(loadConfig({ APPLE_KEY_FILE: '/k.p8', APPLE_KEY_ID: 'K', APPLE_TEAM_ID: 'T' }).apple.key, { file: '/k.p8', id: 'K', teamId: 'T' });
+  assert.equal(loadConfig({}).apple.key, undefined);
+});
+
+test('mail: SMTP_URL picks SMTP and needs MAIL_FROM; without it mail is logged in development (no JWT_SECRET) and off in production', () => {
+  const secret = 'x'.repeat(32);
+  assert.equal(loadConfig({}).mailMode, 'log');
+  assert.equal(loadConfig({ JWT_SECRET: secret }).mailMode, 'off');
+  assert.equal(loadConfig({ JWT_SECRET: secret, SMTP_URL: 'smtp://mail.example:587', MAIL_FROM: 'a@example.com' }).mailMode, 'smtp');
+  assert.throws(() => loadConfig({ SMTP_URL: 'smtp://u:hunter2@mail.example' }), (e: unknown) => e instanceof ConfigError && /MAIL_FROM/.test(e.message));
+  assert.throws(
+    () => loadConfig({ SMTP_URL: 'http://u:hunter2@mail.example', MAIL_FROM: 'a@example.com' }),
+    (e: unknown) => e instanceof ConfigError && /SMTP_URL=\[redacted\]/.test(e.message) && !e.message.includes('hunter2'),
+  );
+  assert.equal(loadConfig({ APP_URL: 'https://app.example.com/' }).appUrl, 'https://app.example.com', 'no trailing slash');
+  const c = loadConfig({});
+  assert.deepEqual([c.passwordResetTtlS, c.emailVerifyTtlS, c.mailPerAddressPerHour, c.freshLoginS], [1800, 86_400, 5, 300]);
+});
+
+test('SIGNUP_ENUMERATION_SAFE needs REQUIRE_EMAIL_VERIFICATION, which needs SMTP_URL once JWT_SECRET is set', () => {
+  assert.throws(() => loadConfig({ SIGNUP_ENUMERATION_SAFE: 'true' }), (e: unknown) => e instanceof ConfigError && /SIGNUP_ENUMERATION_SAFE/.test(e.message));
+  assert.throws(
+    () => loadConfig({ REQUIRE_EMAIL_VERIFICATION: 'true', JWT_SECRET: 'x'.repeat(32) }),
+    (e: unknown) => e instanceof ConfigError && /REQUIRE_EMAIL_VERIFICATION.*SMTP_URL/.test(e.message),
+  );
+  assert.equal(loadConfig({ REQUIRE_EMAIL_VERIFICATION: 'true', SIGNUP_ENUMERATION_SAFE: 'true' }).signupEnumerationSafe, true, 'development logs the mails');
 });

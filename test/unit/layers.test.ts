@@ -1,6 +1,6 @@
 /**
  * The rooms of src/ import one way (DESIGN.md, "Shape"): main -> server/cli -> engine -> app ->
- * realtime -> push -> store -> process -> observability -> config/errors -> lib, and no module
+ * realtime -> push/mail -> store -> process -> observability -> config/errors -> lib, and no module
  * imports itself back through others. Static and dynamic imports, type-only ones included.
  */
 import assert from 'node:assert/strict';
@@ -17,6 +17,7 @@ const RANK: Record<string, number> = {
   app: 3,
   realtime: 4,
   push: 5,
+  mail: 5,
   store: 6,
   process: 7,
   observability: 8,

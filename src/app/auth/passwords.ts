@@ -28,12 +28,15 @@ export async function hashPassword(password: string): Promise<string> {
 
 const DUMMY = `scrypt$${N}$${R}$${P}$${Buffer.alloc(16).toString('base64url')}$${Buffer.alloc(KEY_LEN).toString('base64url')}`;
 
-/** Check a password against a stored hash; with no hash, spends the same time and fails. */
+/**
+ * Check a password against a stored hash; with no hash (an unknown email, or an account
+ * without a password: '' in `password_hash`), spends the same time and fails.
+ */
 export async function verifyPassword(password: string, stored: string | undefined): Promise<boolean> {
-  const parts = (stored ?? DUMMY).split('$');
+  const parts = (stored || DUMMY).split('$');
   if (parts.length !== 6 || parts[0] !== 'scrypt') return false;
   const [, n, r, p, salt, hash] = parts as [string, string, string, string, string, string];
   const expected = Buffer.from(hash, 'base64url');
   const key = await derive(password, Buffer.from(salt, 'base64url'), { N: Number(n), r: Number(r), p: Number(p) });
-  return stored !== undefined && key.length === expected.length && timingSafeEqual(key, expected);
+  return !!stored && key.length === expected.length && timingSafeEqual(key, expected);
 }

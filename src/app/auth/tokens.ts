@@ -4,12 +4,15 @@
  * and the audience: `onebox:access` for access tokens, `onebox:sub` for subscription tokens,
  * exactly (a single string, not a list that holds it), so neither is ever taken for the
  * other even when both are signed with the same secret. An access token's subject must
- * still exist (a deleted user's token, however well signed, is `invalid_token`). HTTP
- * routes and the WebSocket gateway both verify here, so neither needs the store.
+ * still exist (a deleted user's token, however well signed, is `invalid_token`), and its
+ * session (`sid` claim) must not be revoked (`session_revoked`): both answered from memory
+ * (known-users.ts, revocations.ts). HTTP routes and the WebSocket gateway both verify here,
+ * so neither needs the store.
  */
 import { SignJWT, errors, jwtVerify } from 'jose';
 import { AppError } from '../../errors.js';
 import type { Authentication } from '../../realtime/gateway.js';
+import type { TokenIdentity } from './revocations.js';
 
 const ISSUER = 'onebox';
 /** The `aud` of access tokens. */
@@ -17,12 +20,14 @@ export const ACCESS_AUDIENCE = 'onebox:access';
 /** The `aud` of subscription tokens. */
 export const SUB_AUDIENCE = 'onebox:sub';
 
-/** What a verified access token says: its user, expiry and issue time (epoch seconds), session. */
+/** What a verified access token says. */
 export interface AccessClaims {
   userId: string;
-  exp: number;
-  iat: number;
+  /** The session it was issued to; absent on tokens from before sessions existed. */
   sid: string | undefined;
+  /** Issued at and expiry, epoch seconds. */
+  iat: number;
+  exp: number;
 }
 
 const importKey = (secret: string) =>
@@ -38,18 +43,21 @@ export class TokenService {
    * @param ttlS token lifetime in seconds.
    * @param userExists whether a subject's user row still exists (a cached check: it runs
    *   on every verification). @default every subject exists
+   * @param revoked whether the token's session was revoked (from memory: it runs on every
+   *   verification). @default nothing is revoked
    */
   constructor(
     secret: string,
-    private readonly ttlS: number,
+    readonly ttlS: number,
     private readonly userExists: (userId: string) => boolean | Promise<boolean> = () => true,
+    private readonly revoked: (t: TokenIdentity) => boolean = () => false,
   ) {
     this.key = importKey(secret);
   }
 
-  /** Sign a token whose subject is the user id. */
-  async issue(userId: string): Promise<string> {
-    return new SignJWT({})
+  /** Sign a token whose subject is the user id, for session `sid` (its `sid` claim). */
+  async issue(userId: string, sid?: string): Promise<string> {
+    return new SignJWT(sid === undefined ? {} : { sid })
       .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
       .setSubject(userId)
       .setIssuer(ISSUER)
@@ -69,7 +77,8 @@ export class TokenService {
   private static readonly CACHE_MAX = 10_000;
 
   /**
-   * Verify a token and return its user id; throws AppError 401 otherwise.
+   * Verify a token and return its claims; throws AppError 401 otherwise (`token_expired`,
+   * `session_revoked`, `invalid_token`).
    * @param remember keep it in the verified cache (HTTP requests; a WebSocket upgrade
    *   verifies once per connection, so caching it would only cost memory).
    */
@@ -79,16 +88,18 @@ export class TokenService {
 
   /** Verify a token (as `verify`) and return what it says. */
   async claims(token: string, remember = true): Promise<AccessClaims> {
-    const hit = this.verified.get(token);
-    let claims: AccessClaims;
-    if (hit) {
-      if (hit.exp * 1000 <= Date.now()) {
+    let claims = this.verified.get(token);
+    if (claims) {
+      if (claims.exp * 1000 <= Date.now()) {
         this.verified.delete(token);
         throw new AppError('token_expired', 'token expired');
       }
-      claims = hit;
     } else {
       claims = await this.verifyFresh(token, remember);
+    }
+    if (this.revoked(claims)) {
+      this.verified.delete(token);
+      throw new AppError('session_revoked', 'this session was revoked: log in again');
     }
     const exists = this.userExists(claims.userId);
     if (exists === true || (exists !== false && (await exists))) return claims;
@@ -102,8 +113,8 @@ export class TokenService {
       if (payload.aud !== ACCESS_AUDIENCE) throw new AppError('invalid_token', 'not an access token');
       if (typeof payload.sub !== 'string' || payload.sub === '') throw new AppError('invalid_token', 'token has no subject');
       if (typeof payload.exp !== 'number') throw new AppError('invalid_token', 'token has no expiry');
-      const sid = typeof payload.sid === 'string' ? payload.sid : undefined;
-      const claims: AccessClaims = { userId: payload.sub, exp: payload.exp, iat: payload.iat ?? 0, sid };
+      if (payload.sid !== undefined && (typeof payload.sid !== 'string' || payload.sid === '')) throw new AppError('invalid_token', 'malformed sid');
+      const claims: AccessClaims = { userId: payload.sub, sid: payload.sid, iat: typeof payload.iat === 'number' ? payload.iat : 0, exp: payload.exp };
       if (!remember) return claims;
       if (this.verified.size >= TokenService.CACHE_MAX) this.verified.delete(this.verified.keys().next().value!);
       this.verified.set(token, claims);

@@ -1,4 +1,4 @@
-/** Route guards: a valid bearer token (sets `userId`), or the admin token. */
+/** Route guards: a valid bearer token (sets `userId` and `sid`), or the admin token. */
 import { timingSafeEqual } from 'node:crypto';
 import type { MiddlewareHandler } from 'hono';
 import { extractToken } from '../auth/tokens.js';
@@ -9,7 +9,9 @@ export function requireUser(s: Services): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const token = extractToken(c.req.header('authorization'));
     if (!token) throw new AppError('unauthorized', 'missing bearer token');
-    c.set('userId', await s.tokens.verify(token));
+    const claims = await s.tokens.claims(token);
+    c.set('userId', claims.userId);
+    c.set('sid', claims.sid);
     await next();
   };
 }
@@ -20,7 +22,11 @@ export function requireUserOrAdmin(s: Services): MiddlewareHandler<AppEnv> {
     const token = extractToken(c.req.header('authorization'));
     if (!token) throw new AppError('unauthorized', 'missing bearer token');
     if (isAdminToken(token, s.config.adminToken)) c.set('admin', true);
-    else c.set('userId', await s.tokens.verify(token));
+    else {
+      const claims = await s.tokens.claims(token);
+      c.set('userId', claims.userId);
+      c.set('sid', claims.sid);
+    }
     await next();
   };
 }

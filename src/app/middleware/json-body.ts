@@ -10,6 +10,12 @@ import type { z } from 'zod';
 import { checkJsonBounds } from '../../lib/json.js';
 import { AppError } from '../../errors.js';
 
+/** True when the request announces a body (Content-Length above 0, or chunked). */
+export function hasBody(req: Request): boolean {
+  const length = req.headers.get('content-length');
+  return length !== null ? length !== '0' : req.headers.has('transfer-encoding');
+}
+
 export async function readJson<S extends z.ZodType>(c: Context, schema: S, maxDepth: number): Promise<z.output<S>> {
   const type = c.req.header('content-type') ?? '';
   if (!/^application\/([\w.+-]+\+)?json\s*(;|$)/i.test(type)) {
