@@ -39,3 +39,30 @@ test('onebox bench --quick writes a complete report with zero errors on both eng
   assert.match(md, /\*reference:\* Ktor/);
   assert.equal((readFileSync(join(out, 'chart.svg'), 'utf8').match(/<polyline/g) ?? []).length, 6);
 });
+
+test('onebox bench --scenario heartbeat: clients send app pings only in the "on" windows, and get a pong each', async () => {
+  const dir = join(out, 'heartbeat');
+  const code = await new Promise<number | null>((resolve) => {
+    const args = ['bench', '--scenario', 'heartbeat', '--engines', 'bun', '--workers', '1', '--connections', '200', '--clients', '1', '--ping-interval', '0.5', '--ramp', '1', '--settle', '0', '--window', '2', '--out', dir];
+    const p = spawn(BIN, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    p.stderr.resume();
+    p.on('exit', resolve);
+  });
+  assert.equal(code, 0);
+  const report = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8'));
+  const [row] = report.rows;
+  assert.equal(row.connectionsOpen, 200);
+  assert.equal(row.wsFailed + row.wsDropped, 0);
+  assert.deepEqual(row.windows.map((w: any) => w.appPings), [false, true, true, false]);
+  for (const w of row.windows) {
+    if (w.appPings) {
+      assert.ok(w.appPingsSent > 0 && w.pongsReceived > 0, `pings ${w.appPingsSent}, pongs ${w.pongsReceived}`);
+      // Every pong answers a ping: at most the window's pings plus those in flight at its start.
+      assert.ok(w.pongsReceived <= w.appPingsSent + 200, `pings ${w.appPingsSent}, pongs ${w.pongsReceived}`);
+    } else {
+      assert.equal(w.appPingsSent, 0);
+    }
+    assert.ok(w.serverCpuPercent >= 0 && w.rssBytes > 0);
+  }
+  assert.match(readFileSync(join(dir, 'report.md'), 'utf8'), /\| server \| connections \| ping interval \| server CPU, pings off → on \|/);
+});

@@ -80,10 +80,19 @@ test('no import cycle among the files of src/', () => {
   assert.deepEqual(cycles, []);
 });
 
-test('nothing in src/ imports from test/ or from outside src/', () => {
+/**
+ * The one way out: the bench's clients reconnect with the client SDK's own backoff functions
+ * (client/src/backoff.ts: pure functions, a type-only import), so the storm figure is the SDK's.
+ */
+const allowedOutside = (file: string, target: string) =>
+  relative(SRC, file).startsWith('cli/bench/') && relative(ROOT, target) === join('client', 'src', 'backoff.ts');
+
+test('nothing in src/ imports from test/ or from outside src/ (but the bench, from the client SDK\'s backoff)', () => {
   const outside: string[] = [];
   for (const [file, imports] of graph) {
-    for (const target of imports) if (relative(SRC, target).startsWith('..')) outside.push(`${relative(SRC, file)} -> ${relative(ROOT, target)}`);
+    for (const target of imports) {
+      if (relative(SRC, target).startsWith('..') && !allowedOutside(file, target)) outside.push(`${relative(SRC, file)} -> ${relative(ROOT, target)}`);
+    }
   }
   assert.deepEqual(outside, []);
 });

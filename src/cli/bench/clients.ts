@@ -16,6 +16,9 @@ export interface ClientStats {
   dropped: number;
   pings: number;
   reconnects: number;
+  /** App-level `ping` frames sent, and `pong` frames received (the heartbeat scenario). */
+  appPings?: number;
+  pongs?: number;
   errors: Record<string, number>;
   /** Pubs acknowledged since the last mark (the delivery scenario). */
   pubAcked?: number;
@@ -42,6 +45,8 @@ export class Clients {
       for (const k of ['open', 'opened', 'failed', 'dropped', 'pings', 'reconnects'] as const) t[k] += s[k];
       for (const [k, v] of Object.entries(s.errors)) t.errors[k] = (t.errors[k] ?? 0) + v;
       t.pubAcked = (t.pubAcked ?? 0) + (s.pubAcked ?? 0);
+      t.appPings = (t.appPings ?? 0) + (s.appPings ?? 0);
+      t.pongs = (t.pongs ?? 0) + (s.pongs ?? 0);
     }
     return t;
   }

@@ -51,7 +51,11 @@ export interface Row {
   connectionsPerWorker?: number[];
   fanout?: { p50Ms: number; p99Ms: number; maxMs: number; received: number; expected: number }[];
   /** Failed attempts on the way back, by kind (http_503: over the ceiling, handshake_timeout, ECONNREFUSED...). */
-  storm?: { backWithinMs: number | null; reconnected: number; errors: Record<string, number> };
+  /**
+   * backoff: the clients' (sdk: the client SDK's delays; raw: the bench's own); restartMs: from
+   * the signal until the new server listened; loadavg: the box's at the end.
+   */
+  storm?: { backoff?: 'sdk' | 'raw'; restartMs?: number; backWithinMs: number | null; reconnected: number; errors: Record<string, number>; loadavg?: string };
   maxRps?: { rate: number; p99Ms: number }[];
   series: Point[];
 }
@@ -112,7 +116,7 @@ export function markdown(rows: Row[], meta: Record<string, unknown>): string {
       r.fanout.forEach((f, i) => lines.push(`| ${i + 1} | ${f.received} / ${f.expected} | ${f.p50Ms} | ${f.p99Ms} | ${f.maxMs} |`));
     }
     if (r.storm) {
-      lines.push('', `Storm, ${r.engine} WORKERS=${r.workers}: server restarted (SIGTERM, drain, start); all ${r.connectionsTarget} clients open again ${r.storm.backWithinMs === null ? 'NOT within the wait' : `within ${(r.storm.backWithinMs / 1000).toFixed(1)} s of the signal`} (${r.storm.reconnected} reconnects, jittered exponential backoff; clients report once a second; failed attempts: ${errs(r.storm.errors)}).`);
+      lines.push('', `Storm, ${r.engine} WORKERS=${r.workers}: server restarted (SIGTERM, drain, start${r.storm.restartMs === undefined ? '' : `: listening again ${(r.storm.restartMs / 1000).toFixed(1)} s after the signal`}); all ${r.connectionsTarget} clients open again ${r.storm.backWithinMs === null ? 'NOT within the wait' : `within ${(r.storm.backWithinMs / 1000).toFixed(1)} s of the signal`} (${r.storm.reconnected} reconnects, ${r.storm.backoff === 'sdk' ? "the client SDK's backoff (1012: within 2 s; then full jitter from 1 s doubling to 30 s)" : 'jittered exponential backoff (200 ms doubling to 10 s)'}; clients report once a second; failed attempts: ${errs(r.storm.errors)})${r.storm.loadavg ? `; load average at the end ${r.storm.loadavg}` : ''}.`);
     }
     if (r.maxRps?.length) {
       const within = r.maxRps.filter((s) => s.p99Ms <= P99_BOUND_MS).at(-1);

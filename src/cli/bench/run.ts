@@ -8,7 +8,7 @@
  */
 import { cleanups } from './cleanups.js';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -23,10 +23,12 @@ import { externalTarget, startTarget, type Target } from './target.js';
 export const BENCH_HELP = `usage: onebox bench [options]
        onebox bench ws-memory [options]   RSS per idle WebSocket on one process (--help)
 
-  --scenario S        steady | fanout | storm | max-rps | delivery (steady)
+  --scenario S        steady | fanout | storm | max-rps | delivery | heartbeat (steady)
                       max-rps steps from rate/16 up by half until p99 > 10 ms;
                       delivery: durable pubs/s, fan-out durable vs history 0,
-                      notify latency (--scenario delivery --help)
+                      notify latency (--scenario delivery --help);
+                      heartbeat: server CPU of clients' app-level pings on idle
+                      sockets, on vs off (--scenario heartbeat --help)
   --connections N     idle WebSockets to hold                      (50000)
   --rate R            JSON GETs per second, constant arrival rate  (2000)
   --ping-interval S   server keep-alive ping period, seconds       (30)
@@ -35,6 +37,10 @@ export const BENCH_HELP = `usage: onebox bench [options]
   --engines LIST      bun,node                                     (bun,node)
   --workers LIST      worker counts to try, e.g. 1,4               (4)
   --clients K         client processes (each holds < 20,000 files) (ceil(N/12500))
+  --backoff B         storm: how clients come back, sdk (the client SDK's
+                      delays: 1012 within 2 s, then full jitter from 1 s
+                      doubling to 30 s) or raw (the bench's older 200 ms
+                      doubling to 10 s)                            (sdk)
   --out DIR           report folder               (bench/results/<date>-<scenario>)
   --target URL        load a running server instead of starting one
   --jwt-secret S      with --target: sign client tokens (else one signed-up user)
@@ -65,6 +71,7 @@ interface Options {
   engines: Array<'bun' | 'node'>;
   workers: number[];
   clients: number;
+  backoff: 'sdk' | 'raw';
   out: string;
   target: string | undefined;
   jwtSecret: string | undefined;
@@ -84,6 +91,7 @@ export function parseBenchArgs(argv: string[]): Options {
       engines: { type: 'string', default: 'bun,node' },
       workers: { type: 'string' },
       clients: { type: 'string' },
+      backoff: { type: 'string', default: 'sdk' },
       out: { type: 'string' },
       target: { type: 'string' },
       'jwt-secret': { type: 'string' },
@@ -102,6 +110,7 @@ export function parseBenchArgs(argv: string[]): Options {
   const engines = v.engines!.split(',') as Options['engines'];
   if (engines.some((e) => e !== 'bun' && e !== 'node')) throw new Error('--engines takes bun and/or node');
   const connections = num(v.connections, q ? 1000 : 50_000, 'connections');
+  if (v.backoff !== 'sdk' && v.backoff !== 'raw') throw new Error('--backoff must be sdk or raw');
   const date = new Date().toISOString().slice(0, 16).replace(/[:T]/g, '-');
   return {
     scenario,
@@ -113,6 +122,7 @@ export function parseBenchArgs(argv: string[]): Options {
     engines,
     workers: (v.workers ?? (q ? '1' : '4')).split(',').map(Number),
     clients: num(v.clients, Math.max(1, Math.ceil(connections / 12_500)), 'clients'),
+    backoff: v.backoff,
     out: v.out ?? join('bench', 'results', `${date}-${scenario}${q ? '-quick' : ''}`),
     target: v.target,
     jwtSecret: v['jwt-secret'],
@@ -256,6 +266,7 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
         topic: 'bench:all',
         rate: Math.max(1, n / Math.max(o.rampS, 0.1)),
         reconnect: o.scenario === 'storm',
+        backoff: o.backoff,
       });
     });
     const rampDeadline = Date.now() + (o.rampS + 60) * 1000;
@@ -342,6 +353,7 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
       const { reconnects: reconnectsBefore, errors: errorsBefore, opened: openedBefore } = clients.total();
       const began = Date.now();
       await target.restart();
+      const restartMs = Date.now() - began;
       let back: number | null = null;
       const until = Date.now() + 120_000;
       while (Date.now() < until) {
@@ -360,7 +372,7 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
           .map(([k, v]) => [k, v - (errorsBefore[k] ?? 0)] as const)
           .filter(([, v]) => v > 0),
       );
-      row.storm = { backWithinMs: back, reconnected: end.reconnects - reconnectsBefore, errors };
+      row.storm = { backoff: o.backoff, restartMs, backWithinMs: back, reconnected: end.reconnects - reconnectsBefore, errors, loadavg: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ') };
     }
     if (o.scenario === 'max-rps') {
       phase = 'max-rps';
@@ -392,7 +404,9 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
 export async function runBench(argv: string[]): Promise<number> {
   if (argv[0] === 'ws-memory') return (await import('./ws-memory.js')).runWsMemory(argv.slice(1));
   const at = argv.indexOf('--scenario');
-  if ((at >= 0 && argv[at + 1] === 'delivery') || argv.includes('--scenario=delivery')) return (await import('./delivery.js')).runDelivery(argv);
+  const own = (name: string) => (at >= 0 && argv[at + 1] === name) || argv.includes(`--scenario=${name}`);
+  if (own('delivery')) return (await import('./delivery.js')).runDelivery(argv);
+  if (own('heartbeat')) return (await import('./heartbeat.js')).runHeartbeat(argv);
   if (argv.includes('--help') || argv.includes('-h')) {
     console.log(BENCH_HELP);
     return 0;

@@ -6,11 +6,16 @@
  * pings it receives, subscribes to its topics, and records fan-out latency. Connection state
  * is a small object; socket handlers are shared functions. On `publish` (the delivery
  * scenario) every open connection keeps a window of `pub` frames outstanding, sending the
- * next one as each is acknowledged, and records the ack latency in an HDR histogram.
+ * next one as each is acknowledged, and records the ack latency in an HDR histogram. On
+ * `appPing` (the heartbeat scenario) every open connection sends `{"op":"ping"}` once per
+ * interval when it received no text frame in that interval, as the SDK does to detect a dead
+ * socket where protocol pings are invisible (browsers, React Native); one sweep timer per
+ * process deals the connections into slices of the interval, as the server's heartbeat does.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import * as hdr from 'hdr-histogram-js';
+import { BACKOFF_DEFAULTS, backoffDelay, hintedDelay, parseCloseReason, restartDelay, suspendedDelay } from '../../../client/src/backoff.js';
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 const HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -27,6 +32,13 @@ interface Start {
   /** Connections opened per second by this process. */
   rate: number;
   reconnect: boolean;
+  /**
+   * How a closed connection comes back: `sdk`, the client SDK's delays and rules (its
+   * backoff functions, the subprotocol so that refusals arrive as close codes with retry
+   * hints); `raw`, the bench's own jittered exponential backoff from before the SDK.
+   * @default 'raw'
+   */
+  backoff?: 'sdk' | 'raw';
 }
 
 class Conn {
@@ -34,7 +46,17 @@ class Conn {
   open = false;
   key = '';
   attempts = 0;
+  /** When the connection last opened, and since when it has been down (Date.now(), 0: not). */
+  openedAt = 0;
+  downSince = 0;
+  /** The server's close frame, if one came before the socket closed. */
+  closeCode = 0;
+  closeReason = '';
+  /** This attempt's failure was counted by kind (an error, a timeout, a refusal). */
+  failed = false;
   pings = 0;
+  /** When the last text frame arrived (Date.now()): an app ping is due only after a silent interval. */
+  lastText = 0;
   sock: Socket | null = null;
   /** Outstanding pubs: frame id -> send time (performance.now()). */
   inflight: Map<number, number> | null = null;
@@ -64,7 +86,7 @@ const pub = {
   hist: latencies(),
 };
 
-const stats = { open: 0, opened: 0, failed: 0, dropped: 0, pings: 0, reconnects: 0, errors: {} as Record<string, number> };
+const stats = { open: 0, opened: 0, failed: 0, dropped: 0, pings: 0, reconnects: 0, appPings: 0, pongs: 0, errors: {} as Record<string, number> };
 const fanout = new Map<string, number[]>();
 let cfg: Start;
 let stopping = false;
@@ -85,13 +107,17 @@ function mask(opcode: number, payload: Buffer): Buffer {
   return out;
 }
 
-function fail(kind: string): void {
+function fail(kind: string, c?: Conn): void {
   stats.errors[kind] = (stats.errors[kind] ?? 0) + 1;
+  if (c) c.failed = true;
 }
+
+const connOf = (sock: Socket) => (sock as Socket & { [STATE]: Conn })[STATE];
 
 function open(c: Conn): void {
   c.key = randomBytes(16).toString('base64');
   c.buf = null;
+  c.failed = false;
   const sock = connect({ host: cfg.host, port: cfg.port, localAddress: cfg.localAddress });
   c.sock = sock;
   (sock as Socket & { [STATE]: Conn })[STATE] = c;
@@ -110,17 +136,18 @@ function onConnect(this: Socket): void {
   const c = (this as Socket & { [STATE]: Conn })[STATE];
   this.write(
     `GET /v1/ws HTTP/1.1\r\nHost: ${cfg.host}:${cfg.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-      `Sec-WebSocket-Key: ${c.key}\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer ${c.token}\r\n\r\n`,
+      `Sec-WebSocket-Key: ${c.key}\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer ${c.token}\r\n` +
+      (cfg.backoff === 'sdk' ? 'Sec-WebSocket-Protocol: onebox.v1\r\n\r\n' : '\r\n'),
   );
 }
 
 function onTimeout(this: Socket): void {
-  fail('handshake_timeout');
+  fail('handshake_timeout', connOf(this));
   this.destroy();
 }
 
 function onError(this: Socket, err: NodeJS.ErrnoException): void {
-  fail(err.code ?? 'socket_error');
+  fail(err.code ?? 'socket_error', connOf(this));
 }
 
 function onClose(this: Socket): void {
@@ -129,14 +156,41 @@ function onClose(this: Socket): void {
     c.open = false;
     stats.open--;
     if (!stopping) stats.dropped++;
-  } else if (!stopping) stats.failed++;
-  if (cfg.reconnect && !stopping) {
-    c.attempts++;
-    stats.reconnects++;
-    // Full jitter: a fleet of clients must not come back in lockstep.
-    const cap = Math.min(10_000, 200 * 2 ** Math.min(c.attempts, 6));
-    setTimeout(() => open(c), Math.random() * cap);
+  } else if (!stopping) {
+    stats.failed++;
+    // The server closed the socket before any answer to the upgrade.
+    if (!c.failed) fail('closed_before_answer');
   }
+  if (cfg.reconnect && !stopping) {
+    stats.reconnects++;
+    setTimeout(() => open(c), cfg.backoff === 'sdk' ? sdkDelay(c) : rawDelay(c));
+  }
+}
+
+/** The bench's own backoff: full jitter, so a fleet of clients does not come back in lockstep. */
+function rawDelay(c: Conn): number {
+  c.attempts++;
+  return Math.random() * Math.min(10_000, 200 * 2 ** Math.min(c.attempts, 6));
+}
+
+/** The SDK's next delay (client/src/onebox.ts onClose and scheduleReconnect, with its defaults). */
+function sdkDelay(c: Conn): number {
+  const b = BACKOFF_DEFAULTS;
+  const now = Date.now();
+  const code = c.closeCode;
+  const { retryS } = parseCloseReason(c.closeReason);
+  c.closeCode = 0;
+  c.closeReason = '';
+  // A connection that held for a while starts the backoff over; one that flaps keeps climbing.
+  if (c.openedAt > 0 && now - c.openedAt >= b.baseMs * 5) c.attempts = 0;
+  c.openedAt = 0;
+  c.downSince ||= now;
+  if (code === 1012) return restartDelay(b, Math.random);
+  if (retryS !== undefined) return hintedDelay(retryS, Math.random);
+  const suspended = now - c.downSince >= b.suspendAfterMs;
+  const delay = suspended ? suspendedDelay(b, Math.random) : backoffDelay(b, c.attempts, Math.random);
+  c.attempts++;
+  return delay;
 }
 
 function onData(this: Socket, chunk: Buffer): void {
@@ -153,12 +207,14 @@ function onData(this: Socket, chunk: Buffer): void {
     const accept = /\r\nsec-websocket-accept: *([^\r]+)/i.exec(head)?.[1];
     const expected = createHash('sha1').update(c.key + GUID).digest('base64');
     if (status !== '101' || accept !== expected) {
-      fail(status === '101' ? 'bad_accept' : `http_${status ?? 'garbage'}`);
+      fail(status === '101' ? 'bad_accept' : `http_${status ?? 'garbage'}`, c);
       this.destroy();
       return;
     }
     c.open = true;
-    c.attempts = 0;
+    if (cfg.backoff !== 'sdk') c.attempts = 0;
+    c.openedAt = Date.now();
+    c.downSince = 0;
     this.setTimeout(0);
     stats.open++;
     stats.opened++;
@@ -189,6 +245,10 @@ function onData(this: Socket, chunk: Buffer): void {
     } else if (opcode === 1) {
       onText(c, payload);
     } else if (opcode === 8) {
+      if (payload.length >= 2) {
+        c.closeCode = payload.readUInt16BE(0);
+        c.closeReason = payload.subarray(2).toString('utf8');
+      }
       this.end(mask(8, Buffer.from(payload.subarray(0, 2))));
     }
   }
@@ -199,7 +259,17 @@ function onData(this: Socket, chunk: Buffer): void {
 const ACK = Buffer.from('{"op":"ack"');
 const ERROR = Buffer.from('{"op":"error"');
 
+/** `{"op":"pong"`: the answer to an app-level ping. */
+const PONG = Buffer.from('{"op":"pong"');
+
 function onText(c: Conn, payload: Buffer): void {
+  // A pong does not postpone the next ping: the SDK pings one interval after the last frame
+  // (the pong), and the sweep comes round one interval after the ping, a round trip sooner.
+  if (payload.subarray(0, PONG.length).equals(PONG)) {
+    stats.pongs++;
+    return;
+  }
+  c.lastText = Date.now();
   if (c.inflight && (payload.subarray(0, ACK.length).equals(ACK) || payload.subarray(0, ERROR.length).equals(ERROR))) {
     const f = JSON.parse(payload.toString()) as { op: string; id?: unknown; ack?: string; code?: string };
     const sent = typeof f.id === 'number' ? c.inflight.get(f.id) : undefined;
@@ -247,8 +317,36 @@ type Command =
   | { cmd: 'pubStop'; waitMs: number }
   | { cmd: 'fanout'; id: string }
   | { cmd: 'census' }
+  | { cmd: 'appPing'; intervalMs: number }
+  | { cmd: 'stats' }
   | { cmd: 'stop' };
 let all: Conn[] = [];
+
+/** App-level pings: the sweep timer while on, and its slices (connection i is in slice i % slices). */
+const appPing = { timer: null as ReturnType<typeof setInterval> | null, slices: 1, cursor: 0, intervalMs: 0, nextId: 1 };
+
+function setAppPing(intervalMs: number): void {
+  if (appPing.timer) clearInterval(appPing.timer);
+  appPing.timer = null;
+  if (intervalMs <= 0) return;
+  appPing.intervalMs = intervalMs;
+  appPing.slices = Math.min(120, Math.max(1, Math.floor(intervalMs / 25)));
+  appPing.cursor = 0;
+  appPing.timer = setInterval(sweepAppPings, intervalMs / appPing.slices);
+}
+
+function sweepAppPings(): void {
+  const slice = appPing.cursor;
+  appPing.cursor = (appPing.cursor + 1) % appPing.slices;
+  // A connection that heard from the server within the interval knows it is alive.
+  const quietSince = Date.now() - appPing.intervalMs;
+  for (let i = slice; i < all.length; i += appPing.slices) {
+    const c = all[i]!;
+    if (!c.open || !c.sock || c.lastText > quietSince) continue;
+    c.sock.write(mask(1, Buffer.from(`{"op":"ping","id":${appPing.nextId++}}`)));
+    stats.appPings++;
+  }
+}
 
 process.on('message', (m: Command) => {
   if (m.cmd === 'start') {
@@ -293,6 +391,11 @@ process.on('message', (m: Command) => {
   } else if (m.cmd === 'fanout') {
     process.send!({ type: 'fanout', id: m.id, latencies: fanout.get(m.id) ?? [] });
     fanout.delete(m.id);
+  } else if (m.cmd === 'appPing') {
+    setAppPing(m.intervalMs);
+    process.send!({ type: 'appPing' });
+  } else if (m.cmd === 'stats') {
+    process.send!({ type: 'statsNow', ...stats });
   } else if (m.cmd === 'census') {
     // Open connections that never saw a ping, and the fewest any open one saw.
     const open = all.filter((c) => c.open);
