@@ -27,6 +27,14 @@ interface Start {
   /** Connections opened per second by this process. */
   rate: number;
   reconnect: boolean;
+  /** The upgrade path. @default '/v1/ws' */
+  path?: string;
+  /**
+   * Speak Socket.IO (Engine.IO 4) inside the WebSocket, for the Socket.IO peer of `--peers`:
+   * connect to the default namespace (`40`), subscribe as the event `sub`, answer Engine.IO
+   * pings (`2`) with pongs (`3`), read `msg` events.
+   */
+  engineIo?: boolean;
 }
 
 class Conn {
@@ -109,7 +117,7 @@ function open(c: Conn): void {
 function onConnect(this: Socket): void {
   const c = (this as Socket & { [STATE]: Conn })[STATE];
   this.write(
-    `GET /v1/ws HTTP/1.1\r\nHost: ${cfg.host}:${cfg.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+    `GET ${cfg.path ?? '/v1/ws'} HTTP/1.1\r\nHost: ${cfg.host}:${cfg.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
       `Sec-WebSocket-Key: ${c.key}\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer ${c.token}\r\n\r\n`,
   );
 }
@@ -162,7 +170,8 @@ function onData(this: Socket, chunk: Buffer): void {
     this.setTimeout(0);
     stats.open++;
     stats.opened++;
-    for (const topic of typeof cfg.topic === 'string' ? [cfg.topic] : cfg.topic) this.write(mask(1, Buffer.from(JSON.stringify({ op: 'sub', topic }))));
+    if (cfg.engineIo) this.write(mask(1, Buffer.from('40')));
+    else for (const topic of topicsOf(cfg)) this.write(mask(1, Buffer.from(JSON.stringify({ op: 'sub', topic }))));
     if (pub.sending) fill(c);
     buf = buf.subarray(end + 4);
   }
@@ -199,7 +208,31 @@ function onData(this: Socket, chunk: Buffer): void {
 const ACK = Buffer.from('{"op":"ack"');
 const ERROR = Buffer.from('{"op":"error"');
 
+const topicsOf = (s: Start) => (typeof s.topic === 'string' ? [s.topic] : s.topic);
+
+/** Engine.IO's packets: `2` ping, `40…` connected to the namespace, `42[…]` an event. */
+function onEngineIo(c: Conn, payload: Buffer): void {
+  if (payload.length === 1 && payload[0] === 0x32) {
+    stats.pings++;
+    c.pings++;
+    c.sock?.write(mask(1, Buffer.from('3')));
+  } else if (payload[0] === 0x34 && payload[1] === 0x30) {
+    for (const topic of topicsOf(cfg)) c.sock?.write(mask(1, Buffer.from(`42${JSON.stringify(['sub', topic])}`)));
+  } else if (payload[0] === 0x34 && payload[1] === 0x32 && payload.indexOf('"fanout"') >= 0) {
+    const [, f] = JSON.parse(payload.subarray(2).toString()) as [string, { data?: { data?: { fanout?: string; ts?: number } } }];
+    record(f.data?.data);
+  }
+}
+
+function record(d: { fanout?: string; ts?: number } | undefined): void {
+  if (!d?.fanout || d.ts === undefined) return;
+  let l = fanout.get(d.fanout);
+  if (!l) fanout.set(d.fanout, (l = []));
+  l.push(Date.now() - d.ts);
+}
+
 function onText(c: Conn, payload: Buffer): void {
+  if (cfg.engineIo) return onEngineIo(c, payload);
   if (c.inflight && (payload.subarray(0, ACK.length).equals(ACK) || payload.subarray(0, ERROR.length).equals(ERROR))) {
     const f = JSON.parse(payload.toString()) as { op: string; id?: unknown; ack?: string; code?: string };
     const sent = typeof f.id === 'number' ? c.inflight.get(f.id) : undefined;
@@ -220,11 +253,7 @@ function onText(c: Conn, payload: Buffer): void {
   if (payload.indexOf('"fanout"') < 0) return;
   // A topic notify carries the caller's data under data.data, a client pub under data.
   const f = JSON.parse(payload.toString()) as { data?: { fanout?: string; ts?: number; data?: { fanout?: string; ts?: number } } };
-  const d = f.data?.data?.fanout ? f.data.data : f.data;
-  if (!d?.fanout || d.ts === undefined) return;
-  let l = fanout.get(d.fanout);
-  if (!l) fanout.set(d.fanout, (l = []));
-  l.push(Date.now() - d.ts);
+  record(f.data?.data?.fanout ? f.data.data : f.data);
 }
 
 /** Top the connection's outstanding pubs up to the window. */
