@@ -113,6 +113,8 @@ function exposeIntegers(
 export interface Figures {
   ws: {
     open: number;
+    pending: number;
+    handshaking: number;
     messagesIn: number;
     messagesOut: number;
     pingsSent: number;
@@ -148,6 +150,7 @@ export function registerFigures(registry: Registry, f: Figures): void {
   const ws = f.ws;
   exposeIntegers(registry, 'gauge', 'onebox_ws_connections', 'Open WebSocket connections', () => ws.open);
   exposeIntegers(registry, 'gauge', 'onebox_ws_connection_ceiling', 'Connection ceiling of this process', () => f.wsCeiling);
+  exposeIntegers(registry, 'gauge', 'onebox_ws_handshakes_in_flight', 'Upgrades being authorized or not yet open (bounded by MAX_HANDSHAKES)', () => ws.handshaking + ws.pending);
   exposeIntegers(registry, 'counter', 'onebox_ws_upgrades_refused_total', 'Refused upgrades by reason', labelled(ws.refused, 'reason'), ['reason']);
   exposeIntegers(registry, 'counter', 'onebox_ws_closes_total', 'Closed connections by close code', labelled(ws.closes, 'code'), ['code']);
   exposeIntegers(registry, 'counter', 'onebox_ws_messages_in_total', 'WebSocket messages received', () => ws.messagesIn);

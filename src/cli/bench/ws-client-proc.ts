@@ -332,6 +332,8 @@ process.on('message', (m: Command) => {
   }
 });
 
-setInterval(() => process.connected && process.send!({ type: 'stats', ...stats, pubAcked: pub.acked }), 1000).unref();
+// With a callback a send to a parent that just went away is an error passed here, not an uncaught 'error' event.
+setInterval(() => process.connected && process.send!({ type: 'stats', ...stats, pubAcked: pub.acked }, undefined, undefined, ignore), 1000).unref();
+function ignore(): void {}
 // The bench is gone (it crashed or was killed): its clients go too.
 process.on('disconnect', () => process.exit(0));
