@@ -16,6 +16,7 @@ export const ERROR_CODES = {
   unauthorized: 401,
   invalid_token: 401,
   token_expired: 401,
+  session_revoked: 401,
   invalid_credentials: 401,
   forbidden: 403,
   not_found: 404,
@@ -94,6 +95,10 @@ export const WS_ERROR_CODES = [
   'membership_revoked',
   'no_presence',
   'not_subscribed',
+  'invalid_token',
+  'token_expired',
+  'session_revoked',
+  'store_unavailable',
 ] as const;
 export type WsErrorCode = (typeof WS_ERROR_CODES)[number];
 
@@ -111,4 +116,8 @@ export const CLOSE = {
   tooBig: 1009,
   restart: 1012,
   tryAgainLater: 1013,
+  /** The access token expired (not refreshed with the `auth` op): refresh it once, reconnect. */
+  tokenExpired: 4001,
+  /** The token is invalid or its session was revoked: log in again. */
+  revoked: 4003,
 } as const;

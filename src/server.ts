@@ -8,7 +8,7 @@ import { createHttpApp } from './app/create-app.js';
 import type { Bindings, Services } from './app/context.js';
 import { KnownUsers } from './app/auth/known-users.js';
 import { resolveJwtSecret } from './app/auth/secret.js';
-import { SubTokenService, TokenService, upgradeAuthenticator } from './app/auth/tokens.js';
+import { SubTokenService, TokenService, tokenAuthenticator, upgradeAuthenticator } from './app/auth/tokens.js';
 import { StoreProbe } from './app/store-probe.js';
 import type { Config } from './config.js';
 import type { Limits } from './lib/limits.js';
@@ -94,6 +94,7 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
   const PresenceBackplane = config.redisUrl ? (await import('./realtime/backplane/presence-redis.js')).RedisPresence : null;
   const gateway = new Gateway(config, {
     authenticate: faultDelayed(config, upgradeAuthenticator(tokens)),
+    authenticateToken: tokenAuthenticator(tokens),
     limits,
     log,
     onActivity: (label) => loopMonitor.enter(label),

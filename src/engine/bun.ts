@@ -61,9 +61,11 @@ export const startBun: Engine = async (config, target, log) => {
         version: h.get('sec-websocket-version'),
         key: h.get('sec-websocket-key'),
         forwarded: h.get('x-forwarded-for'),
+        protocols: h.get('sec-websocket-protocol'),
       });
       if (!decision.ok) return new Response(decision.body, { status: decision.status, headers: decision.headers });
-      if (srv.upgrade(req, { data: decision.conn })) return undefined;
+      const headers = decision.protocol ? { 'Sec-WebSocket-Protocol': decision.protocol } : undefined;
+      if (srv.upgrade(req, { data: decision.conn, headers })) return undefined;
       gateway.abort(decision.conn);
       return errorResponse('bad_request', 'upgrade failed');
     },

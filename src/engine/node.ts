@@ -12,6 +12,7 @@ import { getRequestListener, RequestError } from '@hono/node-server';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Conn } from '../realtime/conn.js';
 import type { Gateway, SocketOps } from '../realtime/gateway.js';
+import { SUBPROTOCOL } from '../realtime/protocol.js';
 import { ERROR_CODES, errorBody, errorResponse, type ErrorCode } from '../errors.js';
 import { WS_PATH, type Engine } from './types.js';
 
@@ -56,6 +57,8 @@ export const startNode: Engine = async (config, target, log) => {
     maxPayload: config.maxMessageBytes,
     perMessageDeflate: false,
     clientTracking: false,
+    // The one subprotocol we speak, when offered; ws would otherwise select the first offered.
+    handleProtocols: (offered) => (offered.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
   });
 
   // A handshake ws refuses (method, Upgrade, key, version, subprotocol) is answered in JSON
@@ -123,6 +126,7 @@ export const startNode: Engine = async (config, target, log) => {
       version: h['sec-websocket-version'],
       key: h['sec-websocket-key'],
       forwarded: h['x-forwarded-for'],
+      protocols: h['sec-websocket-protocol'],
     });
     if (!decision.ok) return rawResponse(socket, decision.status, decision.headers, decision.body);
     const conn = decision.conn;

@@ -36,11 +36,16 @@ export class Conn {
    * only what came before this offset: everything from it on has arrived live.
    */
   userFrom = 0;
+  /** The access token's expiry, epoch seconds (0: none); the `auth` op moves it. */
+  exp = 0;
+  /** The token's session id (revocation closes a session's connections), or null. */
+  sid: string | null = null;
   /** Set once the server has started closing it, so nothing more is queued. */
   closing = false;
   /** The engine's socket, set on open. */
   sock: unknown = null;
 
+  /** @param id unique per process; 0 marks a refusal, an upgrade accepted only to be closed. */
   constructor(
     readonly id: number,
     readonly userId: string,

@@ -4,6 +4,7 @@
  * gateway.ts re-exports these, so callers import from there.
  */
 import type { Config } from '../config.js';
+import type { ErrorCode } from '../errors.js';
 import type { Limits } from '../lib/limits.js';
 import type { Logger } from '../observability/logger.js';
 import type { Channels } from './channels.js';
@@ -35,12 +36,17 @@ export interface UpgradeRequest {
   key: string | null | undefined;
   /** The X-Forwarded-For header, as the HTTP side reads it. */
   forwarded: string | readonly string[] | null | undefined;
+  /** The Sec-WebSocket-Protocol header: the subprotocols the client offers. */
+  protocols?: string | null | undefined;
 }
 
-/** Who is upgrading: a user id, or why not (401 codes; `store_unavailable` is a 503). */
+/**
+ * Who a token names: a user id, with the token's expiry and issue time (epoch seconds) and
+ * its session id when it has them; or why not (401 codes; `store_unavailable` is a 503).
+ */
 export type Authentication =
-  | { ok: true; userId: string }
-  | { ok: false; code: 'unauthorized' | 'invalid_token' | 'token_expired' | 'store_unavailable'; message: string };
+  | { ok: true; userId: string; exp?: number; iat?: number; sid?: string }
+  | { ok: false; code: 'unauthorized' | 'invalid_token' | 'token_expired' | 'session_revoked' | 'store_unavailable'; message: string };
 
 /**
  * Whether a subscription token grants `userId` the topic: null when it does, else why not.
@@ -67,6 +73,11 @@ export type GatewayOptions = Pick<
 export interface GatewayDeps {
   /** Decide who is upgrading (the token, checked however the app checks tokens). */
   authenticate(req: UpgradeRequest): Promise<Authentication>;
+  /**
+   * Check a fresh token sent on a live connection (the `auth` op), as `authenticate` checks
+   * an upgrade's. @default every token is refused (`invalid_token`)
+   */
+  authenticateToken?: (token: string) => Promise<Authentication>;
   /** The box's per-address slot table. */
   limits: Limits;
   log: Logger;
@@ -98,9 +109,14 @@ export interface GatewayDeps {
   };
 }
 
+/**
+ * An upgrade the engine completes (with `protocol` as Sec-WebSocket-Protocol when set), or
+ * an HTTP refusal. A refusal for a client that speaks `onebox.v1` is an upgrade too: its
+ * connection is closed at once with the refusal's close code (gateway.open does that).
+ */
 export type UpgradeDecision =
-  | { ok: true; conn: Conn }
-  | { ok: false; status: number; headers: Record<string, string>; body: string };
+  | { ok: true; conn: Conn; protocol: string | undefined }
+  | { ok: false; status: number; headers: Record<string, string>; body: string; code: ErrorCode };
 
 /** The gateway's figures: plain integers, read by the metrics catalog at scrape time. */
 export class GatewayStats {
@@ -116,5 +132,9 @@ export class GatewayStats {
   idleTimeouts = 0;
   frameFailures = 0;
   readonly refused = new Map<string, number>();
+  /** Refusals answered with a close code (onebox.v1 clients) rather than an HTTP status. */
+  refusedByClose = 0;
+  /** Connections closed at their token's expiry (4001). */
+  expired = 0;
   readonly closes = new Map<number, number>();
 }

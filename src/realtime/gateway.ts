@@ -4,6 +4,17 @@
  * `closed` with the Conn it got back; the gateway talks to sockets only through the engine's
  * `SocketOps`, one shared object, so no connection carries closures of its own.
  *
+ * A client offering the `onebox.v1` subprotocol gets its refusals as close codes instead
+ * (4001 token_expired, 4003 invalid token or revoked session, 1013 with `retry=<s>`), as a
+ * browser cannot read a refused upgrade's status: it is upgraded, then closed at once. Such
+ * refusals hold a descriptor each, so at most REFUSING_MAX run at once (within the open-file
+ * reserve the ceiling keeps); past that the HTTP status is the answer.
+ *
+ * Tokens: every connection gets `hello` first, with its token's `exp`; the `auth` op replaces
+ * the token on a live connection, and the heartbeat, as it pings a connection, closes it with
+ * 4001 once its token has expired (no timer per connection). `closeUserConnections` is the
+ * revocation seam: the app closes a user's (or a session's) connections with 4003.
+ *
  * Backpressure: after each send the connection's queued bytes are checked; past
  * MAX_BUFFERED_BYTES the connection is closed with 1013 and counted, and, being marked
  * `closing` and removed from the registry, never receives another byte from us.
@@ -33,9 +44,17 @@ import { MemberCache } from './members.js';
 import type { GapReader } from './topic-order.js';
 import { Registry } from './registry.js';
 import { Presence } from './presence.js';
-import { FrameError, frames, parseFrame, type ClientFrame } from './protocol.js';
+import { FrameError, SUBPROTOCOL, frames, offersSubprotocol, parseFrame, type ClientFrame } from './protocol.js';
 import { Access, READ_REFUSED } from './access.js';
-import { GatewayStats, type GatewayDeps, type GatewayOptions, type SocketOps, type UpgradeDecision, type UpgradeRequest } from './gateway-types.js';
+import {
+  GatewayStats,
+  type Authentication,
+  type GatewayDeps,
+  type GatewayOptions,
+  type SocketOps,
+  type UpgradeDecision,
+  type UpgradeRequest,
+} from './gateway-types.js';
 
 export { GatewayStats } from './gateway-types.js';
 export type { Authentication, GatewayDeps, GatewayOptions, SocketOps, SubTokenCheck, UpgradeDecision, UpgradeRequest } from './gateway-types.js';
@@ -52,7 +71,23 @@ const OP_LABEL = {
   recv: 'ws:recv',
   presence: 'ws:presence',
   ping: 'ws:ping',
+  auth: 'ws:auth',
 } as const;
+
+/** Refusals answered with a close code that may be in flight at once (each holds a descriptor). */
+export const REFUSING_MAX = 256;
+/** How long a refused connection may take to read its close frame before it is terminated. */
+const REFUSAL_CLOSE_MS = 5000;
+
+/** The close code and reason a refusal's error code becomes for an `onebox.v1` client. */
+function refusalClose(code: ErrorCode, retryAfter: string | undefined): { code: number; reason: string } {
+  if (code === 'token_expired') return { code: CLOSE.tokenExpired, reason: code };
+  if (code === 'unauthorized' || code === 'invalid_token' || code === 'session_revoked') return { code: CLOSE.revoked, reason: code };
+  return { code: CLOSE.tryAgainLater, reason: `${code} retry=${retryAfter ?? 1}` };
+}
+
+const refuseAllTokens: NonNullable<GatewayDeps['authenticateToken']> = () =>
+  Promise.resolve({ ok: false, code: 'invalid_token', message: 'tokens cannot be replaced on this server' });
 
 /** A publish burst: twice the rate, i.e. two seconds' worth. */
 const BURST_MS = 2000;
@@ -80,6 +115,10 @@ export class Gateway {
    * queued bytes until the runtime's own timeout (30 s in ws, none on Bun).
    */
   private readonly closingUntil = new Map<Conn, number>();
+  /** Upgrades accepted only to be closed (onebox.v1 refusals), with the close they get. */
+  private readonly refusals = new Map<Conn, { code: number; reason: string }>();
+  /** Refusal connections from authorize until closed or aborted: the descriptors they hold. */
+  private refusing = 0;
   private nextId = 1;
   private draining = false;
   /** The close closeAll sent, for upgrades that open after it. */
@@ -89,16 +128,23 @@ export class Gateway {
   private readonly log: Logger;
   private readonly limits: Limits;
   private readonly authenticate: GatewayDeps['authenticate'];
+  private readonly authenticateToken: NonNullable<GatewayDeps['authenticateToken']>;
   private readonly activity: (label: string) => void;
 
   constructor(private readonly config: GatewayOptions, deps: GatewayDeps) {
     this.log = deps.log;
     this.limits = deps.limits;
     this.authenticate = deps.authenticate;
+    this.authenticateToken = deps.authenticateToken ?? refuseAllTokens;
     this.activity = deps.onActivity ?? (() => undefined);
     this.ceiling = config.maxConnections ?? deriveCeiling(openFileLimits()?.soft);
     this.heartbeat = new Heartbeat(config.pingIntervalMs, config.idleTimeoutMs, {
-      ping: (conn) => {
+      ping: (conn, now) => {
+        if (conn.exp !== 0 && conn.exp * 1000 <= now) {
+          this.stats.expired++;
+          this.close(conn, CLOSE.tokenExpired, 'token_expired');
+          return;
+        }
         this.ops!.ping(conn.sock);
         this.stats.pingsSent++;
       },
@@ -168,13 +214,31 @@ export class Gateway {
     this.heartbeat.start();
   }
 
-  /** Decide an upgrade: draining, ceiling, per-address limit, then the token. */
+  /**
+   * Decide an upgrade: draining, ceiling, per-address limit, then the token. A refusal of a
+   * well-formed handshake offering `onebox.v1` becomes an upgrade that `open` closes.
+   */
   async authorize(req: UpgradeRequest): Promise<UpgradeDecision> {
     // RFC 6455 section 4.4: another version is refused with the version we speak.
     if (req.version !== '13') {
       return this.refuse('handshake', 426, 'Sec-WebSocket-Version must be 13', 'upgrade_required', { 'Sec-WebSocket-Version': '13' });
     }
     if (!req.key || !WS_KEY.test(req.key)) return this.refuse('handshake', 400, 'invalid Sec-WebSocket-Key', 'bad_request');
+    const v1 = offersSubprotocol(req.protocols);
+    const decision = await this.decide(req);
+    if (decision.ok) {
+      if (v1) decision.protocol = SUBPROTOCOL;
+      return decision;
+    }
+    if (!v1 || this.refusing >= REFUSING_MAX) return decision;
+    const conn = new Conn(0, '', req.ip, Date.now());
+    this.refusing++;
+    this.stats.refusedByClose++;
+    this.refusals.set(conn, refusalClose(decision.code, decision.headers['Retry-After']));
+    return { ok: true, conn, protocol: SUBPROTOCOL };
+  }
+
+  private async decide(req: UpgradeRequest): Promise<UpgradeDecision> {
     if (this.draining) return this.refuse('draining', 503, 'server is shutting down', 'not_ready');
     if (this.stats.open + this.stats.pending >= this.ceiling) {
       return this.refuse('ceiling', 503, 'connection ceiling reached');
@@ -186,7 +250,7 @@ export class Gateway {
       return this.refuse('handshakes', 503, 'too many handshakes in progress');
     }
     this.stats.handshaking++;
-    let auth: Awaited<ReturnType<GatewayDeps['authenticate']>>;
+    let auth: Authentication;
     try {
       auth = await this.authenticate(req);
     } finally {
@@ -224,7 +288,10 @@ export class Gateway {
         return this.refuse('draining', 503, 'server is shutting down', 'not_ready');
       }
     }
-    return { ok: true, conn: new Conn(this.nextId++, userId, ip, Date.now()) };
+    const conn = new Conn(this.nextId++, userId, ip, Date.now());
+    conn.exp = auth.exp ?? 0;
+    conn.sid = auth.sid ?? null;
+    return { ok: true, conn, protocol: undefined };
   }
 
   /**
@@ -235,6 +302,11 @@ export class Gateway {
   abort(conn: Conn): void {
     if (conn.sock !== null || conn.closing) return;
     conn.closing = true;
+    if (conn.id === 0) {
+      this.refusals.delete(conn);
+      this.refusing--;
+      return;
+    }
     this.stats.pending--;
     this.releaseIp(conn);
   }
@@ -245,11 +317,22 @@ export class Gateway {
       this.ops!.terminate(sock);
       return;
     }
+    const refusal = this.refusals.get(conn);
+    if (refusal) {
+      this.refusals.delete(conn);
+      conn.sock = sock;
+      conn.closing = true;
+      this.closingUntil.set(conn, Date.now() + Math.min(REFUSAL_CLOSE_MS, this.config.pingIntervalMs));
+      this.ops!.close(sock, refusal.code, refusal.reason);
+      return;
+    }
     this.stats.pending--;
     this.stats.open++;
     conn.sock = sock;
     this.registry.addUser(conn);
-    this.heartbeat.add(conn, Date.now());
+    const now = Date.now();
+    this.heartbeat.add(conn, now);
+    this.deliver(conn, frames.hello(this.config.pingIntervalMs, now, conn.exp));
     // Authorized before closeAll, opened after it (Bun runs `open` after `fetch` returned):
     // it gets the same close, or the drain would wait for it until the grace deadline.
     if (this.drainClose) this.close(conn, this.drainClose.code, this.drainClose.reason);
@@ -285,6 +368,12 @@ export class Gateway {
   /** The engine reports a closed socket (whoever closed it). */
   closed(conn: Conn, code: number): void {
     this.closingUntil.delete(conn);
+    if (conn.id === 0) {
+      // A refusal (onebox.v1): never counted open, never registered.
+      if (conn.sock !== null) this.refusing--;
+      conn.sock = null;
+      return;
+    }
     this.stats.closes.set(code, (this.stats.closes.get(code) ?? 0) + 1);
     this.forget(conn);
     this.registry.removeUser(conn);
@@ -304,6 +393,22 @@ export class Gateway {
     this.drainClose = { code, reason };
     this.heartbeat.stop();
     for (const conn of [...this.registry.all()]) this.close(conn, code, reason);
+  }
+
+  /**
+   * Close a user's connections on this process (all, or those `which` selects) with `code`:
+   * the app's revocation seam (logout, a revoked session, a deleted user). Returns how many.
+   */
+  closeUserConnections(userId: string, code: number, reason: string, which?: (c: { sid: string | null }) => boolean): number {
+    const conns = this.registry.connsOf(userId);
+    if (!conns) return 0;
+    let n = 0;
+    for (const conn of [...conns]) {
+      if (conn.closing || (which && !which(conn))) continue;
+      this.close(conn, code, reason);
+      n++;
+    }
+    return n;
   }
 
   /** Resolve once no connection is open, or after timeoutMs. */
@@ -334,6 +439,12 @@ export class Gateway {
     this.activity(OP_LABEL[f.op]);
     if (f.op === 'ping') {
       this.deliver(conn, frames.pong(f.id, Date.now()));
+      return;
+    }
+    if (f.op === 'auth') {
+      this.authenticateToken(f.token)
+        .then((auth) => this.reauthenticated(conn, auth, f.id))
+        .catch((err: unknown) => this.failed(conn, err, f.op, f.id));
       return;
     }
     if (f.op === 'unsub') {
@@ -397,6 +508,19 @@ export class Gateway {
           .catch((err: unknown) => this.failed(conn, err, f.op, f.id));
         return;
       }
+    }
+  }
+
+  /** The `auth` op's answer: the connection now runs on the new token, or keeps its old one. */
+  private reauthenticated(conn: Conn, auth: Authentication, id: unknown): void {
+    if (!auth.ok) {
+      this.deliver(conn, frames.error(auth.code === 'unauthorized' ? 'invalid_token' : auth.code, auth.message, id));
+    } else if (auth.userId !== conn.userId) {
+      this.deliver(conn, frames.error('invalid_token', "the token is another user's", id));
+    } else {
+      conn.exp = auth.exp ?? 0;
+      conn.sid = auth.sid ?? null;
+      this.deliver(conn, frames.ack('auth', undefined, id, { exp: conn.exp }));
     }
   }
 
@@ -553,6 +677,6 @@ export class Gateway {
     // The client asked to leave HTTP: a refused upgrade ends the connection rather than keep it.
     const headers: Record<string, string> = { 'Content-Type': 'application/json', 'X-Content-Type-Options': 'nosniff', Connection: 'close', ...extra };
     if (status === 503) headers['Retry-After'] = String(1 + Math.floor(Math.random() * 10));
-    return { ok: false, status, headers, body: errorBody(code, message) };
+    return { ok: false, status, headers, body: errorBody(code, message), code };
   }
 }

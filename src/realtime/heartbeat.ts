@@ -12,7 +12,8 @@
 import type { Conn } from './conn.js';
 
 export interface HeartbeatHooks {
-  ping(conn: Conn): void;
+  /** Ping time for conn (once per interval); `now` is the tick's time. */
+  ping(conn: Conn, now: number): void;
   idle(conn: Conn): void;
   /** Runs once per tick, after the idle sweep. */
   tick(now: number): void;
@@ -76,7 +77,7 @@ export class Heartbeat {
       this.remove(conn);
       this.hooks.idle(conn);
     }
-    for (const conn of bucket) this.hooks.ping(conn);
+    for (const conn of bucket) this.hooks.ping(conn, now);
     this.hooks.tick(now);
   }
 

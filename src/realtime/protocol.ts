@@ -1,14 +1,27 @@
 /**
  * The WebSocket protocol: JSON text frames with an `op` (docs/protocol.md is the reference).
  * Client: `sub {topic, since?, token?}`, `unsub {topic}`, `pub {topic, data, key?}`,
- * `history {topic, since, limit?, token?}`, `recv {topic, offset}`, `presence {topic}`, `ping`;
- * each but `recv` may carry an `id` echoed in the answer. Server: `msg {topic, offset?, ts,
- * data, from?}`, `ack {id, ack, topic, …}`, `error {code, message, id?}`, `pong {id, ts}`,
- * `presence {topic, join | leave | count}`.
+ * `history {topic, since, limit?, token?}`, `recv {topic, offset}`, `presence {topic}`, `ping`,
+ * `auth {token}`; each but `recv` may carry an `id` echoed in the answer. Server: `hello {v,
+ * pingIntervalMs, ts, exp}` first, then `msg {topic, offset?, ts, data, from?}`, `ack {id, ack,
+ * topic, …}`, `error {code, message, id?}`, `pong {id, ts}`, `presence {topic, join | leave | count}`.
  */
 
 import type { WsErrorCode } from '../errors.js';
 import { checkJsonBounds } from '../lib/json.js';
+
+/**
+ * The subprotocol a client offers (Sec-WebSocket-Protocol) to say it reads refusals as close
+ * codes: a browser cannot see the HTTP status of a refused upgrade.
+ */
+export const SUBPROTOCOL = 'onebox.v1';
+
+/** Whether a Sec-WebSocket-Protocol header offers SUBPROTOCOL. */
+export function offersSubprotocol(header: string | null | undefined): boolean {
+  if (!header) return false;
+  for (const p of header.split(',')) if (p.trim() === SUBPROTOCOL) return true;
+  return false;
+}
 
 /** A position in a topic's log: the last offset seen, in the store's epoch. */
 export interface Since {
@@ -23,12 +36,13 @@ export type ClientFrame =
   | { op: 'history'; topic: string; id: unknown; since: Since; limit: number; token: string | undefined }
   | { op: 'recv'; topic: string; offset: number }
   | { op: 'presence'; topic: string; id: unknown }
-  | { op: 'ping'; id: unknown };
+  | { op: 'ping'; id: unknown }
+  | { op: 'auth'; id: unknown; token: string };
 
 /** Most messages one `history` answer carries. */
 export const HISTORY_MAX = 100;
 const KEY = /^[\x21-\x7e]{1,128}$/;
-/** Longest subscription token taken (a JWT of a few claims is about 250 characters). */
+/** Longest access or subscription token taken (a JWT of a few claims is about 250 characters). */
 export const TOKEN_MAX = 4096;
 
 const isOffset = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
@@ -77,8 +91,14 @@ export function parseFrame(text: string, maxDepth: number): ClientFrame | FrameE
     return new FrameError('bad_frame', 'id must be a string or a number');
   }
   if (f.op === 'ping') return { op: 'ping', id };
+  if (f.op === 'auth') {
+    if (typeof f.token !== 'string' || f.token.length === 0 || f.token.length > TOKEN_MAX) {
+      return new FrameError('bad_frame', `token must be a non-empty string of at most ${TOKEN_MAX} characters`, id);
+    }
+    return { op: 'auth', id, token: f.token };
+  }
   if (f.op !== 'sub' && f.op !== 'unsub' && f.op !== 'pub' && f.op !== 'history' && f.op !== 'recv' && f.op !== 'presence') {
-    return new FrameError('unknown_op', 'op must be sub, unsub, pub, history, recv, presence or ping', id);
+    return new FrameError('unknown_op', 'op must be sub, unsub, pub, history, recv, presence, ping or auth', id);
   }
   const topic = f.topic;
   let token: string | undefined;
@@ -123,6 +143,8 @@ export const frames = {
   ack: (op: string, topic: string | undefined, id: unknown, extra?: Record<string, unknown>) =>
     JSON.stringify({ op: 'ack', id, ack: op, topic, ...extra }),
   pong: (id: unknown, ts: number) => JSON.stringify({ op: 'pong', id, ts }),
+  /** The first frame of every connection. @param exp the access token's expiry, epoch seconds. */
+  hello: (pingIntervalMs: number, ts: number, exp: number) => `{"op":"hello","v":1,"pingIntervalMs":${pingIntervalMs},"ts":${ts},"exp":${exp}}`,
   /**
    * A message whose `data` is already JSON text (serialized once, whatever the receivers).
    * @param offset its place in the topic's log; null where the namespace keeps no history.

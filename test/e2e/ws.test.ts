@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
-import { ADMIN_TOKEN, api, CHAT_NAMESPACE, ENGINES, signup, startServer, type Running } from '../kit/server.js';
-import { ClientPool, connectWs, refusedUpgrade } from '../kit/ws.js';
+import { signJwt } from '../../src/cli/bench/jwt.js';
+import { ADMIN_TOKEN, api, CHAT_NAMESPACE, ENGINES, JWT_SECRET, signup, startServer, type Running } from '../kit/server.js';
+import { ClientPool, connectWs, openWs, refusedUpgrade } from '../kit/ws.js';
 import { eventually } from '../kit/eventually.js';
 import { metric } from '../kit/metrics.js';
 import { floodUntilDropped } from '../kit/flood.js';
@@ -47,6 +48,47 @@ for (const engine of ENGINES) {
       const badHeader = await refusedUpgrade(s.wsUrl, { authorization: 'Bearer forged.token.here' });
       assert.equal(badHeader.status, 401);
       assert.equal(badHeader.body.error.code, 'invalid_token');
+    });
+
+    test('hello comes first; an onebox.v1 client has the subprotocol selected and gets refusals as close codes 4003 and 4001', async () => {
+      const plain = await open(alice.token);
+      await plain.sync();
+      assert.deepEqual(Object.keys(plain.hello ?? {}).sort(), ['exp', 'op', 'pingIntervalMs', 'ts', 'v']);
+      assert.equal(plain.hello!.pingIntervalMs, PING_INTERVAL_MS);
+      assert.equal(plain.hello!.exp, (JSON.parse(Buffer.from(alice.token.split('.')[1]!, 'base64url').toString()) as { exp: number }).exp);
+      assert.equal(plain.ws.protocol, '', 'nothing selected when not offered');
+      const v1 = await connectWs(s.wsUrl, alice.token, {}, ['onebox.v1']);
+      assert.equal(v1.ws.protocol, 'onebox.v1');
+      await v1.sync();
+      assert.equal(v1.hello?.op, 'hello');
+      v1.close();
+      const now = Math.floor(Date.now() / 1000);
+      const expired = signJwt({ alg: 'HS256', typ: 'JWT' }, { sub: alice.id, iss: 'onebox', aud: 'onebox:access', iat: now - 60, exp: now - 1 }, JWT_SECRET);
+      const cases = [
+        ['forged.token.here', { code: 4003, reason: 'invalid_token' }],
+        [expired, { code: 4001, reason: 'token_expired' }],
+      ] as const;
+      for (const [token, close] of cases) {
+        const refused = await connectWs(s.wsUrl, token, {}, ['onebox.v1']);
+        assert.deepEqual(await refused.waitClosed(), close);
+        assert.equal(refused.hello, undefined);
+      }
+      const none = await openWs(s.wsUrl, {}, {}, ['onebox.v1']);
+      assert.deepEqual(await none.waitClosed(), { code: 4003, reason: 'unauthorized' });
+    });
+
+    test('a socket is closed with 4001 once its token expires, unless the auth op gave it a fresh one', async () => {
+      const now = Math.floor(Date.now() / 1000);
+      const short = signJwt({ alg: 'HS256', typ: 'JWT' }, { sub: alice.id, iss: 'onebox', aud: 'onebox:access', iat: now, exp: now + 2 }, JWT_SECRET);
+      const lapsing = await open(short);
+      const renewed = await open(short);
+      renewed.send({ op: 'auth', id: 'a', token: bob.token });
+      assert.equal((await renewed.next((f) => f.id === 'a')).code, 'invalid_token', "another user's token");
+      renewed.send({ op: 'auth', id: 'b', token: alice.token });
+      const ack = await renewed.next((f) => f.id === 'b');
+      assert.deepEqual([ack.op, ack.ack, ack.exp > now + 3600], ['ack', 'auth', true]);
+      assert.deepEqual(await lapsing.waitClosed(6000), { code: 4001, reason: 'token_expired' });
+      await renewed.sync();
     });
 
     test('sub, pub to subscribers, unsub stops delivery', async () => {

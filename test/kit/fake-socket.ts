@@ -8,8 +8,10 @@ import type { GatewayOptions, SocketOps } from '../../src/realtime/gateway.js';
 
 export interface FakeSocket {
   readonly id: number;
-  /** Every text frame sent, in order. */
+  /** Every text frame sent, in order, but the first `hello`. */
   readonly sent: string[];
+  /** The `hello` the gateway sent on open (kept out of `sent`, as the ws kit's Client does). */
+  hello: string | undefined;
   pings: number;
   /** Every close the gateway asked for, in order (one is expected at most). */
   readonly closes: Array<{ code: number; reason: string }>;
@@ -36,7 +38,7 @@ export class FakeSocketOps implements SocketOps {
 
   /** A new socket, as an engine would hand to `gateway.open`. */
   socket(): FakeSocket {
-    const sock: FakeSocket = { id: this.sockets.length + 1, sent: [], pings: 0, closes: [], terminated: 0, buffered: 0, afterEnd: 0 };
+    const sock: FakeSocket = { id: this.sockets.length + 1, sent: [], hello: undefined, pings: 0, closes: [], terminated: 0, buffered: 0, afterEnd: 0 };
     this.sockets.push(sock);
     return sock;
   }
@@ -44,7 +46,8 @@ export class FakeSocketOps implements SocketOps {
   send(sock: unknown, text: string): void {
     const s = as(sock);
     if (ended(s)) s.afterEnd++;
-    s.sent.push(text);
+    if (s.hello === undefined && text.startsWith('{"op":"hello"')) s.hello = text;
+    else s.sent.push(text);
   }
 
   buffered(sock: unknown): number {

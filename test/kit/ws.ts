@@ -11,6 +11,8 @@ export class Client {
   readonly frames: Frame[] = [];
   private waiters: Array<{ pred: (f: Frame) => boolean; resolve: (f: Frame) => void }> = [];
   pings = 0;
+  /** The server's `hello`, the first frame of every connection (kept out of `frames`). */
+  hello: Frame | undefined;
   /** When each protocol ping arrived (performance.now(), ms). */
   readonly pingTimes: number[] = [];
   private readonly closing: Promise<{ code: number; reason: string }>;
@@ -19,6 +21,10 @@ export class Client {
     ws.on('message', (data, isBinary) => {
       if (isBinary) return;
       const f = JSON.parse(data.toString()) as Frame;
+      if (f.op === 'hello' && this.hello === undefined) {
+        this.hello = f;
+        return;
+      }
       const i = this.waiters.findIndex((w) => w.pred(f));
       if (i >= 0) this.waiters.splice(i, 1)[0]!.resolve(f);
       else this.frames.push(f);
@@ -68,14 +74,17 @@ export class Client {
 }
 
 /** Open an authenticated connection; resolves once open. */
-export function connectWs(url: string, token: string, opts: WebSocket.ClientOptions = {}): Promise<Client> {
-  return openWs(`${url}?token=${encodeURIComponent(token)}`, opts.headers ?? {}, opts);
+export function connectWs(url: string, token: string, opts: WebSocket.ClientOptions = {}, protocols: string[] = []): Promise<Client> {
+  return openWs(`${url}?token=${encodeURIComponent(token)}`, opts.headers ?? {}, opts, protocols);
 }
 
-/** Open a connection at exactly this URL (the query is sent as written); resolves once open. */
-export function openWs(url: string, headers: Record<string, string> = {}, opts: WebSocket.ClientOptions = {}): Promise<Client> {
+/**
+ * Open a connection at exactly this URL (the query is sent as written), offering `protocols`
+ * as Sec-WebSocket-Protocol; resolves once open.
+ */
+export function openWs(url: string, headers: Record<string, string> = {}, opts: WebSocket.ClientOptions = {}, protocols: string[] = []): Promise<Client> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { handshakeTimeout: HANDSHAKE_TIMEOUT_MS, ...opts, headers });
+    const ws = new WebSocket(url, protocols, { handshakeTimeout: HANDSHAKE_TIMEOUT_MS, ...opts, headers });
     const client = new Client(ws);
     ws.once('open', () => resolve(client));
     ws.once('error', reject);

@@ -90,6 +90,7 @@ async function setup() {
     sent.set(name, []);
     gw.open(d.conn, name);
     const frames = sent.get(name) as Array<Record<string, any>>;
+    assert.equal(frames.shift()?.op, 'hello', 'hello comes first');
     return {
       conn: d.conn,
       frames,

@@ -8,7 +8,7 @@ import { CLOSE } from '../../src/errors.js';
 import { LocalLimits } from '../../src/lib/local-limits.js';
 import { createLogger } from '../../src/observability/logger.js';
 import type { Conn } from '../../src/realtime/conn.js';
-import { Gateway, type Authentication, type GatewayDeps, type GatewayOptions, type UpgradeRequest } from '../../src/realtime/gateway.js';
+import { Gateway, REFUSING_MAX, type Authentication, type GatewayDeps, type GatewayOptions, type UpgradeRequest } from '../../src/realtime/gateway.js';
 import type { Hub, Outgoing } from '../../src/realtime/hub.js';
 import { Channels, DEFAULT_NAMESPACES } from '../../src/realtime/channels.js';
 import { FakeSocketOps, framesOf, gatewayOptions, lastFrame, type FakeSocket } from '../kit/fake-socket.js';
@@ -170,6 +170,24 @@ test('beyond MAX_HANDSHAKES in flight (token being checked, or authorized and no
   assert.ok((await third).ok);
   assert.equal(gw.stats.handshaking, 0);
   assert.equal(gw.stats.refused.get('handshakes'), 2);
+});
+
+test('an onebox.v1 client beyond MAX_HANDSHAKES in flight is upgraded and closed 1013 over_capacity retry=N, never counted open', async (t) => {
+  const waiting: Array<() => void> = [];
+  const { gw, ops } = setup(t, { maxHandshakes: 1 }, {
+    authenticate: (req) => new Promise((resolve) => waiting.push(() => resolve({ ok: true, userId: req.authorization! }))),
+  });
+  const first = gw.authorize(request());
+  const d = await gw.authorize(request({ authorization: 'bob', protocols: 'onebox.v1' }));
+  assert.ok(d.ok, 'accepted, to be closed');
+  const sock = ops.socket();
+  gw.open(d.conn, sock);
+  assert.equal(sock.closes[0]!.code, CLOSE.tryAgainLater);
+  assert.match(sock.closes[0]!.reason, /^over_capacity retry=([1-9]|10)$/);
+  assert.equal(gw.stats.refused.get('handshakes'), 1);
+  assert.equal(gw.stats.open, 0);
+  waiting.shift()!();
+  assert.ok((await first).ok);
 });
 
 test('a token check that throws gives its handshake place back', async (t) => {
@@ -609,4 +627,142 @@ test('an upgrade opened after closeAll is closed with the drain code, so waitEmp
   gw.closed(d.conn, CLOSE.restart);
   assert.equal(await empty, true);
   assert.deepEqual([gw.stats.open, gw.stats.pending], [0, 0]);
+});
+
+// --- tokens on the socket: hello, auth, expiry, onebox.v1 refusals, revocation -------------
+
+/** Admits `<user>@<exp>` as that user with that token expiry (seconds), `<user>#<sid>` with a session. */
+const admitWithClaims = (token: string): Promise<Authentication> => {
+  if (token === 'expired') return Promise.resolve({ ok: false, code: 'token_expired', message: 'token expired' });
+  if (token === 'revoked') return Promise.resolve({ ok: false, code: 'session_revoked', message: 'session revoked' });
+  const m = /^(\w+)(?:@(\d+))?(?:#(\w+))?$/.exec(token);
+  if (!m) return Promise.resolve({ ok: false, code: 'invalid_token', message: 'bad token' });
+  return Promise.resolve({ ok: true, userId: m[1]!, ...(m[2] && { exp: Number(m[2]) }), ...(m[3] && { sid: m[3] }) });
+};
+const claimsDeps: Partial<GatewayDeps> = {
+  authenticate: (req) => (req.authorization ? admitWithClaims(req.authorization) : Promise.resolve({ ok: false, code: 'unauthorized', message: 'no token' })),
+  authenticateToken: admitWithClaims,
+};
+const T0_S = T0 / 1000;
+
+test('hello is the first frame of a connection: protocol version, ping interval, server time and the token expiry', async (t) => {
+  const { connect } = setup(t, {}, claimsDeps);
+  const { sock } = await connect(`alice@${T0_S + 900}`);
+  assert.deepEqual(JSON.parse(sock.hello!), { op: 'hello', v: 1, pingIntervalMs: OPTIONS.pingIntervalMs, ts: T0, exp: T0_S + 900 });
+  assert.deepEqual(sock.sent, [], 'nothing before or with it');
+});
+
+test('a connection whose token expires is closed with 4001 on the heartbeat tick; an auth op with a fresh token keeps it open', async (t) => {
+  const { gw, connect, send, advance } = setup(t, {}, claimsDeps);
+  const stale = await connect(`alice@${T0_S + 2}`);
+  const renewed = await connect(`bob@${T0_S + 2}`);
+  send(renewed.conn, { op: 'auth', id: 'a1', token: `bob@${T0_S + 900}` });
+  await Promise.resolve();
+  assert.deepEqual(lastFrame(renewed.sock), { op: 'ack', id: 'a1', ack: 'auth', exp: T0_S + 900 });
+  advance(1900);
+  assert.deepEqual(stale.sock.closes, [], 'not before its exp');
+  // Past exp, within one ping interval (every connection is pinged once per interval).
+  advance(1000 + 25);
+  assert.deepEqual(stale.sock.closes, [{ code: CLOSE.tokenExpired, reason: 'token_expired' }]);
+  assert.deepEqual(renewed.sock.closes, []);
+  assert.equal(gw.stats.expired, 1);
+});
+
+test('an auth op with a refused token, or another user\'s, is an error frame and the connection keeps its old token', async (t) => {
+  const { connect, send } = setup(t, {}, claimsDeps);
+  const { conn, sock } = await connect(`alice@${T0_S + 60}`);
+  const answers: Array<Record<string, unknown> | undefined> = [];
+  for (const [id, token] of [[1, 'expired'], [2, 'revoked'], [3, '!!'], [4, `bob@${T0_S + 900}`]] as const) {
+    send(conn, { op: 'auth', id, token });
+    await Promise.resolve();
+    answers.push(lastFrame(sock));
+  }
+  assert.deepEqual(
+    answers.map((f) => [f?.op, f?.id, f?.code]),
+    [
+      ['error', 1, 'token_expired'],
+      ['error', 2, 'session_revoked'],
+      ['error', 3, 'invalid_token'],
+      ['error', 4, 'invalid_token'],
+    ],
+  );
+  assert.equal(conn.exp, T0_S + 60);
+  send(conn, { op: 'auth', id: 5 });
+  assert.equal(lastFrame(sock)?.code, 'bad_frame', 'an auth op without a token');
+});
+
+test('an onebox.v1 client gets refusals as close codes: 4003 for a bad or missing token, 4001 for an expired one, 1013 with retry at the ceiling', async (t) => {
+  const { gw, ops, connect } = setup(t, { maxConnections: 2 }, claimsDeps);
+  const v1 = { protocols: 'chat, onebox.v1' };
+  const opened = await connect('alice', v1);
+  const closes: Array<{ code: number; reason: string }> = [];
+  for (const authorization of [null, '!!', 'expired', 'revoked', 'bob']) {
+    // The last one meets the ceiling.
+    if (authorization === 'bob') await connect('carol');
+    const d = await gw.authorize(request({ authorization, ...v1 }));
+    assert.ok(d.ok, 'accepted, to be closed');
+    assert.equal(d.protocol, 'onebox.v1');
+    const sock = ops.socket();
+    gw.open(d.conn, sock);
+    assert.equal(sock.hello, undefined, 'a refusal gets no hello');
+    closes.push(...sock.closes);
+    gw.closed(d.conn, sock.closes[0]!.code);
+  }
+  assert.deepEqual(closes.slice(0, 4), [
+    { code: CLOSE.revoked, reason: 'unauthorized' },
+    { code: CLOSE.revoked, reason: 'invalid_token' },
+    { code: CLOSE.tokenExpired, reason: 'token_expired' },
+    { code: CLOSE.revoked, reason: 'session_revoked' },
+  ]);
+  assert.equal(closes[4]!.code, CLOSE.tryAgainLater);
+  assert.match(closes[4]!.reason, /^over_capacity retry=([1-9]|10)$/);
+  assert.equal(gw.stats.open, 2, 'refusals are never counted open');
+  assert.equal(gw.stats.refusedByClose, 5);
+  assert.equal(opened.sock.closes.length, 0);
+  // Without the subprotocol the same refusal is the HTTP status.
+  assert.deepEqual((await refusal(gw, request({ authorization: 'bob' }))).status, 503);
+});
+
+test('an accepted upgrade selects onebox.v1 only when offered', async (t) => {
+  const { gw } = setup(t, {}, claimsDeps);
+  const offered = await gw.authorize(request({ protocols: 'onebox.v1' }));
+  const plain = await gw.authorize(request({ protocols: 'chat' }));
+  assert.ok(offered.ok && plain.ok);
+  assert.equal(offered.protocol, 'onebox.v1');
+  assert.equal(plain.protocol, undefined);
+});
+
+test('refusals by close are bounded: past REFUSING_MAX in flight the answer is the HTTP status, and an aborted or closed one frees its place', async (t) => {
+  const { gw, ops } = setup(t, {}, claimsDeps);
+  const req = request({ authorization: null, protocols: 'onebox.v1' });
+  const held = [];
+  for (let i = 0; i < REFUSING_MAX; i++) {
+    const d = await gw.authorize(req);
+    assert.ok(d.ok);
+    held.push(d.conn);
+  }
+  assert.equal((await refusal(gw, req)).status, 401, 'over the bound: HTTP');
+  const sock = ops.socket();
+  gw.open(held[1]!, sock);
+  assert.equal((await refusal(gw, req)).status, 401, 'an open refusal still holds its descriptor');
+  gw.abort(held[0]!);
+  gw.closed(held[1]!, sock.closes[0]!.code);
+  const d1 = await gw.authorize(req);
+  const d2 = await gw.authorize(req);
+  assert.ok(d1.ok && d2.ok, 'the aborted and the closed refusal freed two places');
+  assert.ok(!(await gw.authorize(req)).ok);
+});
+
+test('closeUserConnections closes that user\'s connections (all, or one session\'s) with the code given, and no one else\'s', async (t) => {
+  const { gw, connect } = setup(t, {}, claimsDeps);
+  const phone = await connect('alice#s1');
+  const laptop = await connect('alice#s2');
+  const other = await connect('bob#s1');
+  assert.equal(gw.closeUserConnections('alice', CLOSE.revoked, 'session_revoked', (c) => c.sid === 's1'), 1);
+  assert.deepEqual(phone.sock.closes, [{ code: CLOSE.revoked, reason: 'session_revoked' }]);
+  assert.deepEqual(laptop.sock.closes, []);
+  assert.equal(gw.closeUserConnections('alice', CLOSE.revoked, 'session_revoked'), 1, 'a closing connection is not closed twice');
+  assert.deepEqual(laptop.sock.closes, [{ code: CLOSE.revoked, reason: 'session_revoked' }]);
+  assert.deepEqual(other.sock.closes, []);
+  assert.equal(gw.closeUserConnections('nobody', CLOSE.revoked, 'session_revoked'), 0);
 });

@@ -17,6 +17,14 @@ export const ACCESS_AUDIENCE = 'onebox:access';
 /** The `aud` of subscription tokens. */
 export const SUB_AUDIENCE = 'onebox:sub';
 
+/** What a verified access token says: its user, expiry and issue time (epoch seconds), session. */
+export interface AccessClaims {
+  userId: string;
+  exp: number;
+  iat: number;
+  sid: string | undefined;
+}
+
 const importKey = (secret: string) =>
   crypto.subtle.importKey('raw', new TextEncoder().encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify']);
 
@@ -57,7 +65,7 @@ export class TokenService {
    * the CPU of GET /v1/me). The same text with the same key verifies the same way, so a
    * hit only re-checks expiry. Bounded; the oldest entry goes first.
    */
-  private readonly verified = new Map<string, { sub: string; exp: number }>();
+  private readonly verified = new Map<string, AccessClaims>();
   private static readonly CACHE_MAX = 10_000;
 
   /**
@@ -66,33 +74,40 @@ export class TokenService {
    *   verifies once per connection, so caching it would only cost memory).
    */
   async verify(token: string, remember = true): Promise<string> {
+    return (await this.claims(token, remember)).userId;
+  }
+
+  /** Verify a token (as `verify`) and return what it says. */
+  async claims(token: string, remember = true): Promise<AccessClaims> {
     const hit = this.verified.get(token);
-    let sub: string;
+    let claims: AccessClaims;
     if (hit) {
       if (hit.exp * 1000 <= Date.now()) {
         this.verified.delete(token);
         throw new AppError('token_expired', 'token expired');
       }
-      sub = hit.sub;
+      claims = hit;
     } else {
-      sub = await this.verifyFresh(token, remember);
+      claims = await this.verifyFresh(token, remember);
     }
-    const exists = this.userExists(sub);
-    if (exists === true || (exists !== false && (await exists))) return sub;
+    const exists = this.userExists(claims.userId);
+    if (exists === true || (exists !== false && (await exists))) return claims;
     this.verified.delete(token);
     throw new AppError('invalid_token', "the token's user no longer exists");
   }
 
-  private async verifyFresh(token: string, remember: boolean): Promise<string> {
+  private async verifyFresh(token: string, remember: boolean): Promise<AccessClaims> {
     try {
       const { payload } = await jwtVerify(token, await this.key, { algorithms: ['HS256'], issuer: ISSUER, audience: ACCESS_AUDIENCE });
       if (payload.aud !== ACCESS_AUDIENCE) throw new AppError('invalid_token', 'not an access token');
       if (typeof payload.sub !== 'string' || payload.sub === '') throw new AppError('invalid_token', 'token has no subject');
       if (typeof payload.exp !== 'number') throw new AppError('invalid_token', 'token has no expiry');
-      if (!remember) return payload.sub;
+      const sid = typeof payload.sid === 'string' ? payload.sid : undefined;
+      const claims: AccessClaims = { userId: payload.sub, exp: payload.exp, iat: payload.iat ?? 0, sid };
+      if (!remember) return claims;
       if (this.verified.size >= TokenService.CACHE_MAX) this.verified.delete(this.verified.keys().next().value!);
-      this.verified.set(token, { sub: payload.sub, exp: payload.exp });
-      return payload.sub;
+      this.verified.set(token, claims);
+      return claims;
     } catch (err) {
       if (err instanceof AppError) throw err;
       if (err instanceof errors.JWTExpired) throw new AppError('token_expired', 'token expired', { cause: err });
@@ -155,21 +170,33 @@ export function extractToken(authorization: string | null | undefined, url?: URL
 }
 
 /**
- * The gateway's `authenticate`: the token of a WebSocket upgrade (header, or `?token=` as
- * browsers cannot set headers), verified without the HTTP cache.
+ * The gateway's `authenticateToken`: an access token sent on a WebSocket (the `auth` op),
+ * or an upgrade's, verified without the HTTP cache (a connection verifies once).
  */
-export function upgradeAuthenticator(tokens: TokenService): (req: { url: string; authorization: string | null | undefined }) => Promise<Authentication> {
-  return async (req) => {
-    const token = extractToken(req.authorization, new URL(req.url, 'http://localhost'));
-    if (!token) return { ok: false, code: 'unauthorized', message: 'missing token' };
+export function tokenAuthenticator(tokens: TokenService): (token: string) => Promise<Authentication> {
+  return async (token) => {
     try {
-      return { ok: true, userId: await tokens.verify(token, false) };
+      const { userId, exp, iat, sid } = await tokens.claims(token, false);
+      return { ok: true, userId, exp, iat, ...(sid !== undefined && { sid }) };
     } catch (err) {
-      if (err instanceof AppError && (err.code === 'token_expired' || err.code === 'invalid_token')) {
+      if (err instanceof AppError && (err.code === 'token_expired' || err.code === 'invalid_token' || err.code === 'session_revoked')) {
         return { ok: false, code: err.code, message: err.message };
       }
       // The user-existence check could not reach the store.
       return { ok: false, code: 'store_unavailable', message: 'cannot check the token now' };
     }
+  };
+}
+
+/**
+ * The gateway's `authenticate`: the token of a WebSocket upgrade (header, or `?token=` as
+ * browsers cannot set headers), checked as `tokenAuthenticator` checks it.
+ */
+export function upgradeAuthenticator(tokens: TokenService): (req: { url: string; authorization: string | null | undefined }) => Promise<Authentication> {
+  const check = tokenAuthenticator(tokens);
+  return async (req) => {
+    const token = extractToken(req.authorization, new URL(req.url, 'http://localhost'));
+    if (!token) return { ok: false, code: 'unauthorized', message: 'missing token' };
+    return check(token);
   };
 }
