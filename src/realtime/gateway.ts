@@ -246,7 +246,8 @@ export class Gateway {
     // Admission: in a reconnect storm a process that takes every handshake answers each one
     // later than the client waits; refused early and cheaply, the client comes back after
     // Retry-After to a process that answers the ones it took in time.
-    if (this.stats.handshaking + this.stats.pending >= this.config.maxHandshakes) {
+    const bound = this.config.maxHandshakes;
+    if (bound !== undefined && this.stats.handshaking + this.stats.pending >= bound) {
       return this.refuse('handshakes', 503, 'too many handshakes in progress');
     }
     this.stats.handshaking++;
