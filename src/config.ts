@@ -154,6 +154,14 @@ const settings = z.object({
   freshLoginS: setting('FRESH_LOGIN_S', int(0, 86_400), '300'),
   /** Upgrade ceiling of this process. @default derived from the open-file limit */
   maxConnections: setting('MAX_CONNECTIONS', int(1, 10_000_000)),
+  /**
+   * WebSocket handshakes one process works on at once (token being checked, or upgraded and
+   * not yet open); beyond it an upgrade is 503 + Retry-After before any work. Bounds how long
+   * an admitted handshake waits where the token check waits on a store. Off by default: in
+   * the one quiet storm measurement (bench/results/storm-node) a bound of 1024 slowed the
+   * recovery on Node. @default unbounded
+   */
+  maxHandshakes: setting('MAX_HANDSHAKES', int(1, 1_000_000)),
   /** WebSocket connections per client address, per box (all workers). @default unlimited */
   maxConnectionsPerIp: setting('MAX_CONNECTIONS_PER_IP', int(1, 10_000_000)),
   /** Protocol ping period. @default 30000 ms */
@@ -201,7 +209,7 @@ const settings = z.object({
   userCheckTtlMs: setting('USER_CHECK_TTL_MS', int(0, 600_000), '5000'),
   /** `/readyz` answers 503 when a store ping takes longer than this (one ping serves 1 s of probes). @default 1000 ms */
   readyStoreTimeoutMs: setting('READY_STORE_TIMEOUT_MS', int(10, 60_000), '1000'),
-  /** Fault injection for tests (needs testMode): an abortable delay before each dashboard load. @default none */
+  /** Fault injection for tests (needs testMode): an abortable delay before each dashboard load, and a delay before each WebSocket upgrade's token check. @default none */
   faultStoreDelayMs: setting('FAULT_STORE_DELAY_MS', int(0, 600_000)),
   /** Fault injection for tests (needs testMode): `POST /debug/block {ms}` (admin) holds the event loop. @default off */
   faultBlockRoute: setting('FAULT_BLOCK_ROUTE', flag),

@@ -20,6 +20,7 @@ import type { Config } from './config.js';
 import type { Limits } from './lib/limits.js';
 import { LocalLimits } from './lib/local-limits.js';
 import { SupervisorLimits } from './lib/supervisor-limits.js';
+import { sleep } from './lib/scope.js';
 import { LiveStats } from './observability/live-stats.js';
 import type { Logger } from './observability/logger.js';
 import { LoopMonitor } from './observability/loop-monitor.js';
@@ -64,6 +65,12 @@ export interface OneboxServer {
   close(): Promise<void>;
 }
 
+/** TEST_MODE with FAULT_STORE_DELAY_MS: each upgrade's token check waits that long first (handshakes in flight, for tests). */
+function faultDelayed<A extends unknown[], R>(config: Config, f: (...a: A) => Promise<R>): (...a: A) => Promise<R> {
+  const ms = config.testMode ? config.faultStoreDelayMs : undefined;
+  return ms ? async (...a) => (await sleep(ms), f(...a)) : f;
+}
+
 /**
  * Build everything without listening.
  * @param limits the box's limit tables: the supervisor's (SupervisorLimits) in a WORKERS>1
@@ -102,7 +109,7 @@ export async function buildServer(config: Config, log: Logger, limits: Limits = 
   const Backplane = config.redisUrl ? (await import('./realtime/backplane/redis-hub.js')).RedisHub : null;
   const PresenceBackplane = config.redisUrl ? (await import('./realtime/backplane/presence-redis.js')).RedisPresence : null;
   const gateway = new Gateway(config, {
-    authenticate: upgradeAuthenticator(tokens),
+    authenticate: faultDelayed(config, upgradeAuthenticator(tokens)),
     authenticateToken: tokenAuthenticator(tokens),
     limits,
     log,

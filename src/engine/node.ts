@@ -41,6 +41,14 @@ function rawError(socket: Duplex, code: ErrorCode, message: string, headers: Rec
 
 function ignore(): void {}
 
+/**
+ * The client already sent FIN or went away: it stopped waiting for this handshake (its
+ * handshake timeout, in a reconnect storm where the cluster primary queued the connection
+ * longer than that). Checking the token and upgrading it would be work for nobody, taken
+ * from the handshakes whose clients still wait.
+ */
+const clientGone = (socket: Duplex) => socket.destroyed || !socket.readable;
+
 export const startNode: Engine = async (config, target, log) => {
   const { gateway } = target;
   gateway.attach(ops);
@@ -102,7 +110,14 @@ export const startNode: Engine = async (config, target, log) => {
     void upgrade(gateway, req, socket, head);
   });
 
+  /** Counted with the refusals (onebox_ws_upgrades_refused_total{reason="client_gone"}). */
+  const skip = (gw: Gateway, socket: Duplex) => {
+    gw.stats.refused.set('client_gone', (gw.stats.refused.get('client_gone') ?? 0) + 1);
+    socket.destroy();
+  };
+
   async function upgrade(gw: Gateway, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    if (clientGone(socket)) return skip(gw, socket);
     const h = req.headers;
     const decision = await gw.authorize({
       url: req.url ?? '/',
@@ -115,7 +130,10 @@ export const startNode: Engine = async (config, target, log) => {
     });
     if (!decision.ok) return rawResponse(socket, decision.status, decision.headers, decision.body);
     const conn = decision.conn;
-    if (socket.destroyed) return gw.abort(conn);
+    if (clientGone(socket)) {
+      skip(gw, socket);
+      return gw.abort(conn);
+    }
     socket.removeListener('error', ignore);
     wss.handleUpgrade(req, socket, head, (ws) => {
       const sock = ws as Sock;

@@ -201,6 +201,8 @@ type ExposeArgs = Parameters<typeof exposeIntegers> extends [Registry, PromClien
 export interface Figures {
   ws: {
     open: number;
+    pending: number;
+    handshaking: number;
     messagesIn: number;
     messagesOut: number;
     pingsSent: number;
@@ -246,6 +248,7 @@ function addFigureFamilies(registry: Registry, prom: PromClient, f: Figures): vo
   const ws = f.ws;
   expose('gauge', 'onebox_ws_connections', 'Open WebSocket connections', () => ws.open);
   expose('gauge', 'onebox_ws_connection_ceiling', 'Connection ceiling of this process', () => f.wsCeiling);
+  expose('gauge', 'onebox_ws_handshakes_in_flight', 'Upgrades being authorized or not yet open (bounded by MAX_HANDSHAKES)', () => ws.handshaking + ws.pending);
   expose('counter', 'onebox_ws_upgrades_refused_total', 'Refused upgrades by reason', labelled(ws.refused, 'reason'), ['reason']);
   expose('counter', 'onebox_ws_closes_total', 'Closed connections by close code', labelled(ws.closes, 'code'), ['code']);
   expose('counter', 'onebox_ws_messages_in_total', 'WebSocket messages received', () => ws.messagesIn);

@@ -58,6 +58,7 @@ export type SubTokenCheck = (token: string, userId: string, topic: string) => Pr
 export type GatewayOptions = Pick<
   Config,
   | 'maxConnections'
+  | 'maxHandshakes'
   | 'maxConnectionsPerIp'
   | 'trustProxy'
   | 'pingIntervalMs'
@@ -120,7 +121,10 @@ export type UpgradeDecision =
 /** The gateway's figures: plain integers, read by the metrics catalog at scrape time. */
 export class GatewayStats {
   open = 0;
+  /** Authorized upgrades the engine has not opened (or aborted) yet. */
   pending = 0;
+  /** Upgrades whose token is being checked now. */
+  handshaking = 0;
   messagesIn = 0;
   messagesOut = 0;
   pingsSent = 0;

@@ -243,7 +243,20 @@ export class Gateway {
     if (this.stats.open + this.stats.pending >= this.ceiling) {
       return this.refuse('ceiling', 503, 'connection ceiling reached');
     }
-    const auth = await this.authenticate(req);
+    // Admission: in a reconnect storm a process that takes every handshake answers each one
+    // later than the client waits; refused early and cheaply, the client comes back after
+    // Retry-After to a process that answers the ones it took in time.
+    const bound = this.config.maxHandshakes;
+    if (bound !== undefined && this.stats.handshaking + this.stats.pending >= bound) {
+      return this.refuse('handshakes', 503, 'too many handshakes in progress');
+    }
+    this.stats.handshaking++;
+    let auth: Authentication;
+    try {
+      auth = await this.authenticate(req);
+    } finally {
+      this.stats.handshaking--;
+    }
     if (!auth.ok) {
       // A store that cannot be asked is not the client's fault: 503 + Retry-After, never a
       // 401 that would sign it out.

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { BIN } from '../kit/server.js';
@@ -65,4 +65,45 @@ test('onebox bench --scenario heartbeat: clients send app pings only in the "on"
     assert.ok(w.serverCpuPercent >= 0 && w.rssBytes > 0);
   }
   assert.match(readFileSync(join(dir, 'report.md'), 'utf8'), /\| server \| connections \| ping interval \| server CPU, pings off → on \|/);
+});
+
+test('onebox bench --pin 0/1 runs every server process on CPU 0 and every harness process on CPU 1, and the report says so', { skip: availableParallelism() < 2 && 'needs 2 cores' }, async () => {
+  const dir = join(out, 'pin');
+  const code = await new Promise<number | null>((resolve) => {
+    // Few sockets and requests: one core for the server and one for the harness on a shared box.
+    const args = ['bench', '--quick', '--engines', 'node', '--connections', '100', '--rate', '50', '--duration', '3', '--pin', '0/1', '--out', dir];
+    const p = spawn(BIN, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    p.stderr.resume();
+    p.on('exit', resolve);
+  });
+  // The claim is where the processes ran, not the latency on one busy core: a report is enough.
+  assert.ok(code === 0 || code === 1, `exit ${code}`);
+  const [row] = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')).rows;
+  assert.deepEqual(row.cores.pinned, { server: '0', harness: '1' });
+  assert.deepEqual(Object.keys(row.cores.server), ['0']);
+  assert.ok(row.cores.server['0'].length >= 1);
+  // The bench itself and its client processes (one, at 1,000 sockets).
+  assert.deepEqual(Object.keys(row.cores.harness), ['1']);
+  assert.ok(row.cores.harness['1'].length >= 2);
+  assert.match(readFileSync(join(dir, 'report.md'), 'utf8'), /pinned: server processes 1 on CPU 0; harness processes \d+ on CPU 1/);
+});
+
+test('onebox bench --peers measures onebox on both engines, bare Bun.serve, bare ws and Socket.IO with every socket open and every publish received, and gives onebox over each peer', async () => {
+  const dir = join(out, 'peers');
+  const code = await new Promise<number | null>((resolve) => {
+    const args = ['bench', '--peers', '--connections', '200', '--clients', '1', '--ramp', '1', '--settle', '0', '--fanouts', '1', '--out', dir];
+    const p = spawn(BIN, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    p.stderr.resume();
+    p.on('exit', resolve);
+  });
+  assert.equal(code, 0);
+  const { rows } = JSON.parse(readFileSync(join(dir, 'peers.json'), 'utf8'));
+  assert.deepEqual(rows.map((r: any) => r.server), ['onebox-bun', 'onebox-node', 'bun-serve', 'ws-node', 'socket.io']);
+  for (const r of rows) {
+    assert.deepEqual([r.opened, r.failed, r.stillOpenAtEnd], [200, 0, 200], r.server);
+    assert.equal(r.fanout[0].received, 200, r.server);
+    assert.ok(r.rssLoadedBytes > 0 && r.rssIdleBytes > 0, r.server);
+  }
+  const md = readFileSync(join(dir, 'report.md'), 'utf8');
+  for (const pair of ['| onebox-bun | bun-serve |', '| onebox-node | ws-node |', '| onebox-node | socket.io |']) assert.ok(md.includes(pair), pair);
 });

@@ -84,6 +84,7 @@ function as(sock: unknown): FakeSocket {
 export function gatewayOptions(overrides: Partial<GatewayOptions> = {}): GatewayOptions {
   return {
     maxConnections: 100,
+    maxHandshakes: 100,
     maxConnectionsPerIp: undefined,
     trustProxy: { kind: 'off' },
     pingIntervalMs: 1000,

@@ -87,7 +87,7 @@ function setup(t: TestContext, deps: Partial<GatewayDeps> = {}) {
   const members = new Map<string, Set<string>>([['room:1', new Set(['alice'])]]);
   const store = { lookups: 0 };
   const gw = new Gateway(
-    { maxConnections: 100, maxConnectionsPerIp: undefined, trustProxy: { kind: 'off' }, pingIntervalMs: 1000, idleTimeoutMs: 1e9, maxBufferedBytes: 1 << 20, maxSubscriptions: 10, maxJsonDepth: 8, wsPublishPerS: 5 },
+    { maxConnections: 100, maxHandshakes: 100, maxConnectionsPerIp: undefined, trustProxy: { kind: 'off' }, pingIntervalMs: 1000, idleTimeoutMs: 1e9, maxBufferedBytes: 1 << 20, maxSubscriptions: 10, maxJsonDepth: 8, wsPublishPerS: 5 },
     {
       authenticate: (req) => Promise.resolve({ ok: true, userId: req.authorization! }),
       limits: new LocalLimits(),

@@ -140,6 +140,62 @@ test('upgrades that pass the ceiling together are checked again after the token:
   assert.equal(gw.stats.pending, 1);
 });
 
+test('beyond MAX_HANDSHAKES in flight (token being checked, or authorized and not yet open) an upgrade is 503 over_capacity with Retry-After before its token is checked', async (t) => {
+  const waiting: Array<() => void> = [];
+  let asked = 0;
+  const { gw, ops } = setup(t, { maxHandshakes: 2 }, {
+    authenticate: (req) => (asked++, new Promise((resolve) => waiting.push(() => resolve({ ok: true, userId: req.authorization! })))),
+  });
+  const first = gw.authorize(request({ authorization: 'alice' }));
+  const second = gw.authorize(request({ authorization: 'bob' }));
+  assert.equal(gw.stats.handshaking, 2);
+  const r = await refusal(gw, request({ authorization: 'carol' }));
+  assert.equal(r.status, 503);
+  assert.equal(r.code, 'over_capacity');
+  assert.ok(Number(r.headers['Retry-After']) >= 1);
+  assert.equal(asked, 2, 'the refused token was never checked');
+  assert.equal(gw.stats.refused.get('handshakes'), 1);
+  // Checked but not open yet: still in flight.
+  waiting.shift()!();
+  const a = await first;
+  assert.ok(a.ok);
+  assert.deepEqual([gw.stats.handshaking, gw.stats.pending], [1, 1]);
+  assert.equal((await refusal(gw, request({ authorization: 'carol' }))).status, 503);
+  // Open: the place is free again.
+  gw.open(a.conn, ops.socket());
+  const third = gw.authorize(request({ authorization: 'carol' }));
+  assert.equal(gw.stats.handshaking, 2);
+  for (const w of waiting.splice(0)) w();
+  assert.ok((await second).ok);
+  assert.ok((await third).ok);
+  assert.equal(gw.stats.handshaking, 0);
+  assert.equal(gw.stats.refused.get('handshakes'), 2);
+});
+
+test('an onebox.v1 client beyond MAX_HANDSHAKES in flight is upgraded and closed 1013 over_capacity retry=N, never counted open', async (t) => {
+  const waiting: Array<() => void> = [];
+  const { gw, ops } = setup(t, { maxHandshakes: 1 }, {
+    authenticate: (req) => new Promise((resolve) => waiting.push(() => resolve({ ok: true, userId: req.authorization! }))),
+  });
+  const first = gw.authorize(request());
+  const d = await gw.authorize(request({ authorization: 'bob', protocols: 'onebox.v1' }));
+  assert.ok(d.ok, 'accepted, to be closed');
+  const sock = ops.socket();
+  gw.open(d.conn, sock);
+  assert.equal(sock.closes[0]!.code, CLOSE.tryAgainLater);
+  assert.match(sock.closes[0]!.reason, /^over_capacity retry=([1-9]|10)$/);
+  assert.equal(gw.stats.refused.get('handshakes'), 1);
+  assert.equal(gw.stats.open, 0);
+  waiting.shift()!();
+  assert.ok((await first).ok);
+});
+
+test('a token check that throws gives its handshake place back', async (t) => {
+  const { gw } = setup(t, { maxHandshakes: 1 }, { authenticate: () => Promise.reject(new Error('store down')) });
+  await assert.rejects(gw.authorize(request()));
+  assert.equal(gw.stats.handshaking, 0);
+});
+
 test('a draining gateway refuses upgrades 503 not_ready, also one whose token was checked while it began draining', async (t) => {
   let release: () => void = () => undefined;
   const { gw } = setup(t, {}, {

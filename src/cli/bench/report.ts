@@ -47,6 +47,10 @@ export interface Row {
   tcpMemBytes: number;
   /** Per-connection ping counts from the clients at the end: none may have seen zero. */
   census?: { open: number; openWithoutAnyPing: number; fewestPingsOnOneConnection: number };
+  /** /proc/loadavg (1, 5, 15 min) at the end of the steady window: the box is shared. */
+  loadAvg?: string;
+  /** --pin as asked, and each process's allowed CPUs read back at the end of the steady window (CPU list -> pids). */
+  cores?: { pinned: { server: string; harness: string } | null; server: Record<string, number[]>; harness: Record<string, number[]> };
   /** Open connections per worker at the end of the steady window. */
   connectionsPerWorker?: number[];
   fanout?: { p50Ms: number; p99Ms: number; maxMs: number; received: number; expected: number }[];
@@ -74,6 +78,13 @@ const errs = (e: Record<string, number>) => {
   const n = Object.values(e).reduce((a, b) => a + b, 0);
   return n === 0 ? '0' : `${n} (${Object.entries(e).map(([k, v]) => `${k}: ${v}`).join(', ')})`;
 };
+
+const cpuSets = (by: Record<string, number[]>) =>
+  Object.entries(by)
+    .map(([list, pids]) => `${pids.length} on CPU ${list}`)
+    .join(', ');
+const cores = (c: NonNullable<Row['cores']>) =>
+  `${c.pinned ? 'pinned' : 'not pinned'}: server processes ${cpuSets(c.server) || 'n/a'}; harness processes ${cpuSets(c.harness)}`;
 
 export function markdown(rows: Row[], meta: Record<string, unknown>): string {
   const lines = [
@@ -107,7 +118,7 @@ export function markdown(rows: Row[], meta: Record<string, unknown>): string {
     }
     lines.push(
       '',
-      `CPU during the steady window, ${r.engine} WORKERS=${r.workers}: server ${r.cpuPercent.toFixed(0)}%, bench harness on the same box (load generator and WebSocket client processes) ${r.harnessCpuPercent.toFixed(0)}%, whole box ${r.boxCpuPercent.toFixed(0)}% of ${cpus().length * 100}%. The servers' event-loop threads waited ${r.runQueueMsPerSecond.toFixed(0)} ms per second (summed over processes) for a free core (/proc/<pid>/schedstat).`,
+      `CPU during the steady window, ${r.engine} WORKERS=${r.workers}${r.cores ? ` (${cores(r.cores)})` : ''}${r.loadAvg ? `, load average ${r.loadAvg} at its end` : ''}: server ${r.cpuPercent.toFixed(0)}%, bench harness on the same box (load generator and WebSocket client processes) ${r.harnessCpuPercent.toFixed(0)}%, whole box ${r.boxCpuPercent.toFixed(0)}% of ${cpus().length * 100}%. The servers' event-loop threads waited ${r.runQueueMsPerSecond.toFixed(0)} ms per second (summed over processes) for a free core (/proc/<pid>/schedstat).`,
     );
   }
   for (const r of rows) {

@@ -19,6 +19,7 @@ import { boxCpu, processTree, pssOf, sampleProc, sockstat } from './sampler.js';
 import { Clients } from './clients.js';
 import { signToken } from './jwt.js';
 import { externalTarget, startTarget, type Target } from './target.js';
+import { affinityOf, parsePin, pinSelf, type Pinning } from './pin.js';
 
 export const BENCH_HELP = `usage: onebox bench [options]
        onebox bench ws-memory [options]   RSS per idle WebSocket on one process (--help)
@@ -45,6 +46,12 @@ export const BENCH_HELP = `usage: onebox bench [options]
   --target URL        load a running server instead of starting one
   --jwt-secret S      with --target: sign client tokens (else one signed-up user)
   --admin-token T     with --target: needed by fanout
+  --pin P             off | auto | SERVER/HARNESS CPU lists, e.g. 0/1 or 0-3/4-7:
+                      the server processes on the first cores, the bench, its client
+                      processes, the load generator and Redis on the others
+                      (auto with 4+ cores: half each; else off)
+  --peers             the idle-socket and fan-out scenario against bare Bun.serve,
+                      bare ws on Node and Socket.IO beside onebox (--peers --help)
   --quick             1,000 connections, 200 req/s, 10 s, ping every 2 s
 
 Servers it starts listen on 127.0.0.1; clients connect from 127.0.0.2 and up.
@@ -76,6 +83,7 @@ interface Options {
   target: string | undefined;
   jwtSecret: string | undefined;
   adminToken: string | undefined;
+  pin: Pinning | null;
 }
 
 export function parseBenchArgs(argv: string[]): Options {
@@ -97,6 +105,7 @@ export function parseBenchArgs(argv: string[]): Options {
       'jwt-secret': { type: 'string' },
       'admin-token': { type: 'string' },
       quick: { type: 'boolean', default: false },
+      pin: { type: 'string' },
     },
   });
   const q = v.quick;
@@ -127,8 +136,11 @@ export function parseBenchArgs(argv: string[]): Options {
     target: v.target,
     jwtSecret: v['jwt-secret'],
     adminToken: v['admin-token'],
+    pin: v.target ? null : parsePin(v.pin),
   };
 }
+
+const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 
 async function json(t: Target, method: string, path: string, body?: unknown, token?: string): Promise<any> {
   const res = await fetch(`http://${t.host}:${t.port}${path}`, {
@@ -221,7 +233,13 @@ process.once('uncaughtException', (err) => {
 async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Promise<Row> {
   const target = o.target
     ? externalTarget(o.target, o.jwtSecret, o.adminToken)
-    : await startTarget({ engine, workers, pingIntervalS: o.pingIntervalS, logFile: join(o.out, `server-${engine}-w${workers}.log`) });
+    : await startTarget({
+        engine,
+        workers,
+        pingIntervalS: o.pingIntervalS,
+        logFile: join(o.out, `server-${engine}-w${workers}.log`),
+        ...(o.pin && { cpus: o.pin.server }),
+      });
   const clients = new Clients(o.clients, clientNice(o.scenario));
   running = { target, clients };
   const load = new HttpLoad({
@@ -292,6 +310,7 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
     const boxAfter = boxCpu();
     const c = clients.total();
     const { spread, heap } = await clusterFigures(target);
+    const serverPids = target.pid === undefined ? [] : processTree(target.pid);
     const row: Row = {
       engine: o.target ? `target ${o.target}` : engine,
       workers,
@@ -321,6 +340,13 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
       boxCpuPercent: ((boxAfter.busySeconds - boxBefore.busySeconds) / (boxAfter.totalSeconds - boxBefore.totalSeconds)) * cpus().length * 100,
       tcpMemBytes: sockstat().tcpMemBytes,
       connectionsPerWorker: spread,
+      loadAvg: loadavg(),
+      // Read back from the kernel: the server's tree, and everything else this bench started.
+      cores: {
+        pinned: o.pin,
+        server: affinityOf(serverPids),
+        harness: affinityOf(processTree(process.pid).filter((pid) => !serverPids.includes(pid))),
+      },
       series,
     };
     const census = await clients.ask<{ open: number; noPing: number; minPings: number }>({ cmd: 'census' }, 'census');
@@ -411,8 +437,11 @@ export async function runBench(argv: string[]): Promise<number> {
     console.log(BENCH_HELP);
     return 0;
   }
+  if (argv.includes('--peers')) return (await import('./peers.js')).runPeers(argv.filter((a) => a !== '--peers'));
   const o = parseBenchArgs(argv);
   mkdirSync(o.out, { recursive: true });
+  // Before anything is forked: the client processes and Redis inherit the harness cores.
+  if (o.pin) pinSelf(o.pin.harness);
   const rows: Row[] = [];
   const combos = o.target ? [['target', o.workers[0] ?? 1] as const] : o.engines.flatMap((e) => o.workers.map((w) => [e, w] as const));
   for (const [engine, workers] of combos) {
@@ -427,7 +456,10 @@ export async function runBench(argv: string[]): Promise<number> {
       `${o.connections} WebSockets from ${o.clients} raw-socket client processes (127.0.0.2+), each subscribed to one topic and answering pings every ${o.pingIntervalS} s; ` +
       `${o.rate} req/s of GET /v1/devices (JWT, SQLite, brotli) at a constant arrival rate over ${DEFAULT_CONNECTIONS} keep-alive connections used in turn, latency from the intended send time (HDR); ` +
       `${o.durationS} s steady state after a ${o.rampS} s ramp; RSS, PSS and CPU summed over every server process from /proc; heap from /metrics. ` +
-      `The WebSocket client processes run at nice ${clientNice(o.scenario)} (they stand in for phones elsewhere); the load generator at normal priority.`,
+      `The WebSocket client processes run at nice ${clientNice(o.scenario)} (they stand in for phones elsewhere); the load generator at normal priority. ` +
+      (o.pin
+        ? `Pinned (--pin ${o.pin.server}/${o.pin.harness}): server processes on CPU ${o.pin.server}, the bench, its client processes, the load generator and Redis on CPU ${o.pin.harness}.`
+        : `Not pinned: server and harness share every core.`),
   };
   writeReport(o.out, rows, meta);
   console.log(`report: ${join(o.out, 'report.md')}`);

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { pinnedCommand } from './pin.js';
 
 /** The repository (or installed package) root. */
 export const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
@@ -38,6 +39,10 @@ export interface StartServerOptions {
   stderr?: 'collect' | 'inherit';
   /** How long to wait for the `listening` line. @default 15000 ms */
   startTimeoutMs?: number;
+  /** Run the server (and so its workers) on these CPUs only, taskset's list form. @default any */
+  cpus?: string;
+  /** Run this instead of `bin/onebox serve`: a peer server of `--peers`, which prints the same `listening` line. */
+  command?: [string, string[]];
 }
 
 export interface ServerProcess {
@@ -91,7 +96,8 @@ export async function startServer(o: StartServerOptions): Promise<ServerProcess>
   let exited!: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
   const spawnOne = () => {
-    proc = spawn(BIN, ['serve'], { env, stdio: ['ignore', 'pipe', o.stderr === 'inherit' ? 'inherit' : 'pipe'] });
+    const [cmd, args] = pinnedCommand(o.cpus, ...(o.command ?? [BIN, ['serve']]));
+    proc = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', o.stderr === 'inherit' ? 'inherit' : 'pipe'] });
     const p = proc;
     exited = new Promise((resolve) => p.once('exit', (code, signal) => resolve({ code, signal })));
     createInterface({ input: p.stdout! }).on('line', (text) => {

@@ -28,6 +28,8 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** Write the server's log lines (stdout) to this file, afresh. */
   logFile?: string;
+  /** Run the server processes on these CPUs only (--pin). */
+  cpus?: string;
 }
 
 /** Start onebox (and Redis when several workers need a backplane). */
@@ -51,6 +53,7 @@ export async function startTarget(o: StartOptions): Promise<Target> {
       stderr: 'inherit',
       startTimeoutMs: 60_000,
       ...(o.logFile && { logFile: o.logFile }),
+      ...(o.cpus && { cpus: o.cpus }),
     });
     return {
       host: server.host,

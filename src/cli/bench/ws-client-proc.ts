@@ -39,6 +39,14 @@ interface Start {
    * @default 'raw'
    */
   backoff?: 'sdk' | 'raw';
+  /** The upgrade path. @default '/v1/ws' */
+  path?: string;
+  /**
+   * Speak Socket.IO (Engine.IO 4) inside the WebSocket, for the Socket.IO peer of `--peers`:
+   * connect to the default namespace (`40`), subscribe as the event `sub`, answer Engine.IO
+   * pings (`2`) with pongs (`3`), read `msg` events.
+   */
+  engineIo?: boolean;
 }
 
 class Conn {
@@ -135,7 +143,7 @@ function open(c: Conn): void {
 function onConnect(this: Socket): void {
   const c = (this as Socket & { [STATE]: Conn })[STATE];
   this.write(
-    `GET /v1/ws HTTP/1.1\r\nHost: ${cfg.host}:${cfg.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+    `GET ${cfg.path ?? '/v1/ws'} HTTP/1.1\r\nHost: ${cfg.host}:${cfg.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
       `Sec-WebSocket-Key: ${c.key}\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer ${c.token}\r\n` +
       (cfg.backoff === 'sdk' ? 'Sec-WebSocket-Protocol: onebox.v1\r\n\r\n' : '\r\n'),
   );
@@ -218,7 +226,8 @@ function onData(this: Socket, chunk: Buffer): void {
     this.setTimeout(0);
     stats.open++;
     stats.opened++;
-    for (const topic of typeof cfg.topic === 'string' ? [cfg.topic] : cfg.topic) this.write(mask(1, Buffer.from(JSON.stringify({ op: 'sub', topic }))));
+    if (cfg.engineIo) this.write(mask(1, Buffer.from('40')));
+    else for (const topic of topicsOf(cfg)) this.write(mask(1, Buffer.from(JSON.stringify({ op: 'sub', topic }))));
     if (pub.sending) fill(c);
     buf = buf.subarray(end + 4);
   }
@@ -259,10 +268,34 @@ function onData(this: Socket, chunk: Buffer): void {
 const ACK = Buffer.from('{"op":"ack"');
 const ERROR = Buffer.from('{"op":"error"');
 
+const topicsOf = (s: Start) => (typeof s.topic === 'string' ? [s.topic] : s.topic);
+
+/** Engine.IO's packets: `2` ping, `40…` connected to the namespace, `42[…]` an event. */
+function onEngineIo(c: Conn, payload: Buffer): void {
+  if (payload.length === 1 && payload[0] === 0x32) {
+    stats.pings++;
+    c.pings++;
+    c.sock?.write(mask(1, Buffer.from('3')));
+  } else if (payload[0] === 0x34 && payload[1] === 0x30) {
+    for (const topic of topicsOf(cfg)) c.sock?.write(mask(1, Buffer.from(`42${JSON.stringify(['sub', topic])}`)));
+  } else if (payload[0] === 0x34 && payload[1] === 0x32 && payload.indexOf('"fanout"') >= 0) {
+    const [, f] = JSON.parse(payload.subarray(2).toString()) as [string, { data?: { data?: { fanout?: string; ts?: number } } }];
+    record(f.data?.data);
+  }
+}
+
+function record(d: { fanout?: string; ts?: number } | undefined): void {
+  if (!d?.fanout || d.ts === undefined) return;
+  let l = fanout.get(d.fanout);
+  if (!l) fanout.set(d.fanout, (l = []));
+  l.push(Date.now() - d.ts);
+}
+
 /** `{"op":"pong"`: the answer to an app-level ping. */
 const PONG = Buffer.from('{"op":"pong"');
 
 function onText(c: Conn, payload: Buffer): void {
+  if (cfg.engineIo) return onEngineIo(c, payload);
   // A pong does not postpone the next ping: the SDK pings one interval after the last frame
   // (the pong), and the sweep comes round one interval after the ping, a round trip sooner.
   if (payload.subarray(0, PONG.length).equals(PONG)) {
@@ -290,11 +323,7 @@ function onText(c: Conn, payload: Buffer): void {
   if (payload.indexOf('"fanout"') < 0) return;
   // A topic notify carries the caller's data under data.data, a client pub under data.
   const f = JSON.parse(payload.toString()) as { data?: { fanout?: string; ts?: number; data?: { fanout?: string; ts?: number } } };
-  const d = f.data?.data?.fanout ? f.data.data : f.data;
-  if (!d?.fanout || d.ts === undefined) return;
-  let l = fanout.get(d.fanout);
-  if (!l) fanout.set(d.fanout, (l = []));
-  l.push(Date.now() - d.ts);
+  record(f.data?.data?.fanout ? f.data.data : f.data);
 }
 
 /** Top the connection's outstanding pubs up to the window. */
@@ -406,6 +435,8 @@ process.on('message', (m: Command) => {
   }
 });
 
-setInterval(() => process.connected && process.send!({ type: 'stats', ...stats, pubAcked: pub.acked }), 1000).unref();
+// With a callback a send to a parent that just went away is an error passed here, not an uncaught 'error' event.
+setInterval(() => process.connected && process.send!({ type: 'stats', ...stats, pubAcked: pub.acked }, undefined, undefined, ignore), 1000).unref();
+function ignore(): void {}
 // The bench is gone (it crashed or was killed): its clients go too.
 process.on('disconnect', () => process.exit(0));

@@ -76,8 +76,8 @@ function parse(argv: string[]): Options {
 
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 
-/** One publish to the topic, then the receipt latencies the clients saw, until all arrived or the wait ends. */
-async function fanout(server: ServerProcess, clients: Clients, topic: string, k: number, expected: number): Promise<{ received: number; p50: number; p99: number; max: number }> {
+/** One publish to the topic (POST /v1/notify), then the receipt latencies the clients saw, until all arrived or the wait ends. */
+export async function fanout(server: ServerProcess, clients: Clients, topic: string, k: number, expected: number): Promise<{ received: number; p50: number; p99: number; max: number }> {
   const id = `f${k}`;
   const res = await fetch(`${server.url}/v1/notify`, {
     method: 'POST',
