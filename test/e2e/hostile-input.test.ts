@@ -109,13 +109,15 @@ for (const engine of ENGINES) {
       assert.equal(s.proc.exitCode, null);
     });
 
-    test('a refused WebSocket upgrade holds no descriptor once answered, even when the client never closes its side', async () => {
+    test('a refused WebSocket upgrade or a malformed request holds no descriptor once answered, even when the client never closes its side', async () => {
       const fds = () => readdirSync(`/proc/${s.proc.pid}/fd`).length;
       const base = fds();
       const upgrade = (target: string, key = 'dGhlIHNhbXBsZSBub25jZQ==') =>
         `GET ${target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`;
-      // A bad token (401), a bad key (400), a path with no WebSocket (404): 10 of each.
-      const requests = [upgrade('/v1/ws?token=bad'), upgrade('/v1/ws?token=bad', 'short'), upgrade('/v1/nowhere')].flatMap((r) => Array<string>(10).fill(r));
+      // A bad token (401), a bad key (400), a path with no WebSocket (404), a malformed header (400): 10 of each.
+      const requests = [upgrade('/v1/ws?token=bad'), upgrade('/v1/ws?token=bad', 'short'), upgrade('/v1/nowhere'), 'GET / HTTP/1.1\r\nHost: x\r\nno colon\r\n\r\n'].flatMap(
+        (r) => Array<string>(10).fill(r),
+      );
       const held = await Promise.all(
         requests.map(
           (request) =>
@@ -134,7 +136,7 @@ for (const engine of ENGINES) {
       try {
         assert.deepEqual(
           held.map((h) => Number(/^HTTP\/1\.1 (\d{3}) /.exec(h.answer)?.[1])),
-          [401, 400, 404].flatMap((status) => Array<number>(10).fill(status)),
+          [401, 400, 404, 400].flatMap((status) => Array<number>(10).fill(status)),
         );
         await eventually(() => fds() <= base + 2, { what: `the server's descriptors back to ${base} (${fds()} once the answers were read)`, timeoutMs: 5000 });
       } finally {
