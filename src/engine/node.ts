@@ -30,7 +30,10 @@ const ops: SocketOps = {
 function rawResponse(socket: Duplex, status: number, headers: Record<string, string>, body: string): void {
   const head = [`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`, 'Connection: close', `Content-Length: ${Buffer.byteLength(body)}`];
   for (const [k, v] of Object.entries(headers)) head.push(`${k}: ${v}`);
-  socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);
+  // Closed once flushed, as Node's HTTP server closes a `Connection: close` response: the
+  // server's sockets allow half-open, so end() alone would keep the descriptor until the
+  // client closes its side, which a hostile one never does.
+  socket.end(`${head.join('\r\n')}\r\n\r\n${body}`, () => socket.destroy());
 }
 
 /** A JSON error (code and status from the one list) written on a socket Node's HTTP layer gave up on. */

@@ -117,6 +117,8 @@ export class Gateway {
   private readonly closingUntil = new Map<Conn, number>();
   /** Upgrades accepted only to be closed (onebox.v1 refusals), with the close they get. */
   private readonly refusals = new Map<Conn, { code: number; reason: string }>();
+  /** Connections with an `auth` op in flight (one at a time each). */
+  private readonly authing = new Set<Conn>();
   /** Refusal connections from authorize until closed or aborted: the descriptors they hold. */
   private refusing = 0;
   private nextId = 1;
@@ -443,9 +445,23 @@ export class Gateway {
       return;
     }
     if (f.op === 'auth') {
+      // One at a time: a verification in flight holds a few KiB, and a client that sent
+      // thousands at once made the process grow by as many (a token is renewed every few
+      // minutes, never in bursts).
+      if (this.authing.has(conn)) {
+        this.deliver(conn, frames.error('rate_limited', 'one auth op at a time: wait for the answer to the last one', f.id));
+        return;
+      }
+      this.authing.add(conn);
       this.authenticateToken(f.token)
-        .then((auth) => this.reauthenticated(conn, auth, f.id))
-        .catch((err: unknown) => this.failed(conn, err, f.op, f.id));
+        .then((auth) => {
+          this.authing.delete(conn);
+          this.reauthenticated(conn, auth, f.id);
+        })
+        .catch((err: unknown) => {
+          this.authing.delete(conn);
+          this.failed(conn, err, f.op, f.id);
+        });
       return;
     }
     if (f.op === 'unsub') {

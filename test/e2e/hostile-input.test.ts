@@ -4,10 +4,12 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { connect } from 'node:net';
+import { readdirSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { ADMIN_TOKEN, api, ENGINES, signup, startServer, type Running } from '../kit/server.js';
 import { createTestDatabase } from '../kit/pg.js';
+import { eventually } from '../kit/eventually.js';
 
 /** Write one request on a new connection; resolve with everything read until the server closes or the deadline. */
 function rawExchange(port: number, request: string, timeoutMs = 3000): Promise<string> {
@@ -105,6 +107,41 @@ for (const engine of ENGINES) {
         assert.match(answer, /\r\n\r\n\{"error":\{"code":"bad_request"/, what);
       }
       assert.equal(s.proc.exitCode, null);
+    });
+
+    test('a refused WebSocket upgrade or a malformed request holds no descriptor once answered, even when the client never closes its side', async () => {
+      const fds = () => readdirSync(`/proc/${s.proc.pid}/fd`).length;
+      const base = fds();
+      const upgrade = (target: string, key = 'dGhlIHNhbXBsZSBub25jZQ==') =>
+        `GET ${target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`;
+      // A bad token (401), a bad key (400), a path with no WebSocket (404), a malformed header (400): 10 of each.
+      const requests = [upgrade('/v1/ws?token=bad'), upgrade('/v1/ws?token=bad', 'short'), upgrade('/v1/nowhere'), 'GET / HTTP/1.1\r\nHost: x\r\nno colon\r\n\r\n'].flatMap(
+        (r) => Array<string>(10).fill(r),
+      );
+      const held = await Promise.all(
+        requests.map(
+          (request) =>
+            new Promise<{ sock: Socket; answer: string }>((resolve, reject) => {
+              // allowHalfOpen: the client reads the answer to its end and keeps its side open.
+              const sock = connect({ port: s.port, host: '127.0.0.1', allowHalfOpen: true });
+              let answer = '';
+              sock.setEncoding('latin1');
+              sock.on('data', (d: string) => (answer += d));
+              sock.on('end', () => resolve({ sock, answer }));
+              sock.on('error', reject);
+              sock.write(request, 'latin1');
+            }),
+        ),
+      );
+      try {
+        assert.deepEqual(
+          held.map((h) => Number(/^HTTP\/1\.1 (\d{3}) /.exec(h.answer)?.[1])),
+          [401, 400, 404, 400].flatMap((status) => Array<number>(10).fill(status)),
+        );
+        await eventually(() => fds() <= base + 2, { what: `the server's descriptors back to ${base} (${fds()} once the answers were read)`, timeoutMs: 5000 });
+      } finally {
+        for (const h of held) h.sock.destroy();
+      }
     });
 
     test('request metrics label a method outside the common set as other', async () => {

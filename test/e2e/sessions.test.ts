@@ -107,6 +107,13 @@ for (const engine of ENGINES) {
       assert.equal(code(await api(s.url, 'POST', '/v1/auth/logout')), 'unauthorized');
     });
 
+    test('logout by bearer token with a JSON Content-Type but no body (clients that set it on every request) ends the session', async () => {
+      const u = await signup(s.url);
+      const r = await api(s.url, 'POST', '/v1/auth/logout', { token: u.token, headers: { 'content-type': 'application/json', 'content-length': '0' } });
+      assert.equal(r.status, 204, JSON.stringify(r.body));
+      assert.equal(code(await api(s.url, 'GET', '/v1/me', { token: u.token })), 'session_revoked');
+    });
+
     test('logout-all ends every session and closes all the user’s sockets within a second', async () => {
       const u = await signup(s.url);
       const a = await login(s.url, u.email);

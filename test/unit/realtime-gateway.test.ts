@@ -691,6 +691,21 @@ test('an auth op with a refused token, or another user\'s, is an error frame and
   assert.equal(lastFrame(sock)?.code, 'bad_frame', 'an auth op without a token');
 });
 
+test('one auth op at a time per connection: another sent before the answer is rate_limited and never verified; the next after it is served', async (t) => {
+  const pending: Array<(a: Authentication) => void> = [];
+  const { connect, send } = setup(t, {}, { ...claimsDeps, authenticateToken: () => new Promise((resolve) => pending.push(resolve)) });
+  const { conn, sock } = await connect(`alice@${T0_S + 60}`);
+  send(conn, { op: 'auth', id: 1, token: 'first' });
+  send(conn, { op: 'auth', id: 2, token: 'second' });
+  assert.deepEqual([lastFrame(sock)?.op, lastFrame(sock)?.id, lastFrame(sock)?.code], ['error', 2, 'rate_limited']);
+  assert.equal(pending.length, 1, 'the second never reached verification');
+  pending[0]!({ ok: true, userId: 'alice', exp: T0_S + 900 });
+  for (let i = 0; i < 3; i++) await Promise.resolve();
+  assert.deepEqual(lastFrame(sock), { op: 'ack', id: 1, ack: 'auth', exp: T0_S + 900 });
+  send(conn, { op: 'auth', id: 3, token: 'third' });
+  assert.equal(pending.length, 2, 'the one after the answer is verified');
+});
+
 test('an onebox.v1 client gets refusals as close codes: 4003 for a bad or missing token, 4001 for an expired one, 1013 with retry at the ceiling', async (t) => {
   const { gw, ops, connect } = setup(t, { maxConnections: 2 }, claimsDeps);
   const v1 = { protocols: 'chat, onebox.v1' };

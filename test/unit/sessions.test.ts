@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { RevocationState, Revocations, type ConnFilter, type Revocation } from '../../src/app/auth/revocations.js';
 import { Sessions } from '../../src/app/auth/sessions.js';
+import type { AppError } from '../../src/errors.js';
 import { KnownUsers } from '../../src/app/auth/known-users.js';
 import { TokenService, tokenAuthenticator } from '../../src/app/auth/tokens.js';
 import { createLogger } from '../../src/observability/logger.js';
@@ -180,6 +181,23 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
       await db.deleteFrom('users').where('id', '=', uid).execute();
       assert.deepEqual(await store.list(uid, 2000), []);
       await assert.rejects(store.create(uid, null, hashRefreshToken(newRefreshToken()), 1000, DAY), (err: { code?: string }) => err.code === 'SQLITE_CONSTRAINT_FOREIGNKEY' || err.code === '23503');
+    });
+
+    test('a login whose checked password changed before its session was stored (a reset or change racing it) gets no session', async () => {
+      const uid = await user();
+      const checked = (await users.byId(uid))!;
+      const state = new RevocationState(60_000);
+      const revocations = new Revocations({ store, state, closeSockets: () => {}, log, retainMs: 60_000 });
+      const tokens = new TokenService('k'.repeat(40), 900, () => true, (c) => state.refuses(c));
+      const sessions = new Sessions(store, users, tokens, revocations, new KnownUsers(async () => true, 5000), { refreshTtlS: 86_400, reuseGraceS: 30 });
+      // The reset commits and revokes every session while the login still hashes the old password.
+      await db.updateTable('users').set({ password_hash: 'new' }).where('id', '=', uid).execute();
+      await sessions.revokeAll(uid);
+      await assert.rejects(sessions.start(uid, { user: checked }), (err: AppError) => err.code === 'invalid_credentials');
+      assert.deepEqual(await store.list(uid, Date.now()), [], 'no live session outlives the reset');
+      // The same login against the current password opens its session.
+      const ok = await sessions.start(uid, { user: (await users.byId(uid))! });
+      assert.deepEqual((await store.list(uid, Date.now())).map((r) => r.id), [(await tokens.claims(ok.token)).sid]);
     });
 
     describe('revocations between two processes sharing the store', () => {

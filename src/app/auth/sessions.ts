@@ -58,7 +58,11 @@ export class Sessions {
   /**
    * Open a session for a user who just proved who they are (login, signup, social sign-in).
    * @param opts.label the device label shown in the session list.
-   * @param opts.user the user's row when the caller has it (saves a lookup).
+   * @param opts.user the user's row the caller checked the password against (login), or has
+   *   at hand. A password change or reset that commits between that check and the session's
+   *   insert revokes every session before this one exists: the row is read again once the
+   *   session is stored, and a password hash other than `opts.user`'s refuses the login (a
+   *   change committed after that read revokes the session itself).
    */
   async start(userId: string, opts: { label?: string | undefined; user?: UserRow } = {}): Promise<SessionAnswer> {
     const user = opts.user ?? (await this.users.byId(userId));
@@ -71,6 +75,13 @@ export class Sessions {
       if (!isForeignKeyViolation(err)) throw err;
       this.knownUsers.forget(userId);
       throw new AppError('invalid_credentials', 'no such user', { cause: err });
+    }
+    if (opts.user) {
+      const now = await this.users.byId(userId);
+      if (now?.password_hash !== user.password_hash) {
+        await this.store.revoke(userId, session.id, Date.now());
+        throw new AppError('invalid_credentials', 'wrong email or password');
+      }
     }
     return this.answer(session, refreshToken, user);
   }

@@ -9,7 +9,7 @@ import { extractToken } from '../auth/tokens.js';
 import type { AppEnv, Services } from '../context.js';
 import { AppError } from '../../errors.js';
 import { requireUser } from '../middleware/auth.js';
-import { readJson } from '../middleware/json-body.js';
+import { hasBody, readJson } from '../middleware/json-body.js';
 
 export const RefreshBody = z.strictObject({ refreshToken: z.string().min(1).max(200) });
 
@@ -23,9 +23,10 @@ export function sessionRoutes(s: Services): Hono<AppEnv> {
   });
 
   // This session: by its refresh token (works once the access token has expired), or by
-  // the bearer access token.
+  // the bearer access token. A Content-Type without a body is the bearer form: many HTTP
+  // clients send the header on every request.
   app.post('/v1/auth/logout', async (c) => {
-    if (c.req.header('content-type') !== undefined) {
+    if (hasBody(c.req.raw)) {
       const body = await readJson(c, RefreshBody, s.config.maxJsonDepth);
       await s.sessions.logoutByRefreshToken(body.refreshToken);
       return c.body(null, 204);
