@@ -1,4 +1,4 @@
-/* global Request, TextDecoder, URL, performance, setTimeout */
+/* global Request, TextDecoder, performance, setTimeout */
 // In-process request driver for bench/memory-sizing: builds the app (dist/src, SQLite, no
 // socket) and runs N authenticated GET /v1/devices (8 devices, brotli) through app.fetch with
 // 64 in flight, after a warm-up of N/4. Prints one JSON line: CPU per request (user+system of
