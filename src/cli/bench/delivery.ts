@@ -32,7 +32,7 @@ import { DEFAULT_NAMESPACES } from '../../realtime/channels.js';
 import { Clients } from './clients.js';
 import { signToken } from './jwt.js';
 import { cleanups } from './cleanups.js';
-import { boxCpu, processTree, sampleProc } from './sampler.js';
+import { boxCpu, loadavg, sampleProc, treeFigures } from './sampler.js';
 import { startTarget, type Target } from './target.js';
 
 export const DELIVERY_HELP = `usage: onebox bench --scenario delivery [options]
@@ -137,22 +137,9 @@ function parse(argv: string[]): Options {
   };
 }
 
-const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
 const at = (s: number[], p: number) => s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
 const histogram = () => hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
-
-function treeFigures(t: Target): { rss: number; cpu: number; wait: number } {
-  const f = { rss: 0, cpu: 0, wait: 0 };
-  for (const pid of t.pid === undefined ? [] : processTree(t.pid)) {
-    const s = sampleProc(pid);
-    if (!s) continue;
-    f.rss += s.rssBytes;
-    f.cpu += s.cpuSeconds;
-    f.wait += s.runQueueSeconds;
-  }
-  return f;
-}
 
 function clientCpu(...groups: Clients[]): number {
   return groups.flatMap((g) => g.procs).reduce((a, p) => a + (sampleProc(p.pid!)?.cpuSeconds ?? 0), 0) + (process.cpuUsage().user + process.cpuUsage().system) / 1e6;
@@ -324,13 +311,13 @@ async function runOne(o: Options, engine: 'bun' | 'node', store: 'sqlite' | 'pos
       lastAcked = acked;
       if (phase.name === 'publish') perSecond.push(rate);
       process.stderr.write(
-        `\r[${tag} ${phase.name} ${Math.round((Date.now() - t0) / 1000)}s] subscribers ${s?.open ?? 0}/${o.subscribers} publishers ${p?.open ?? 0}/${o.publishers} | acked/s ${rate} | loop max ${phase.scrapeMaxMs.toFixed(0)} ms | RSS ${(treeFigures(t).rss / 2 ** 20).toFixed(0)} MB | load ${loadavg()}   `,
+        `\r[${tag} ${phase.name} ${Math.round((Date.now() - t0) / 1000)}s] subscribers ${s?.open ?? 0}/${o.subscribers} publishers ${p?.open ?? 0}/${o.publishers} | acked/s ${rate} | loop max ${phase.scrapeMaxMs.toFixed(0)} ms | RSS ${(treeFigures(t.pid).rss / 2 ** 20).toFixed(0)} MB | load ${loadavg()}   `,
       );
     }, 1000);
 
     await t.seedUsers!(o.subscribers + o.publishers);
     await sleep(2000);
-    const rssIdle = treeFigures(t).rss;
+    const rssIdle = treeFigures(t.pid).rss;
 
     // 1. Subscribers.
     enter('subscribe');
@@ -340,7 +327,7 @@ async function runOne(o: Options, engine: 'bun' | 'node', store: 'sqlite' | 'pos
     let deadline = Date.now() + (o.rampS + 60) * 1000;
     while (!settled(subs, o.subscribers) && Date.now() < deadline) await sleep(250);
     await sleep(5000); // the subscriptions' acks, then a settled heap
-    const rssLoaded = treeFigures(t).rss;
+    const rssLoaded = treeFigures(t.pid).rss;
     const subStats = subs.total();
 
     // 2. Fan-out, durable against history 0, alternating.
@@ -388,7 +375,7 @@ async function runOne(o: Options, engine: 'bun' | 'node', store: 'sqlite' | 'pos
     await pubs.ask({ cmd: 'pubMark' }, 'pubMark');
     enter('publish');
     const began = Date.now();
-    const before = treeFigures(t);
+    const before = treeFigures(t.pid);
     const harnessBefore = clientCpu(subs, pubs);
     const boxBefore = boxCpu();
     await sleep(o.durationS * 1000);
@@ -397,7 +384,7 @@ async function runOne(o: Options, engine: 'bun' | 'node', store: 'sqlite' | 'pos
       'pubReport',
     );
     const wall = (Date.now() - began) / 1000;
-    const after = treeFigures(t);
+    const after = treeFigures(t.pid);
     const harnessAfter = clientCpu(subs, pubs);
     const boxAfter = boxCpu();
     const publishLoad = loadavg();

@@ -13,7 +13,7 @@
  * box's CPU and load average. The figure is the mean CPU and RSS with pings on minus off,
  * scaled to 50,000 connections.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -21,8 +21,8 @@ import { sleep } from '../../lib/scope.js';
 import { cleanups } from './cleanups.js';
 import { Clients } from './clients.js';
 import { signToken } from './jwt.js';
-import { boxCpu, processTree, pssOf, sampleProc } from './sampler.js';
-import { startTarget, type Target } from './target.js';
+import { boxCpu, loadavg, processTree, sampleProc, treeFigures } from './sampler.js';
+import { startTarget } from './target.js';
 
 export const HEARTBEAT_HELP = `usage: onebox bench --scenario heartbeat [options]
 
@@ -93,19 +93,6 @@ function parse(argv: string[]): Options {
   };
 }
 
-const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
-
-function treeFigures(t: Target, withPss = false): { rss: number; pss: number; cpu: number } {
-  const f = { rss: 0, pss: 0, cpu: 0 };
-  for (const pid of t.pid === undefined ? [] : processTree(t.pid)) {
-    const s = sampleProc(pid);
-    if (!s) continue;
-    f.rss += s.rssBytes;
-    f.cpu += s.cpuSeconds;
-    if (withPss) f.pss += pssOf(pid);
-  }
-  return f;
-}
 
 function clientCpu(clients: Clients): number {
   return clients.procs.reduce((a, p) => a + (sampleProc(p.pid!)?.cpuSeconds ?? 0), 0);
@@ -177,7 +164,7 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
   }, 1000);
   try {
     await sleep(2000);
-    const idle = treeFigures(target);
+    const idle = treeFigures(target.pid);
     await target.seedUsers!(o.connections);
     const share = Math.ceil(o.connections / o.clients);
     phase = 'ramp';
@@ -204,13 +191,13 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
       await clients.ask({ cmd: 'appPing', intervalMs: on ? o.pingIntervalS * 1000 : 0 }, 'appPing');
       phase = on ? 'pings on' : 'pings off';
       const c0 = await counts(clients);
-      const s0 = treeFigures(target);
+      const s0 = treeFigures(target.pid);
       const b0 = boxCpu();
       const cc0 = clientCpu(clients);
       const l0 = loadavg();
       const began = Date.now();
       await sleep(o.windowS * 1000);
-      const s1 = treeFigures(target, true);
+      const s1 = treeFigures(target.pid, true);
       const b1 = boxCpu();
       const cc1 = clientCpu(clients);
       const seconds = (Date.now() - began) / 1000;

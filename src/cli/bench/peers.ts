@@ -7,7 +7,7 @@
  * report gives onebox's figures over each peer's: the price of onebox's features
  * (authentication per socket, heartbeat, registry, limits) over the runtime's floor.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { sleep } from '../../lib/scope.js';
 import { Clients } from './clients.js';
 import { signToken } from './jwt.js';
-import { pssOf, sampleProc } from './sampler.js';
+import { loadavg, pssOf, sampleProc } from './sampler.js';
 import { ROOT, startServer, type EngineName, type ServerProcess } from './server-process.js';
 import { seedUsers } from './users.js';
 import { fanout } from './ws-memory.js';
@@ -134,7 +134,6 @@ function parse(argv: string[]): Options {
   };
 }
 
-const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
 async function measure(o: Options, kind: ServerKind): Promise<PeerRow> {

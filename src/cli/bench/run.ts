@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { sleep } from '../../lib/scope.js';
 import { DEFAULT_CONNECTIONS, HttpLoad, pct } from './http-load.js';
 import { P99_BOUND_MS, writeReport, type Point, type Row } from './report.js';
-import { boxCpu, processTree, pssOf, sampleProc, sockstat } from './sampler.js';
+import { boxCpu, loadavg, processTree, pssOf, sampleProc, sockstat } from './sampler.js';
 import { Clients } from './clients.js';
 import { signToken } from './jwt.js';
 import { externalTarget, startTarget, type Target } from './target.js';
@@ -140,7 +140,6 @@ export function parseBenchArgs(argv: string[]): Options {
   };
 }
 
-const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 
 async function json(t: Target, method: string, path: string, body?: unknown, token?: string): Promise<any> {
   const res = await fetch(`http://${t.host}:${t.port}${path}`, {

@@ -78,3 +78,23 @@ export function boxCpu(): { busySeconds: number; totalSeconds: number } {
   const idle = (f[3] ?? 0) + (f[4] ?? 0);
   return { busySeconds: (total - idle) / TICK, totalSeconds: total / TICK };
 }
+
+/** The box's load averages over 1, 5 and 15 minutes, as /proc/loadavg gives them: the box is shared. */
+export const loadavg = (): string => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+
+/**
+ * RSS, CPU and run-queue seconds summed over a server's process tree (its supervisor and
+ * workers); PSS too when asked (it reads smaps, slower). Zeros for a target without a pid.
+ */
+export function treeFigures(root: number | undefined, withPss = false): { rss: number; pss: number; cpu: number; wait: number } {
+  const f = { rss: 0, pss: 0, cpu: 0, wait: 0 };
+  for (const pid of root === undefined ? [] : processTree(root)) {
+    const s = sampleProc(pid);
+    if (!s) continue;
+    f.rss += s.rssBytes;
+    f.cpu += s.cpuSeconds;
+    f.wait += s.runQueueSeconds;
+    if (withPss) f.pss += pssOf(pid);
+  }
+  return f;
+}
