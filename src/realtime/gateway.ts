@@ -4,11 +4,8 @@
  * `closed` with the Conn it got back; the gateway talks to sockets only through the engine's
  * `SocketOps`, one shared object, so no connection carries closures of its own.
  *
- * A client offering the `onebox.v1` subprotocol gets its refusals as close codes instead
- * (4001 token_expired, 4003 invalid token or revoked session, 1013 with `retry=<s>`), as a
- * browser cannot read a refused upgrade's status: it is upgraded, then closed at once. Such
- * refusals hold a descriptor each, so at most REFUSING_MAX run at once (within the open-file
- * reserve the ceiling keeps); past that the HTTP status is the answer.
+ * Who may upgrade, and how a refusal is answered (an HTTP status, or for an `onebox.v1`
+ * client an upgrade closed at once with a close code), is admission.ts.
  *
  * Tokens: every connection gets `hello` first, with its token's `exp`; the `auth` op replaces
  * the token on a live connection, and the heartbeat, as it pings a connection, closes it with
@@ -19,23 +16,15 @@
  * MAX_BUFFERED_BYTES the connection is closed with 1013 and counted, and, being marked
  * `closing` and removed from the registry, never receives another byte from us.
  *
- * Per-address limit: the client address is derived as on the HTTP side (TRUST_PROXY,
- * lib/client-address.ts) and its slot is taken from the box's `Limits` (the supervisor's
- * table with WORKERS>1) once the token is verified; `releaseIp` gives it back on abort or
- * close, the only two ends of an authorized upgrade.
- *
  * Access: every `sub`, `history`, `recv` and `pub` first finds its topic's namespace rules
  * (channels.ts); an unknown namespace is refused, and access.ts decides the rest. A
  * membership removal reaches this process through the hub and drops the user's live
  * subscriptions with `membership_revoked`. The seam's types are in gateway-types.ts.
  */
-import { CLOSE, errorBody, type ErrorCode } from '../errors.js';
-import { clientAddress, limitKey } from '../lib/client-address.js';
-import type { Limits } from '../lib/limits.js';
+import { CLOSE } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
-import { Conn, holds, topicCount } from './conn.js';
-import { openFileLimits } from '../lib/open-files.js';
-import { deriveCeiling } from './ceiling.js';
+import { Admission } from './admission.js';
+import { holds, topicCount, type Conn } from './conn.js';
 import { Heartbeat } from './heartbeat.js';
 import { Channels, namespaceOf, type NamespaceRules } from './channels.js';
 import { Delivery } from './delivery.js';
@@ -44,7 +33,7 @@ import { MemberCache } from './members.js';
 import type { GapReader } from './topic-order.js';
 import { Registry } from './registry.js';
 import { Presence } from './presence.js';
-import { FrameError, SUBPROTOCOL, frames, offersSubprotocol, parseFrame, type ClientFrame } from './protocol.js';
+import { FrameError, frames, parseFrame, type ClientFrame } from './protocol.js';
 import { Access, READ_REFUSED } from './access.js';
 import {
   GatewayStats,
@@ -56,11 +45,9 @@ import {
   type UpgradeRequest,
 } from './gateway-types.js';
 
+export { REFUSING_MAX } from './admission.js';
 export { GatewayStats } from './gateway-types.js';
 export type { Authentication, GatewayDeps, GatewayOptions, SocketOps, SubTokenCheck, UpgradeDecision, UpgradeRequest } from './gateway-types.js';
-
-/** A Sec-WebSocket-Key is the base64 of 16 bytes (RFC 6455 section 4.1). */
-const WS_KEY = /^[+/0-9A-Za-z]{21}[AQgw]==$/;
 
 /** Labels for the loop-block detector, made once rather than per message. */
 const OP_LABEL = {
@@ -74,26 +61,14 @@ const OP_LABEL = {
   auth: 'ws:auth',
 } as const;
 
-/** Refusals answered with a close code that may be in flight at once (each holds a descriptor). */
-export const REFUSING_MAX = 256;
 /** How long a refused connection may take to read its close frame before it is terminated. */
 const REFUSAL_CLOSE_MS = 5000;
-
-/** The close code and reason a refusal's error code becomes for an `onebox.v1` client. */
-function refusalClose(code: ErrorCode, retryAfter: string | undefined): { code: number; reason: string } {
-  if (code === 'token_expired') return { code: CLOSE.tokenExpired, reason: code };
-  if (code === 'unauthorized' || code === 'invalid_token' || code === 'session_revoked') return { code: CLOSE.revoked, reason: code };
-  return { code: CLOSE.tryAgainLater, reason: `${code} retry=${retryAfter ?? 1}` };
-}
 
 const refuseAllTokens: NonNullable<GatewayDeps['authenticateToken']> = () =>
   Promise.resolve({ ok: false, code: 'invalid_token', message: 'tokens cannot be replaced on this server' });
 
 /** A publish burst: twice the rate, i.e. two seconds' worth. */
 const BURST_MS = 2000;
-
-/** The key of an address's WebSocket slots in the box's limit tables. */
-const ipKey = (ip: string) => `ws-ip:${limitKey(ip)}`;
 
 export class Gateway {
   readonly stats = new GatewayStats();
@@ -105,7 +80,7 @@ export class Gateway {
   private readonly delivery: Delivery | null;
   /** Delivers to users and topics: the local hub, or a backplane around it. */
   readonly hub: Hub;
-  readonly ceiling: number;
+  private readonly admission: Admission;
   private readonly heartbeat: Heartbeat;
   /** Members per presence topic; its grace periods and counts ride the heartbeat's tick. */
   readonly presence: Presence;
@@ -115,31 +90,21 @@ export class Gateway {
    * queued bytes until the runtime's own timeout (30 s in ws, none on Bun).
    */
   private readonly closingUntil = new Map<Conn, number>();
-  /** Upgrades accepted only to be closed (onebox.v1 refusals), with the close they get. */
-  private readonly refusals = new Map<Conn, { code: number; reason: string }>();
   /** Connections with an `auth` op in flight (one at a time each). */
   private readonly authing = new Set<Conn>();
-  /** Refusal connections from authorize until closed or aborted: the descriptors they hold. */
-  private refusing = 0;
-  private nextId = 1;
-  private draining = false;
   /** The close closeAll sent, for upgrades that open after it. */
   private drainClose: { code: number; reason: string } | null = null;
   private emptyWaiters: Array<() => void> = [];
   private ops: SocketOps | null = null;
   private readonly log: Logger;
-  private readonly limits: Limits;
-  private readonly authenticate: GatewayDeps['authenticate'];
   private readonly authenticateToken: NonNullable<GatewayDeps['authenticateToken']>;
   private readonly activity: (label: string) => void;
 
   constructor(private readonly config: GatewayOptions, deps: GatewayDeps) {
     this.log = deps.log;
-    this.limits = deps.limits;
-    this.authenticate = deps.authenticate;
+    this.admission = new Admission(config, this.stats, deps.limits, deps.log, deps.authenticate);
     this.authenticateToken = deps.authenticateToken ?? refuseAllTokens;
     this.activity = deps.onActivity ?? (() => undefined);
-    this.ceiling = config.maxConnections ?? deriveCeiling(openFileLimits()?.soft);
     this.heartbeat = new Heartbeat(config.pingIntervalMs, config.idleTimeoutMs, {
       ping: (conn, now) => {
         if (conn.exp !== 0 && conn.exp * 1000 <= now) {
@@ -216,85 +181,14 @@ export class Gateway {
     this.heartbeat.start();
   }
 
-  /**
-   * Decide an upgrade: draining, ceiling, per-address limit, then the token. A refusal of a
-   * well-formed handshake offering `onebox.v1` becomes an upgrade that `open` closes.
-   */
-  async authorize(req: UpgradeRequest): Promise<UpgradeDecision> {
-    // RFC 6455 section 4.4: another version is refused with the version we speak.
-    if (req.version !== '13') {
-      return this.refuse('handshake', 426, 'Sec-WebSocket-Version must be 13', 'upgrade_required', { 'Sec-WebSocket-Version': '13' });
-    }
-    if (!req.key || !WS_KEY.test(req.key)) return this.refuse('handshake', 400, 'invalid Sec-WebSocket-Key', 'bad_request');
-    const v1 = offersSubprotocol(req.protocols);
-    const decision = await this.decide(req);
-    if (decision.ok) {
-      if (v1) decision.protocol = SUBPROTOCOL;
-      return decision;
-    }
-    if (!v1 || this.refusing >= REFUSING_MAX) return decision;
-    const conn = new Conn(0, '', req.ip, Date.now());
-    this.refusing++;
-    this.stats.refusedByClose++;
-    this.refusals.set(conn, refusalClose(decision.code, decision.headers['Retry-After']));
-    return { ok: true, conn, protocol: SUBPROTOCOL };
+  /** The connection ceiling of this process. */
+  get ceiling(): number {
+    return this.admission.ceiling;
   }
 
-  private async decide(req: UpgradeRequest): Promise<UpgradeDecision> {
-    if (this.draining) return this.refuse('draining', 503, 'server is shutting down', 'not_ready');
-    if (this.stats.open + this.stats.pending >= this.ceiling) {
-      return this.refuse('ceiling', 503, 'connection ceiling reached');
-    }
-    // Admission: in a reconnect storm a process that takes every handshake answers each one
-    // later than the client waits; refused early and cheaply, the client comes back after
-    // Retry-After to a process that answers the ones it took in time.
-    const bound = this.config.maxHandshakes;
-    if (bound !== undefined && this.stats.handshaking + this.stats.pending >= bound) {
-      return this.refuse('handshakes', 503, 'too many handshakes in progress');
-    }
-    this.stats.handshaking++;
-    let auth: Authentication;
-    try {
-      auth = await this.authenticate(req);
-    } finally {
-      this.stats.handshaking--;
-    }
-    if (!auth.ok) {
-      // A store that cannot be asked is not the client's fault: 503 + Retry-After, never a
-      // 401 that would sign it out.
-      if (auth.code === 'store_unavailable') return this.refuse('store', 503, auth.message, auth.code);
-      return this.refuse('unauthorized', 401, auth.message, auth.code);
-    }
-    const userId = auth.userId;
-    // Re-check after the await: other upgrades may have been admitted meanwhile.
-    if (this.draining) return this.refuse('draining', 503, 'server is shutting down', 'not_ready');
-    if (this.stats.open + this.stats.pending >= this.ceiling) {
-      return this.refuse('ceiling', 503, 'connection ceiling reached');
-    }
-    this.stats.pending++;
-    const ip = clientAddress(this.config.trustProxy, req.ip, req.forwarded);
-    const perIp = this.config.maxConnectionsPerIp;
-    if (perIp !== undefined) {
-      let granted = false;
-      try {
-        granted = await this.limits.acquire(ipKey(ip), perIp);
-      } catch (err) {
-        this.log.warn({ err }, 'per-address slot unavailable');
-      }
-      if (!granted) {
-        this.stats.pending--;
-        return this.refuse('per_ip', 503, 'too many connections from this address');
-      }
-      if (this.draining) {
-        this.stats.pending--;
-        this.limits.release(ipKey(ip));
-        return this.refuse('draining', 503, 'server is shutting down', 'not_ready');
-      }
-    }
-    const conn = new Conn(this.nextId++, userId, ip, Date.now());
-    conn.exp = auth.exp ?? 0;
-    conn.sid = auth.sid ?? null;
-    return { ok: true, conn, protocol: undefined };
+  /** Decide an upgrade (admission.ts): a Conn to open, or the refusal to answer. */
+  authorize(req: UpgradeRequest): Promise<UpgradeDecision> {
+    return this.admission.authorize(req);
   }
 
   /**
@@ -305,13 +199,7 @@ export class Gateway {
   abort(conn: Conn): void {
     if (conn.sock !== null || conn.closing) return;
     conn.closing = true;
-    if (conn.id === 0) {
-      this.refusals.delete(conn);
-      this.refusing--;
-      return;
-    }
-    this.stats.pending--;
-    this.releaseIp(conn);
+    this.admission.abort(conn);
   }
 
   open(conn: Conn, sock: unknown): void {
@@ -320,16 +208,15 @@ export class Gateway {
       this.ops!.terminate(sock);
       return;
     }
-    const refusal = this.refusals.get(conn);
+    const refusal = this.admission.refusalFor(conn);
     if (refusal) {
-      this.refusals.delete(conn);
       conn.sock = sock;
       conn.closing = true;
       this.closingUntil.set(conn, Date.now() + Math.min(REFUSAL_CLOSE_MS, this.config.pingIntervalMs));
       this.ops!.close(sock, refusal.code, refusal.reason);
       return;
     }
-    this.stats.pending--;
+    this.admission.opened();
     this.stats.open++;
     conn.sock = sock;
     this.registry.addUser(conn);
@@ -373,7 +260,7 @@ export class Gateway {
     this.closingUntil.delete(conn);
     if (conn.id === 0) {
       // A refusal (onebox.v1): never counted open, never registered.
-      if (conn.sock !== null) this.refusing--;
+      this.admission.refusalClosed(conn);
       conn.sock = null;
       return;
     }
@@ -383,7 +270,7 @@ export class Gateway {
     if (conn.sock !== null) {
       conn.sock = null;
       this.stats.open--;
-      this.releaseIp(conn);
+      this.admission.releaseIp(conn);
     }
     if (this.stats.open === 0 && this.emptyWaiters.length > 0) {
       for (const w of this.emptyWaiters.splice(0)) w();
@@ -392,7 +279,7 @@ export class Gateway {
 
   /** Refuse new upgrades and close every connection with `code` (1001 shutdown, 1012 restart). */
   closeAll(code: number, reason: string): void {
-    this.draining = true;
+    this.admission.draining = true;
     this.drainClose = { code, reason };
     this.heartbeat.stop();
     for (const conn of [...this.registry.all()]) this.close(conn, code, reason);
@@ -682,18 +569,5 @@ export class Gateway {
     conn.closing = true;
     this.heartbeat.remove(conn);
     this.registry.unsubscribeAll(conn);
-  }
-
-  /** The one place a per-address slot is given back (abort, or close of an open socket). */
-  private releaseIp(conn: Conn): void {
-    if (this.config.maxConnectionsPerIp !== undefined) this.limits.release(ipKey(conn.ip));
-  }
-
-  private refuse(reason: string, status: number, message: string, code: ErrorCode = 'over_capacity', extra?: Record<string, string>): UpgradeDecision {
-    this.stats.refused.set(reason, (this.stats.refused.get(reason) ?? 0) + 1);
-    // The client asked to leave HTTP: a refused upgrade ends the connection rather than keep it.
-    const headers: Record<string, string> = { 'Content-Type': 'application/json', 'X-Content-Type-Options': 'nosniff', Connection: 'close', ...extra };
-    if (status === 503) headers['Retry-After'] = String(1 + Math.floor(Math.random() * 10));
-    return { ok: false, status, headers, body: errorBody(code, message), code };
   }
 }
