@@ -24,6 +24,23 @@ export interface ClientStats {
   pubAcked?: number;
 }
 
+/** What `Clients.start` spreads over the client processes. */
+export interface SpreadStart {
+  host: string;
+  port: number;
+  count: number;
+  /** The access token of the i-th socket (0-based over all processes). */
+  token: (i: number) => string;
+  /** Process k connects from 127.0.0.<firstAddress + k>. @default 2 */
+  firstAddress?: number;
+  topic: string | string[];
+  rampS: number;
+  /** Reconnect a closed socket (the storm). @default false */
+  reconnect?: boolean;
+  /** More fields of each process's start command (ws-client-proc.ts `Start`). */
+  extra?: Record<string, unknown>;
+}
+
 export class Clients {
   readonly procs: ChildProcess[] = [];
   readonly stats: ClientStats[] = [];
@@ -39,6 +56,30 @@ export class Clients {
       this.procs.push(p);
     }
   }
+  /**
+   * Spread `count` sockets over the client processes: process k opens its share from
+   * 127.0.0.<firstAddress + k> (one source address each: 64K ports apiece), as users
+   * `token(i)`, at `count / rampS` a second in all.
+   */
+  start(o: SpreadStart): void {
+    const share = Math.ceil(o.count / this.procs.length);
+    this.procs.forEach((p, k) => {
+      const from = k * share;
+      const n = Math.max(0, Math.min(share, o.count - from));
+      p.send({
+        cmd: 'start',
+        host: o.host,
+        port: o.port,
+        tokens: Array.from({ length: n }, (_, j) => o.token(from + j)),
+        localAddress: `127.0.0.${(o.firstAddress ?? 2) + k}`,
+        topic: o.topic,
+        rate: Math.max(1, n / Math.max(o.rampS, 0.1)),
+        reconnect: o.reconnect ?? false,
+        ...o.extra,
+      });
+    });
+  }
+
   total(): ClientStats {
     const t: ClientStats = { open: 0, opened: 0, failed: 0, dropped: 0, pings: 0, reconnects: 0, errors: {} };
     for (const s of this.stats) {

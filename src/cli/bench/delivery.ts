@@ -237,19 +237,14 @@ function startClients(
   o: { firstUser: number; count: number; firstAddress: number; topic: string[]; rampS: number },
 ): Clients {
   const clients = new Clients(procs, 0);
-  const share = Math.ceil(o.count / procs);
-  clients.procs.forEach((p, k) => {
-    const n = Math.max(0, Math.min(share, o.count - k * share));
-    p.send({
-      cmd: 'start',
-      host: t.host,
-      port: t.port,
-      tokens: Array.from({ length: n }, (_, j) => signToken(t.jwtSecret!, `bench-${o.firstUser + k * share + j}`)),
-      localAddress: `127.0.0.${o.firstAddress + k}`,
-      topic: o.topic,
-      rate: Math.max(1, n / o.rampS),
-      reconnect: false,
-    });
+  clients.start({
+    host: t.host,
+    port: t.port,
+    count: o.count,
+    token: (i) => signToken(t.jwtSecret!, `bench-${o.firstUser + i}`),
+    firstAddress: o.firstAddress,
+    topic: o.topic,
+    rampS: o.rampS,
   });
   return clients;
 }

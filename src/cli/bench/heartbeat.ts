@@ -166,21 +166,8 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
     await sleep(2000);
     const idle = treeFigures(target.pid);
     await target.seedUsers!(o.connections);
-    const share = Math.ceil(o.connections / o.clients);
     phase = 'ramp';
-    clients.procs.forEach((p, k) => {
-      const n = Math.max(0, Math.min(share, o.connections - k * share));
-      p.send({
-        cmd: 'start',
-        host: target.host,
-        port: target.port,
-        tokens: Array.from({ length: n }, (_, j) => signToken(target.jwtSecret!, `bench-${k * share + j}`)),
-        localAddress: `127.0.0.${2 + k}`,
-        topic: 'bench:all',
-        rate: Math.max(1, n / o.rampS),
-        reconnect: false,
-      });
-    });
+    clients.start({ host: target.host, port: target.port, count: o.connections, token: (i) => signToken(target.jwtSecret!, `bench-${i}`), topic: 'bench:all', rampS: o.rampS });
     const rampDeadline = Date.now() + (o.rampS + 60) * 1000;
     while (clients.total().open + clients.total().failed < o.connections && Date.now() < rampDeadline) await sleep(250);
     phase = 'settle';

@@ -152,22 +152,15 @@ async function measure(o: Options, kind: ServerKind): Promise<PeerRow> {
     await sleep(IDLE_WAIT_MS);
     const idle = sampleProc(pid)!.rssBytes;
     clients = new Clients(o.clients, 0);
-    const share = Math.ceil(N / o.clients);
-    clients.procs.forEach((p, k) => {
-      const n = Math.max(0, Math.min(share, N - k * share));
-      p.send({
-        cmd: 'start',
-        host: server.host,
-        port: server.port,
-        // Peers ignore the header; onebox checks it.
-        tokens: Array.from({ length: n }, (_, j) => signToken(server.jwtSecret, `bench-${k * share + j}`)),
-        localAddress: `127.0.0.${2 + k}`,
-        topic: TOPIC,
-        rate: Math.max(1, n / o.rampS),
-        reconnect: false,
-        ...(kind.path && { path: kind.path }),
-        ...(kind.engineIo && { engineIo: true }),
-      });
+    clients.start({
+      host: server.host,
+      port: server.port,
+      count: N,
+      // Peers ignore the header; onebox checks it.
+      token: (i) => signToken(server.jwtSecret, `bench-${i}`),
+      topic: TOPIC,
+      rampS: o.rampS,
+      extra: { ...(kind.path && { path: kind.path }), ...(kind.engineIo && { engineIo: true }) },
     });
     const deadline = Date.now() + (o.rampS + 60) * 1000;
     const settled = () => {

@@ -269,22 +269,16 @@ async function runOne(o: Options, engine: 'bun' | 'node', workers: number): Prom
     // Client tokens: one user per connection when we can sign, else the seeded user.
     if (target.jwtSecret) await target.seedUsers?.(o.connections);
     const token = (i: number) => (target.jwtSecret ? signToken(target.jwtSecret, `bench-${i}`) : httpToken);
-    const share = Math.ceil(o.connections / o.clients);
     phase = 'ramp';
-    clients.procs.forEach((p, k) => {
-      const from = k * share;
-      const n = Math.max(0, Math.min(share, o.connections - from));
-      p.send({
-        cmd: 'start',
-        host: target.host,
-        port: target.port,
-        tokens: Array.from({ length: n }, (_, j) => token(from + j)),
-        localAddress: `127.0.0.${2 + k}`,
-        topic: 'bench:all',
-        rate: Math.max(1, n / Math.max(o.rampS, 0.1)),
-        reconnect: o.scenario === 'storm',
-        backoff: o.backoff,
-      });
+    clients.start({
+      host: target.host,
+      port: target.port,
+      count: o.connections,
+      token,
+      topic: 'bench:all',
+      rampS: o.rampS,
+      reconnect: o.scenario === 'storm',
+      extra: { backoff: o.backoff },
     });
     const rampDeadline = Date.now() + (o.rampS + 60) * 1000;
     while (clients.total().open < o.connections && Date.now() < rampDeadline) await sleep(250);

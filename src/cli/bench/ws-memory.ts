@@ -117,20 +117,7 @@ async function measure(o: Options, engine: EngineName): Promise<boolean> {
     const idleRss = sampleProc(pid)!.rssBytes;
     const started = Date.now();
     clients = new Clients(o.clients, 0);
-    const share = Math.ceil(N / o.clients);
-    clients.procs.forEach((p, k) => {
-      const n = Math.max(0, Math.min(share, N - k * share));
-      p.send({
-        cmd: 'start',
-        host: server.host,
-        port: server.port,
-        tokens: Array.from({ length: n }, (_, j) => signToken(server.jwtSecret, `bench-${k * share + j}`)),
-        localAddress: `127.0.0.${2 + k}`,
-        topic: o.topic,
-        rate: Math.max(1, n / o.rampS),
-        reconnect: false,
-      });
-    });
+    clients.start({ host: server.host, port: server.port, count: N, token: (i) => signToken(server.jwtSecret, `bench-${i}`), topic: o.topic, rampS: o.rampS });
     const deadline = Date.now() + (o.rampS + 60) * 1000;
     const settled = () => {
       const t = clients!.total();
