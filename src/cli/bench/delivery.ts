@@ -34,6 +34,7 @@ import { signToken } from './jwt.js';
 import { cleanups } from './cleanups.js';
 import { boxCpu, loadavg, sampleProc, treeFigures } from './sampler.js';
 import { startTarget, type Target } from './target.js';
+import { enginesOption, numberOption } from './options.js';
 
 export const DELIVERY_HELP = `usage: onebox bench --scenario delivery [options]
 
@@ -107,31 +108,25 @@ function parse(argv: string[]): Options {
       out: { type: 'string' },
     },
   });
-  const num = (s: string, name: string, min: number) => {
-    const n = Number(s);
-    if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number, at least ${min}`);
-    return n;
-  };
-  const engines = v.engines.split(',') as Options['engines'];
-  if (engines.some((e) => e !== 'bun' && e !== 'node')) throw new Error('--engines takes bun and/or node');
+  const engines = enginesOption(v.engines);
   const stores = v.stores.split(',') as Options['stores'];
   if (stores.some((s) => s !== 'sqlite' && s !== 'postgres')) throw new Error('--stores takes sqlite and/or postgres');
   const date = new Date().toISOString().slice(0, 16).replace(/[:T]/g, '-');
   return {
     engines,
     stores,
-    workers: v.workers.split(',').map((w) => num(w, 'workers', 1)),
-    publishers: num(v.publishers, 'publishers', 1),
-    window: num(v.window, 'window', 1),
-    topics: num(v.topics, 'topics', 1),
-    payload: num(v.payload, 'payload', 0),
-    warmupS: num(v.warmup, 'warmup', 0),
-    durationS: num(v.duration, 'duration', 1),
-    subscribers: num(v.subscribers, 'subscribers', 1),
-    messages: num(v.messages, 'messages', 0),
-    notifies: num(v.notifies, 'notifies', 0),
-    rampS: num(v.ramp, 'ramp', 0.1),
-    blockWarnMs: num(v['block-warn-ms'], 'block-warn-ms', 1),
+    workers: v.workers.split(',').map((w) => numberOption(w, 'workers', 1)),
+    publishers: numberOption(v.publishers, 'publishers', 1),
+    window: numberOption(v.window, 'window', 1),
+    topics: numberOption(v.topics, 'topics', 1),
+    payload: numberOption(v.payload, 'payload', 0),
+    warmupS: numberOption(v.warmup, 'warmup', 0),
+    durationS: numberOption(v.duration, 'duration', 1),
+    subscribers: numberOption(v.subscribers, 'subscribers', 1),
+    messages: numberOption(v.messages, 'messages', 0),
+    notifies: numberOption(v.notifies, 'notifies', 0),
+    rampS: numberOption(v.ramp, 'ramp', 0.1),
+    blockWarnMs: numberOption(v['block-warn-ms'], 'block-warn-ms', 1),
     databaseUrl: v['database-url'],
     out: v.out ?? join('bench', 'results', `${date}-delivery`),
   };

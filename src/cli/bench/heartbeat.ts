@@ -23,6 +23,7 @@ import { Clients } from './clients.js';
 import { signToken } from './jwt.js';
 import { boxCpu, loadavg, processTree, sampleProc, treeFigures } from './sampler.js';
 import { startTarget } from './target.js';
+import { enginesOption, numberOption } from './options.js';
 
 export const HEARTBEAT_HELP = `usage: onebox bench --scenario heartbeat [options]
 
@@ -70,25 +71,19 @@ function parse(argv: string[]): Options {
       out: { type: 'string' },
     },
   });
-  const num = (s: string, name: string, min: number) => {
-    const n = Number(s);
-    if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number, at least ${min}`);
-    return n;
-  };
-  const engines = v.engines.split(',') as Options['engines'];
-  if (engines.some((e) => e !== 'bun' && e !== 'node')) throw new Error('--engines takes bun and/or node');
-  const connections = num(v.connections, 'connections', 1);
+  const engines = enginesOption(v.engines);
+  const connections = numberOption(v.connections, 'connections', 1);
   const date = new Date().toISOString().slice(0, 16).replace(/[:T]/g, '-');
   return {
     engines,
-    workers: v.workers.split(',').map((w) => num(w, 'workers', 1)),
+    workers: v.workers.split(',').map((w) => numberOption(w, 'workers', 1)),
     connections,
-    clients: num(v.clients ?? String(Math.max(1, Math.ceil(connections / 12_500))), 'clients', 1),
-    pingIntervalS: num(v['ping-interval'], 'ping-interval', 0.05),
-    rampS: num(v.ramp, 'ramp', 0.1),
-    settleS: num(v.settle, 'settle', 0),
-    windowS: num(v.window, 'window', 1),
-    rounds: num(v.rounds, 'rounds', 1),
+    clients: numberOption(v.clients ?? String(Math.max(1, Math.ceil(connections / 12_500))), 'clients', 1),
+    pingIntervalS: numberOption(v['ping-interval'], 'ping-interval', 0.05),
+    rampS: numberOption(v.ramp, 'ramp', 0.1),
+    settleS: numberOption(v.settle, 'settle', 0),
+    windowS: numberOption(v.window, 'window', 1),
+    rounds: numberOption(v.rounds, 'rounds', 1),
     out: v.out ?? join('bench', 'results', `${date}-heartbeat`),
   };
 }

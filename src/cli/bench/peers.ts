@@ -19,6 +19,7 @@ import { loadavg, pssOf, sampleProc } from './sampler.js';
 import { ROOT, startServer, type EngineName, type ServerProcess } from './server-process.js';
 import { seedUsers } from './users.js';
 import { fanout } from './ws-memory.js';
+import { numberOption } from './options.js';
 
 export const PEERS_HELP = `usage: onebox bench --peers [options]
 
@@ -112,11 +113,6 @@ function parse(argv: string[]): Options {
       out: { type: 'string' },
     },
   });
-  const num = (s: string, name: string, min: number) => {
-    const n = Number(s);
-    if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number, at least ${min}`);
-    return n;
-  };
   const servers = v.servers.split(',').map((name) => {
     const s = SERVERS.find((k) => k.name === name);
     if (!s) throw new Error(`--servers takes ${SERVERS.map((k) => k.name).join(', ')}`);
@@ -125,11 +121,11 @@ function parse(argv: string[]): Options {
   const date = new Date().toISOString().slice(0, 16).replace(/[:T]/g, '-');
   return {
     servers,
-    connections: num(v.connections, 'connections', 1),
-    clients: num(v.clients, 'clients', 1),
-    rampS: num(v.ramp, 'ramp', 0.1),
-    settleS: num(v.settle, 'settle', 0),
-    fanouts: num(v.fanouts, 'fanouts', 1),
+    connections: numberOption(v.connections, 'connections', 1),
+    clients: numberOption(v.clients, 'clients', 1),
+    rampS: numberOption(v.ramp, 'ramp', 0.1),
+    settleS: numberOption(v.settle, 'settle', 0),
+    fanouts: numberOption(v.fanouts, 'fanouts', 1),
     out: v.out ?? join('bench', 'results', `${date}-peers`),
   };
 }

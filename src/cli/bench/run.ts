@@ -20,6 +20,7 @@ import { Clients } from './clients.js';
 import { signToken } from './jwt.js';
 import { externalTarget, startTarget, type Target } from './target.js';
 import { affinityOf, parsePin, pinSelf, type Pinning } from './pin.js';
+import { enginesOption } from './options.js';
 
 export const BENCH_HELP = `usage: onebox bench [options]
        onebox bench ws-memory [options]   RSS per idle WebSocket on one process (--help)
@@ -116,8 +117,7 @@ export function parseBenchArgs(argv: string[]): Options {
   };
   const scenario = v.scenario as Options['scenario'];
   if (!['steady', 'fanout', 'storm', 'max-rps'].includes(scenario)) throw new Error('--scenario must be steady, fanout, storm or max-rps');
-  const engines = v.engines!.split(',') as Options['engines'];
-  if (engines.some((e) => e !== 'bun' && e !== 'node')) throw new Error('--engines takes bun and/or node');
+  const engines = enginesOption(v.engines!);
   const connections = num(v.connections, q ? 1000 : 50_000, 'connections');
   if (v.backoff !== 'sdk' && v.backoff !== 'raw') throw new Error('--backoff must be sdk or raw');
   const date = new Date().toISOString().slice(0, 16).replace(/[:T]/g, '-');

@@ -15,6 +15,7 @@ import { signToken } from './jwt.js';
 import { sampleProc } from './sampler.js';
 import { startServer, type EngineName, type ServerProcess } from './server-process.js';
 import { seedUsers } from './users.js';
+import { enginesOption, numberOption } from './options.js';
 
 export const WS_MEMORY_HELP = `usage: onebox bench ws-memory [options]
 
@@ -56,19 +57,13 @@ function parse(argv: string[]): Options {
       out: { type: 'string', default: join('bench', 'results') },
     },
   });
-  const num = (s: string, name: string, min: number) => {
-    const n = Number(s);
-    if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number, at least ${min}`);
-    return n;
-  };
-  const engines = v.engines.split(',') as EngineName[];
-  if (engines.some((e) => e !== 'bun' && e !== 'node')) throw new Error('--engines takes bun and/or node');
+  const engines = enginesOption(v.engines);
   return {
     engines,
-    connections: num(v.connections, 'connections', 1),
-    clients: num(v.clients, 'clients', 1),
-    rampS: num(v.ramp, 'ramp', 0.1),
-    settleS: num(v.settle, 'settle', 0),
+    connections: numberOption(v.connections, 'connections', 1),
+    clients: numberOption(v.clients, 'clients', 1),
+    rampS: numberOption(v.ramp, 'ramp', 0.1),
+    settleS: numberOption(v.settle, 'settle', 0),
     topic: v.topic,
     out: v.out,
   };
